@@ -1,0 +1,267 @@
+//! The one public error type.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::{Lsn, SegmentId};
+
+/// Everything that can go wrong in auditlog. Each variant's `Display` is a
+/// sentence a user can act on: it names the file, the offset and the LSNs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("create segment", "sync", ...).
+        op: &'static str,
+        /// The file or directory it was done to.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The disk is full. The log stays readable, and appendable again once space is freed.
+    #[error("no space left on the device while trying to {op} {}; free some space and retry (the log is intact and readable)", path.display())]
+    StorageFull {
+        /// What was being done.
+        op: &'static str,
+        /// The file it was done to.
+        path: PathBuf,
+    },
+    /// Damaged bytes on disk. Never returned as records.
+    #[error(transparent)]
+    Corruption(Box<Corruption>),
+    /// Another process holds the write lock.
+    #[error("log {} is locked by {}; close that writer or open this one read-only", path.display(), match pid { Some(p) => format!("pid {p}"), None => "another process".to_string() })]
+    Locked {
+        /// The log directory.
+        path: PathBuf,
+        /// The pid the lock file names, if it could be read.
+        pid: Option<u32>,
+    },
+    /// A record larger than the configured maximum.
+    #[error("record of {len} bytes is larger than the maximum of {max} bytes")]
+    RecordTooLarge {
+        /// The record's length.
+        len: usize,
+        /// The configured maximum ([`Options::record_bytes_max`](crate::Options::record_bytes_max)).
+        max: u32,
+    },
+    /// An earlier write or sync failed, so durability can no longer be promised.
+    #[error("the log refuses writes because an earlier {reason}; reopen it to recover")]
+    Poisoned {
+        /// What failed.
+        reason: String,
+    },
+    /// The log directory holds a file auditlog did not write.
+    #[error("{} does not belong to an auditlog log ({what}); move it away or choose another directory", path.display())]
+    ForeignFile {
+        /// The offending file.
+        path: PathBuf,
+        /// Why it is not ours.
+        what: &'static str,
+    },
+    /// The log directory does not exist (for read-only opens).
+    #[error("log directory {} does not exist", path.display())]
+    NotFound {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A write was attempted on a log opened read-only.
+    #[error("the log was opened read-only")]
+    ReadOnly,
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// The quarantine file cannot be parsed.
+    #[error("{}: line {line}: {what}", path.display())]
+    BadQuarantineFile {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == io::ErrorKind::StorageFull {
+            Error::StorageFull { op, path }
+        } else {
+            Error::Io { op, path, source }
+        }
+    }
+
+    /// The corruption report, if this is a corruption error.
+    pub fn corruption(&self) -> Option<&Corruption> {
+        match self {
+            Error::Corruption(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl From<Corruption> for Error {
+    fn from(c: Corruption) -> Self {
+        Error::Corruption(Box::new(c))
+    }
+}
+
+/// Where damage was found and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// The damaged segment file.
+    pub path: PathBuf,
+    /// Its segment number.
+    pub segment: SegmentId,
+    /// First damaged byte (offset in the file).
+    pub offset: u64,
+    /// One past the last damaged byte.
+    pub end: u64,
+    /// The LSNs whose records were in the damaged range, if any were.
+    pub lsns_lost: Option<(Lsn, Lsn)>,
+    /// What was wrong at `offset`.
+    pub problem: Problem,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "corruption in {} at bytes {}..{}: {}",
+            self.path.display(),
+            self.offset,
+            self.end,
+            self.problem
+        )?;
+        match self.lsns_lost {
+            Some((a, b)) if a == b => write!(f, "; record {a} lost"),
+            Some((a, b)) => write!(f, "; records {a}..={b} lost"),
+            None => write!(f, "; no record lost"),
+        }
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+/// What exactly was wrong with damaged bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A file header that does not start with the segment magic.
+    BadMagic {
+        /// The first eight bytes found.
+        found: [u8; 8],
+    },
+    /// A format version this build does not read.
+    UnsupportedVersion(u32),
+    /// A header or footer whose checksum does not match.
+    HeaderCrc {
+        /// Which structure ("segment header", "segment footer").
+        what: &'static str,
+        /// CRC stored in the file.
+        stored: u32,
+        /// CRC computed over the bytes.
+        computed: u32,
+    },
+    /// A header that contradicts the file it is in (its name, the LSN sequence).
+    Mismatch {
+        /// Which field.
+        field: &'static str,
+        /// The value expected.
+        expected: u64,
+        /// The value found.
+        found: u64,
+    },
+    /// A frame whose checksum does not match its contents.
+    FrameCrc {
+        /// CRC stored in the frame header.
+        stored: u32,
+        /// CRC computed over the frame.
+        computed: u32,
+    },
+    /// A frame length that cannot be right.
+    LengthOutOfRange {
+        /// The length found.
+        len: u32,
+        /// The largest length possible at that offset.
+        max: u64,
+    },
+    /// A valid frame carrying the wrong LSN (stale or misdirected data).
+    LsnMismatch {
+        /// The LSN expected at this position.
+        expected: Lsn,
+        /// The LSN found.
+        found: Lsn,
+    },
+    /// Zeroed bytes where records should be.
+    Zeroed,
+    /// The whole-segment checksum in the footer does not match.
+    DataCrc {
+        /// CRC stored in the footer.
+        stored: u32,
+        /// CRC computed over the data.
+        computed: u32,
+    },
+    /// A segment file shorter than its header says.
+    Truncated {
+        /// Its length.
+        len: u64,
+        /// The length expected.
+        expected: u64,
+    },
+    /// A segment file missing from the sequence.
+    MissingSegment,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::BadMagic { found } => {
+                write!(f, "bad magic {found:02x?} (not an auditlog segment)")
+            }
+            Problem::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            Problem::HeaderCrc {
+                what,
+                stored,
+                computed,
+            } => write!(
+                f,
+                "{what} checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Problem::Mismatch {
+                field,
+                expected,
+                found,
+            } => {
+                write!(f, "{field} is {found}, expected {expected}")
+            }
+            Problem::FrameCrc { stored, computed } => write!(
+                f,
+                "record checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Problem::LengthOutOfRange { len, max } => {
+                write!(f, "record length {len} out of range (at most {max} here)")
+            }
+            Problem::LsnMismatch { expected, found } => {
+                write!(f, "record carries LSN {found} where LSN {expected} belongs")
+            }
+            Problem::Zeroed => write!(f, "zeroed bytes where records should be"),
+            Problem::DataCrc { stored, computed } => write!(
+                f,
+                "segment checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Problem::Truncated { len, expected } => {
+                write!(f, "file is {len} bytes, expected {expected}")
+            }
+            Problem::MissingSegment => write!(f, "segment file is missing"),
+        }
+    }
+}
+
+/// Shorthand for `Result<T, auditlog::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,460 @@
+//! A file system in memory that fails the way disks and kernels do.
+//!
+//! What it models, each seeded and repeatable:
+//! - **power loss** ([`FaultyFs::crash`]): every byte made durable by a sync
+//!   survives; of the writes since, a random prefix survives in order and the
+//!   last surviving one may be torn at a 512-byte sector boundary; directory
+//!   changes not made durable by a directory sync may or may not survive;
+//! - **a failed `fsync`** ([`FaultyFs::fail_sync_after`]): the sync reports an
+//!   error and, as Linux does, forgets the dirty data it could not write, so a
+//!   later sync "succeeds" without persisting it;
+//! - **a full disk** ([`FaultyFs::set_space_limit`]): creating a file whose
+//!   blocks would exceed the limit fails with `StorageFull`.
+//!
+//! Handles opened before a crash stop working after it (every call fails with
+//! an I/O error), as the process that held them would be gone.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::mmap::View;
+use super::{LockGuard, SegmentFile, Vfs};
+
+/// Sector size at which [`FaultyFs::crash`] tears the last surviving write.
+pub const SECTOR: u64 = 512;
+
+/// The fault-injecting in-memory file system. Cheap to clone (shared state).
+#[derive(Clone, Debug, Default)]
+pub struct FaultyFs {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: Mutex<FsState>,
+    /// Bumped by every crash; handles from an older generation are dead.
+    generation: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct FsState {
+    files: BTreeMap<PathBuf, Entry>,
+    dirs: HashSet<PathBuf>,
+    locks: HashSet<PathBuf>,
+    /// The number of syncs still allowed to succeed before one fails.
+    syncs_until_failure: Option<u64>,
+    space_limit: Option<u64>,
+    sync_count: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    file: Arc<FaultFile>,
+    exists: bool,
+    durable_exists: bool,
+}
+
+#[derive(Debug)]
+struct FaultFile {
+    fs: Arc<Inner>,
+    generation: u64,
+    state: Mutex<FileState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct FileState {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+    /// Writes since the last sync, in order: (offset, bytes).
+    pending: Vec<(u64, Vec<u8>)>,
+    frozen: u64,
+}
+
+fn dead() -> io::Error {
+    io::Error::other("file handle from before a simulated crash")
+}
+
+fn injected_sync_failure() -> io::Error {
+    io::Error::other("injected fsync failure")
+}
+
+impl FaultyFs {
+    /// An empty file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the sync after the next `n` successful ones fail (`0`: the very next).
+    pub fn fail_sync_after(&self, n: u64) {
+        self.inner.state.lock().syncs_until_failure = Some(n);
+    }
+
+    /// Limits the total size of all files; `None` removes the limit.
+    pub fn set_space_limit(&self, bytes: Option<u64>) {
+        self.inner.state.lock().space_limit = bytes;
+    }
+
+    /// How many file or directory syncs have succeeded so far.
+    pub fn sync_count(&self) -> u64 {
+        self.inner.state.lock().sync_count
+    }
+
+    /// Simulates power loss, choosing what survives from `seed`, and "reboots":
+    /// afterwards the file system holds only what survived, and handles
+    /// opened before the crash fail on every call.
+    pub fn crash(&self, seed: u64) {
+        let mut rng = SplitMix64(seed);
+        let mut st = self.inner.state.lock();
+        let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut files = BTreeMap::new();
+        for (path, entry) in std::mem::take(&mut st.files) {
+            let survives = if entry.exists == entry.durable_exists {
+                entry.exists
+            } else {
+                rng.next().is_multiple_of(2)
+            };
+            if !survives {
+                continue;
+            }
+            let old = entry.file.state.lock().clone();
+            let mut image = old.durable.clone();
+            if image.len() < old.current.len() {
+                image.resize(old.current.len(), 0);
+            }
+            let keep = if old.pending.is_empty() {
+                0
+            } else {
+                (rng.next() % (old.pending.len() as u64 + 1)) as usize
+            };
+            for (i, (off, data)) in old.pending.iter().enumerate().take(keep) {
+                let mut len = data.len();
+                if i + 1 == keep && rng.next().is_multiple_of(2) {
+                    // Tear: only the sectors up to a random boundary reached the disk.
+                    let sectors = (off + data.len() as u64).div_ceil(SECTOR) - off / SECTOR;
+                    let cut = (off / SECTOR + rng.next() % sectors.max(1)) * SECTOR;
+                    len = cut.saturating_sub(*off).min(data.len() as u64) as usize;
+                }
+                let off = *off as usize;
+                image[off..off + len].copy_from_slice(&data[..len]);
+            }
+            let file = Arc::new(FaultFile {
+                fs: self.inner.clone(),
+                generation,
+                state: Mutex::new(FileState {
+                    current: image.clone(),
+                    durable: image,
+                    pending: Vec::new(),
+                    frozen: 0,
+                }),
+            });
+            files.insert(
+                path,
+                Entry {
+                    file,
+                    exists: true,
+                    durable_exists: true,
+                },
+            );
+        }
+        st.files = files;
+        st.locks.clear();
+        st.syncs_until_failure = None;
+    }
+
+    /// Overwrites bytes of a file directly, durably (to simulate media damage).
+    pub fn corrupt(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let st = self.inner.state.lock();
+        let entry = st
+            .files
+            .get(path)
+            .filter(|e| e.exists)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let mut f = entry.file.state.lock();
+        let off = offset as usize;
+        let end = off + bytes.len();
+        if end > f.current.len() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        f.current[off..end].copy_from_slice(bytes);
+        if f.durable.len() < end {
+            f.durable.resize(end, 0);
+        }
+        f.durable[off..end].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The current contents of a file (as a reader would see them now).
+    pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
+        let st = self.inner.state.lock();
+        let entry = st.files.get(path).filter(|e| e.exists)?;
+        let contents = entry.file.state.lock().current.clone();
+        Some(contents)
+    }
+
+    fn live(&self, path: &Path) -> io::Result<Arc<FaultFile>> {
+        let st = self.inner.state.lock();
+        st.files
+            .get(path)
+            .filter(|e| e.exists)
+            .map(|e| e.file.clone())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.display().to_string()))
+    }
+
+    fn new_file(&self, path: &Path, contents: Vec<u8>, st: &mut FsState) -> Arc<FaultFile> {
+        let file = Arc::new(FaultFile {
+            fs: self.inner.clone(),
+            generation: self.inner.generation.load(Ordering::Acquire),
+            state: Mutex::new(FileState {
+                current: contents,
+                ..FileState::default()
+            }),
+        });
+        st.files.insert(
+            path.to_path_buf(),
+            Entry {
+                file: file.clone(),
+                exists: true,
+                durable_exists: false,
+            },
+        );
+        file
+    }
+}
+
+impl Inner {
+    /// Counts a sync, failing it if a failure was scheduled.
+    fn sync_allowed(&self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        match st.syncs_until_failure {
+            Some(0) => {
+                st.syncs_until_failure = None;
+                Err(injected_sync_failure())
+            }
+            Some(n) => {
+                st.syncs_until_failure = Some(n - 1);
+                st.sync_count += 1;
+                Ok(())
+            }
+            None => {
+                st.sync_count += 1;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Vfs for FaultyFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.inner.state.lock();
+        for dir in path.ancestors() {
+            st.dirs.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let st = self.inner.state.lock();
+        if !st.dirs.contains(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                path.display().to_string(),
+            ));
+        }
+        Ok(st
+            .files
+            .iter()
+            .filter(|(p, e)| e.exists && p.parent() == Some(path))
+            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    fn create_segment(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        let mut st = self.inner.state.lock();
+        if st.files.get(path).is_some_and(|e| e.exists) {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        if let Some(limit) = st.space_limit {
+            let used: u64 = st
+                .files
+                .values()
+                .filter(|e| e.exists)
+                .map(|e| e.file.state.lock().current.len() as u64)
+                .sum();
+            if used + len > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ));
+            }
+        }
+        let file = self.new_file(path, vec![0; len as usize], &mut st);
+        Ok(file)
+    }
+
+    fn open_segment(&self, path: &Path, _writable: bool) -> io::Result<Arc<dyn SegmentFile>> {
+        Ok(self.live(path)?)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.inner.state.lock();
+        match st.files.get_mut(path).filter(|e| e.exists) {
+            Some(e) => {
+                e.exists = false;
+                Ok(())
+            }
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_allowed()?;
+        let mut st = self.inner.state.lock();
+        st.files.retain(|p, e| {
+            if p.parent() == Some(path) {
+                e.durable_exists = e.exists;
+            }
+            e.exists || e.durable_exists
+        });
+        Ok(())
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let file = self.live(path)?;
+        let contents = file.state.lock().current.clone();
+        Ok(contents)
+    }
+
+    fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let file = match self.live(path) {
+            Ok(f) => f,
+            Err(_) => {
+                let mut st = self.inner.state.lock();
+                self.new_file(path, Vec::new(), &mut st)
+            }
+        };
+        self.inner.sync_allowed()?;
+        let mut f = file.state.lock();
+        f.current.extend_from_slice(data);
+        f.durable = f.current.clone();
+        Ok(())
+    }
+
+    fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
+        let mut st = self.inner.state.lock();
+        if !st.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        let file = match st.files.get(path).filter(|e| e.exists) {
+            Some(e) => e.file.clone(),
+            None => self.new_file(path, Vec::new(), &mut st),
+        };
+        let mut f = file.state.lock();
+        f.current = owner.as_bytes().to_vec();
+        f.durable = f.current.clone();
+        drop(f);
+        Ok(Some(Box::new(FaultLock {
+            fs: self.inner.clone(),
+            path: path.to_path_buf(),
+            generation: self.inner.generation.load(Ordering::Acquire),
+        })))
+    }
+}
+
+struct FaultLock {
+    fs: Arc<Inner>,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl Drop for FaultLock {
+    fn drop(&mut self) {
+        if self.fs.generation.load(Ordering::Acquire) == self.generation {
+            self.fs.state.lock().locks.remove(&self.path);
+        }
+    }
+}
+
+impl FaultFile {
+    fn check_alive(&self) -> io::Result<()> {
+        if self.fs.generation.load(Ordering::Acquire) == self.generation {
+            Ok(())
+        } else {
+            Err(dead())
+        }
+    }
+}
+
+impl SegmentFile for FaultFile {
+    fn file_len(&self) -> u64 {
+        self.state.lock().current.len() as u64
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.check_alive()?;
+        let mut f = self.state.lock();
+        assert!(offset >= f.frozen, "write below the frozen offset");
+        let off = offset as usize;
+        let end = off + data.len();
+        assert!(end <= f.current.len(), "write past the end of the file");
+        f.current[off..end].copy_from_slice(data);
+        f.pending.push((offset, data.to_vec()));
+        Ok(())
+    }
+
+    fn sync_range(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        self.check_alive()?;
+        let result = self.fs.sync_allowed();
+        let mut f = self.state.lock();
+        if result.is_ok() {
+            f.durable = f.current.clone();
+        }
+        // On failure the kernel drops the dirty pages it could not write:
+        // they stay visible in the cache but will never reach the disk.
+        f.pending.clear();
+        result
+    }
+
+    fn freeze(&self, end: u64) {
+        let mut f = self.state.lock();
+        assert!(
+            end <= f.current.len() as u64,
+            "freeze past the end of the file"
+        );
+        f.frozen = f.frozen.max(end);
+    }
+
+    fn frozen(&self) -> u64 {
+        self.state.lock().frozen
+    }
+
+    fn view(&self) -> io::Result<View> {
+        let f = self.state.lock();
+        Ok(View::heap(Arc::from(&f.current[..f.frozen as usize])))
+    }
+
+    fn inspect(&self, f: &mut dyn FnMut(&[u8])) {
+        let st = self.state.lock();
+        f(&st.current);
+    }
+}
+
+/// A small, seedable pseudo-random generator (SplitMix64), for repeatable faults.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next pseudo-random number.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49eb_133e_b133);
+        z ^ (z >> 31)
+    }
+}

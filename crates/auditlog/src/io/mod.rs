@@ -1,0 +1,75 @@
+//! The file seam: every byte auditlog writes or reads goes through [`Vfs`] and
+//! [`SegmentFile`], so tests can swap the real file system ([`RealFs`]) for one
+//! that loses unsynced data, tears writes and fails `fsync` ([`FaultyFs`]).
+//!
+//! Segment files are written only at or above their *frozen* offset and read
+//! only below it: [`SegmentFile::freeze`] is the line between the bytes the
+//! writer still owns and the bytes readers may look at without copying.
+
+mod fault;
+mod mmap;
+mod real;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use fault::{FaultyFs, SplitMix64, SECTOR};
+pub use mmap::View;
+pub use real::RealFs;
+
+/// A held exclusive lock on a log directory; dropping it releases the lock.
+pub type LockGuard = Box<dyn Send + Sync>;
+
+/// The directory-level file operations auditlog needs.
+///
+/// Implementations must be usable from many threads at once.
+pub trait Vfs: Send + Sync + fmt::Debug {
+    /// Creates `path` and its parents (mode 0700 where the platform has modes).
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries in directory `path`, unsorted. `NotFound` if it does not exist.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Creates a new file of exactly `len` bytes with its blocks allocated
+    /// (so later writes inside it cannot fail for lack of space), and opens it
+    /// for writing. Fails with `AlreadyExists` if the file exists and with
+    /// `StorageFull` if the space cannot be allocated (leaving no file behind).
+    fn create_segment(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>>;
+    /// Opens an existing segment file, for writing or read-only.
+    fn open_segment(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn SegmentFile>>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Reads a whole small file.
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Appends `data` to a small file (created with mode 0600 if missing) and
+    /// makes it durable before returning.
+    fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing) and writes
+    /// `owner` into it. `Ok(None)` when another holder has it.
+    fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>>;
+}
+
+/// One fixed-size, preallocated segment file.
+pub trait SegmentFile: Send + Sync + fmt::Debug {
+    /// The file's size in bytes (fixed when it was created).
+    fn file_len(&self) -> u64;
+    /// Writes `data` at `offset`. `offset` must be at or above [`frozen`](Self::frozen)
+    /// and the write must end inside the file; both are asserted.
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Makes the bytes in `offset..offset + len` durable (`msync`/`fdatasync`).
+    fn sync_range(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Declares every byte below `end` final: never written again, readable
+    /// through [`view`](Self::view). Never moves backward.
+    fn freeze(&self, end: u64);
+    /// The current frozen offset.
+    fn frozen(&self) -> u64;
+    /// A zero-copy view of the frozen bytes `0..frozen()`.
+    fn view(&self) -> io::Result<View>;
+    /// Calls `f` with every byte of the file, frozen or not. Only for recovery
+    /// and for read-only followers: the writing process must not be writing to
+    /// the file (asserted for files opened for writing: call it before the
+    /// first `write_at` above the frozen offset).
+    fn inspect(&self, f: &mut dyn FnMut(&[u8]));
+}

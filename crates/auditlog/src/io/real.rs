@@ -1,0 +1,144 @@
+//! The real file system: segment files are preallocated and memory-mapped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::mmap::{fallocate, MappedFile, View};
+use super::{LockGuard, SegmentFile, Vfs};
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+impl Vfs for RealFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn create_segment(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        if let Err(e) = allocate(&file, len) {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+        let mapped = MappedFile::new(path, file, len, true)?;
+        Ok(Arc::new(RealSegment(Arc::new(mapped))))
+    }
+
+    fn open_segment(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn SegmentFile>> {
+        let file = OpenOptions::new().read(true).write(writable).open(path)?;
+        let len = file.metadata()?.len();
+        let mapped = MappedFile::new(path, file, len, writable)?;
+        Ok(Arc::new(RealSegment(Arc::new(mapped))))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        File::open(path)?.read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(data)?;
+        file.sync_data()
+    }
+
+    fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        file.set_len(0)?;
+        file.write_all(owner.as_bytes())?;
+        Ok(Some(Box::new(file)))
+    }
+}
+
+/// Allocates the blocks of `file` up to `len` so that writes through the map
+/// never hit a hole on a full disk (which would be a SIGBUS, not an error).
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    match fallocate(file, len)? {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => {
+            // File systems without fallocate: write the zeros ourselves.
+            let zeros = vec![0u8; 1 << 20];
+            let mut left = len;
+            let mut f = file;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()
+        }
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+#[derive(Debug)]
+struct RealSegment(Arc<MappedFile>);
+
+impl SegmentFile for RealSegment {
+    fn file_len(&self) -> u64 {
+        self.0.len()
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_at(offset, data)
+    }
+    fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        // The size never changes (preallocated), so syncing the data range is enough.
+        self.0.sync_range(offset, len)
+    }
+    fn freeze(&self, end: u64) {
+        self.0.freeze(end)
+    }
+    fn frozen(&self) -> u64 {
+        self.0.frozen()
+    }
+    fn view(&self) -> io::Result<View> {
+        Ok(View::mapped(self.0.clone()))
+    }
+    fn inspect(&self, f: &mut dyn FnMut(&[u8])) {
+        self.0.inspect(f)
+    }
+}

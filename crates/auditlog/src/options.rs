@@ -1,0 +1,117 @@
+//! How a log is opened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::io::{RealFs, Vfs};
+
+/// When an append counts as done. See docs/DURABILITY.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Returns once the record is in the OS page cache: survives a process
+    /// crash, not a power loss.
+    Buffered,
+    /// Like `Buffered`, and a background thread syncs at least this often:
+    /// a power loss loses at most about this much.
+    Interval(Duration),
+    /// Returns only when the record is on stable storage (group commit:
+    /// concurrent writers share one sync).
+    Sync,
+}
+
+/// What opening a log does about damage that is not a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Refuse to open, with an error that says where the damage is.
+    Strict,
+    /// Record the damaged ranges in the quarantine file, skip them, and open.
+    Repair,
+}
+
+/// Options for [`Log::open`](crate::Log::open). Build with the setters:
+///
+/// ```
+/// use auditlog::{Durability, Options, RecoveryMode};
+/// let opts = Options::default()
+///     .segment_bytes(16 << 20)
+///     .durability(Durability::Buffered)
+///     .recovery(RecoveryMode::Repair);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) segment_bytes: u64,
+    pub(crate) record_bytes_max: u32,
+    pub(crate) durability: Durability,
+    pub(crate) recovery: RecoveryMode,
+    pub(crate) read_only: bool,
+    pub(crate) check_sealed: bool,
+    pub(crate) vfs: Arc<dyn Vfs>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: 64 << 20,
+            record_bytes_max: 1 << 20,
+            durability: Durability::Sync,
+            recovery: RecoveryMode::Strict,
+            read_only: false,
+            check_sealed: false,
+            vfs: Arc::new(RealFs),
+        }
+    }
+}
+
+impl Options {
+    /// Size of each segment file, header and footer included (default 64 MiB).
+    /// Only used for new segments; existing ones keep their size.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Largest record payload accepted (default 1 MiB).
+    pub fn record_bytes_max(mut self, bytes: u32) -> Self {
+        self.record_bytes_max = bytes;
+        self
+    }
+
+    /// Default durability of appends (default [`Durability::Sync`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// What to do about damage found when opening (default [`RecoveryMode::Strict`]).
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+
+    /// Open without the write lock, for reading beside a running writer.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Also walk every frame of sealed segments when opening (default off:
+    /// their footers are trusted, and damage in them is found when read or by
+    /// [`Log::verify`](crate::Log::verify)).
+    pub fn check_sealed(mut self, check: bool) -> Self {
+        self.check_sealed = check;
+        self
+    }
+
+    /// The file system to use (default: the real one). Tests pass a
+    /// [`FaultyFs`](crate::io::FaultyFs).
+    pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
+        self.vfs = vfs;
+        self
+    }
+
+    /// Default durability.
+    pub fn durability_mode(&self) -> Durability {
+        self.durability
+    }
+}

@@ -1,0 +1,291 @@
+//! The segmented write-ahead log: [`Log`] and its readers.
+//!
+//! - `segment`, `frame`: the on-disk structures (pure, no I/O);
+//! - `recovery`: the frame-by-frame scan and its decision table (pure);
+//! - `quarantine`: the file that lists ranges `Repair` dropped;
+//! - `open`: opening a directory (lock, segments, recovery);
+//! - `writer`: appends, rollover, group commit;
+//! - `reader`: iterators, random reads, followers.
+
+pub mod frame;
+mod open;
+pub mod quarantine;
+mod reader;
+pub mod recovery;
+pub mod segment;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Corruption, Error, Result};
+use crate::io::{LockGuard, SegmentFile, View};
+use crate::options::{Durability, Options};
+use crate::{Lsn, SegmentId};
+pub use reader::{Follower, Iter, Record};
+use recovery::Skip;
+
+/// What opening the log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files in the log.
+    pub segments: usize,
+    /// Bytes of a torn tail that were cleared (a crash interrupted a write).
+    pub torn_tail_bytes: u64,
+    /// Damage found and quarantined by [`RecoveryMode::Repair`](crate::RecoveryMode::Repair).
+    pub repaired: Vec<Corruption>,
+    /// An interrupted segment creation that was undone.
+    pub removed_incomplete_segment: Option<PathBuf>,
+}
+
+/// What [`Log::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files walked.
+    pub segments: usize,
+    /// Valid records seen.
+    pub records: u64,
+    /// Ranges listed in the quarantine file (known, skipped).
+    pub quarantined: usize,
+    /// Damage not yet quarantined. Empty for a healthy log.
+    pub damage: Vec<Corruption>,
+}
+
+/// One segment, as the running log knows it.
+#[derive(Debug)]
+pub(crate) struct Seg {
+    pub(crate) id: SegmentId,
+    pub(crate) first_lsn: Lsn,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<dyn SegmentFile>,
+    pub(crate) capacity: u64,
+    /// One past the last visible frame.
+    pub(crate) end: AtomicU64,
+    /// One past the last visible LSN in this segment.
+    pub(crate) next_lsn: AtomicU64,
+    pub(crate) sealed: AtomicBool,
+    /// Bytes below this are durable.
+    pub(crate) synced_end: AtomicU64,
+    /// Quarantined ranges, sorted.
+    pub(crate) skips: Vec<Skip>,
+    pub(crate) index: Mutex<reader::SparseIndex>,
+    view: Mutex<Option<View>>,
+}
+
+impl Seg {
+    /// The largest offset frames may reach.
+    pub(crate) fn data_limit(&self) -> u64 {
+        self.capacity - segment::FOOTER_LEN as u64
+    }
+
+    /// A view covering at least `0..end`.
+    pub(crate) fn view_to(&self, end: u64) -> Result<View> {
+        let mut cached = self.view.lock();
+        if let Some(v) = cached.as_ref() {
+            if v.len() as u64 >= end {
+                return Ok(v.clone());
+            }
+        }
+        let v = self
+            .file
+            .view()
+            .map_err(|e| Error::io("map segment", &self.path, e))?;
+        *cached = Some(v.clone());
+        Ok(v)
+    }
+
+    pub(crate) fn corruption(
+        &self,
+        offset: u64,
+        end: u64,
+        lost: Option<(Lsn, Lsn)>,
+        problem: crate::Problem,
+    ) -> Error {
+        Error::from(Corruption {
+            path: self.path.clone(),
+            segment: self.id,
+            offset,
+            end,
+            lsns_lost: lost,
+            problem,
+        })
+    }
+}
+
+pub(crate) struct WriterState {
+    pub(crate) tail: Arc<Seg>,
+    /// Next free offset in the tail.
+    pub(crate) off: u64,
+    pub(crate) next_lsn: Lsn,
+}
+
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) segments: RwLock<Vec<Arc<Seg>>>,
+    pub(crate) writer: Mutex<Option<WriterState>>,
+    /// One past the last LSN readers may see.
+    pub(crate) visible: AtomicU64,
+    /// One past the last LSN known durable.
+    pub(crate) durable: AtomicU64,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) poison_reason: Mutex<String>,
+    pub(crate) sync_lock: Mutex<()>,
+    pub(crate) follow_lock: Mutex<()>,
+    pub(crate) follow_cv: Condvar,
+    pub(crate) followers: AtomicUsize,
+    pub(crate) shutdown: Mutex<bool>,
+    pub(crate) shutdown_cv: Condvar,
+    pub(crate) report: RecoveryReport,
+    pub(crate) quarantined: usize,
+    pub(crate) _lock: Option<LockGuard>,
+}
+
+impl Shared {
+    pub(crate) fn poison(&self, what: String) {
+        let mut reason = self.poison_reason.lock();
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            *reason = what;
+        }
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            Err(Error::Poisoned {
+                reason: self.poison_reason.lock().clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Wakes followers blocked for new records, if any are.
+    pub(crate) fn notify_followers(&self) {
+        if self.followers.load(Ordering::SeqCst) > 0 {
+            let _g = self.follow_lock.lock();
+            self.follow_cv.notify_all();
+        }
+    }
+
+    /// The segment holding `lsn`, or the first one after it.
+    pub(crate) fn segment_for(&self, lsn: Lsn) -> Option<Arc<Seg>> {
+        let segs = self.segments.read();
+        let i = segs.partition_point(|s| s.first_lsn <= lsn);
+        let i = i.saturating_sub(1);
+        let seg = segs.get(i)?;
+        if lsn.0 < seg.next_lsn.load(Ordering::Acquire) || lsn < seg.first_lsn {
+            return Some(seg.clone());
+        }
+        segs.get(i + 1).cloned().or_else(|| Some(seg.clone()))
+    }
+
+    pub(crate) fn segment_after(&self, id: SegmentId) -> Option<Arc<Seg>> {
+        let segs = self.segments.read();
+        let first = segs.first()?.id.0;
+        segs.get(usize::try_from(id.0 + 1 - first).ok()?).cloned()
+    }
+}
+
+/// An open log. `Send + Sync`: share it between threads with `Arc` or `&`.
+///
+/// Dropping it stops its background flusher and syncs what was appended.
+pub struct Log {
+    pub(crate) shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.shared.dir)
+            .field("next_lsn", &self.next_lsn())
+            .finish()
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed, unless read-only) the log in directory `dir`,
+    /// recovering from a crash as docs/DURABILITY.md describes.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
+        let shared = Arc::new(open::open(dir.as_ref(), opts)?);
+        let flusher = match shared.opts.durability {
+            Durability::Interval(every) if !shared.opts.read_only => {
+                let s = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("auditlog-flusher".into())
+                        .spawn(move || writer::flusher(&s, every))
+                        .map_err(|e| Error::io("start flusher thread for", &shared.dir, e))?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Log { shared, flusher })
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// What opening found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.shared.report
+    }
+
+    /// LSN the next append will get; every LSN below it is readable (except
+    /// LSNs lost to quarantined damage).
+    pub fn next_lsn(&self) -> Lsn {
+        Lsn(self.shared.visible.load(Ordering::Acquire))
+    }
+
+    /// LSN of the oldest record still in the log.
+    pub fn first_lsn(&self) -> Lsn {
+        self.shared
+            .segments
+            .read()
+            .first()
+            .map_or(Lsn(1), |s| s.first_lsn)
+    }
+
+    /// Every LSN below this one is durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        Lsn(self.shared.durable.load(Ordering::Acquire))
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.read().len()
+    }
+
+    /// Picks up records appended by another process since this read-only log
+    /// was opened (a no-op for the writer, which sees its own appends).
+    pub fn refresh(&self) -> Result<()> {
+        open::refresh(&self.shared)
+    }
+
+    /// Walks every frame of every segment and checks every checksum.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        open::verify(&self.shared)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        *self.shared.shutdown.lock() = true;
+        self.shared.shutdown_cv.notify_all();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        if !self.shared.opts.read_only && !self.shared.poisoned.load(Ordering::Acquire) {
+            let _ = writer::sync_to(
+                &self.shared,
+                Lsn(self.shared.visible.load(Ordering::Acquire)),
+            );
+        }
+    }
+}

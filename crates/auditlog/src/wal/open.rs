@@ -1,0 +1,697 @@
+//! Opening a log directory: lock, segment checks, recovery, quarantine;
+//! and, for read-only logs, picking up another process's appends.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Corruption, Error, Problem, Result};
+use crate::io::SegmentFile;
+use crate::options::{Options, RecoveryMode};
+use crate::wal::frame::FRAME_HEADER_LEN;
+use crate::wal::quarantine::{self, QUARANTINE_FILE};
+use crate::wal::reader::SparseIndex;
+use crate::wal::recovery::{self, Damage, Skip};
+use crate::wal::segment::{self, Footer, Header, DATA_START, FOOTER_LEN, HEADER_LEN};
+use crate::wal::{RecoveryReport, Seg, Shared, VerifyReport, WriterState};
+use crate::{Lsn, SegmentId};
+
+/// File name of the writer's lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+fn check_options(o: &Options) -> Result<()> {
+    let min = (HEADER_LEN + FOOTER_LEN + FRAME_HEADER_LEN) as u64 + u64::from(o.record_bytes_max);
+    if o.segment_bytes < min {
+        return Err(Error::InvalidOptions(format!(
+            "segment_bytes {} is too small for records of up to {} bytes (needs at least {min})",
+            o.segment_bytes, o.record_bytes_max
+        )));
+    }
+    if usize::try_from(o.segment_bytes).is_err() || o.segment_bytes > (1 << 40) {
+        return Err(Error::InvalidOptions(format!(
+            "segment_bytes {} is too large",
+            o.segment_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// The segment numbers in `dir`, sorted; refuses any file that is not ours.
+fn list_segments(o: &Options, dir: &Path) -> Result<Vec<SegmentId>> {
+    let names = o.vfs.list_dir(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound {
+            path: dir.to_path_buf(),
+        },
+        _ => Error::io("list log directory", dir, e),
+    })?;
+    let mut ids = Vec::new();
+    for name in names {
+        if let Some(id) = segment::parse_file_name(&name) {
+            ids.push(id);
+        } else if name != LOCK_FILE && name != QUARANTINE_FILE {
+            let what = if name.ends_with(segment::SEGMENT_SUFFIX) {
+                "a segment name must be 20 digits and .seg"
+            } else {
+                "unknown file name"
+            };
+            return Err(Error::ForeignFile {
+                path: dir.join(name),
+                what,
+            });
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+struct Found {
+    seg: Seg,
+    damage: Vec<Damage>,
+    torn_bytes: u64,
+}
+
+pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
+    check_options(&opts)?;
+    let vfs = opts.vfs.clone();
+    if !opts.read_only {
+        vfs.create_dir_all(dir)
+            .map_err(|e| Error::io("create log directory", dir, e))?;
+    }
+    let ids = list_segments(&opts, dir)?;
+    let lock = if opts.read_only {
+        None
+    } else {
+        let path = dir.join(LOCK_FILE);
+        let owner = format!("pid {}\n", std::process::id());
+        match vfs
+            .try_lock(&path, &owner)
+            .map_err(|e| Error::io("lock", &path, e))?
+        {
+            Some(guard) => Some(guard),
+            None => {
+                let pid = vfs.read_file(&path).ok().and_then(|b| {
+                    String::from_utf8_lossy(&b)
+                        .trim()
+                        .strip_prefix("pid ")?
+                        .parse()
+                        .ok()
+                });
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                    pid,
+                });
+            }
+        }
+    };
+    let qpath = dir.join(QUARANTINE_FILE);
+    let mut entries = match vfs.read_file(&qpath) {
+        Ok(b) => quarantine::parse_file(&qpath, &b)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("read", &qpath, e)),
+    };
+    for w in ids.windows(2) {
+        if w[1].0 != w[0].0 + 1 {
+            let missing = SegmentId(w[0].0 + 1);
+            return Err(Error::from(Corruption {
+                path: dir.join(segment::file_name(missing)),
+                segment: missing,
+                offset: 0,
+                end: 0,
+                lsns_lost: None,
+                problem: Problem::MissingSegment,
+            }));
+        }
+    }
+
+    let mut report = RecoveryReport::default();
+    let mut segs: Vec<Seg> = Vec::new();
+    let mut new_damage: Vec<(SegmentId, PathBuf, Damage)> = Vec::new();
+    // Headers first: each segment's successor says which LSNs a damaged end held.
+    let mut files = Vec::with_capacity(ids.len());
+    for (i, &id) in ids.iter().enumerate() {
+        let path = dir.join(segment::file_name(id));
+        let writable = i + 1 == ids.len() && !opts.read_only;
+        let file = vfs
+            .open_segment(&path, writable)
+            .map_err(|e| Error::io("open segment", &path, e))?;
+        let mut first = None;
+        file.inspect(&mut |b| first = Header::decode(b).ok().map(|h| h.first_lsn));
+        files.push((id, path, file, first));
+    }
+    let next_firsts: Vec<Option<Lsn>> = (0..files.len())
+        .map(|i| files.get(i + 1).and_then(|f| f.3))
+        .collect();
+    for (i, (id, path, file, _)) in files.into_iter().enumerate() {
+        let place = Place {
+            id,
+            path: &path,
+            expected_first: segs.last().map(|s| Lsn(s.next_lsn.load(Ordering::Relaxed))),
+            next_first: next_firsts[i],
+            is_last: i + 1 == ids.len(),
+        };
+        match load_segment(&opts, &place, file, skips_for(&entries, id)) {
+            Ok(found) => {
+                report.torn_tail_bytes += found.torn_bytes;
+                for d in found.damage {
+                    new_damage.push((id, path.clone(), d));
+                }
+                segs.push(found.seg);
+            }
+            // A crash between creating a segment and syncing its header leaves
+            // an empty new file after a sealed one: undo the creation.
+            Err(LoadError::IncompleteCreation) if !opts.read_only => {
+                vfs.remove_file(&path)
+                    .map_err(|e| Error::io("remove incomplete segment", &path, e))?;
+                vfs.sync_dir(dir)
+                    .map_err(|e| Error::io("sync directory", dir, e))?;
+                report.removed_incomplete_segment = Some(path);
+            }
+            Err(LoadError::IncompleteCreation) => {}
+            Err(LoadError::Corrupt(problem, offset, end)) => {
+                return Err(Error::from(Corruption {
+                    path,
+                    segment: id,
+                    offset,
+                    end,
+                    lsns_lost: None,
+                    problem,
+                }));
+            }
+            Err(LoadError::Other(e)) => return Err(e),
+        }
+    }
+
+    if !new_damage.is_empty() {
+        if opts.recovery == RecoveryMode::Strict {
+            // The first damaged range; `verify` lists them all.
+            let (id, path, d) = &new_damage[0];
+            return Err(Error::from(corruption(*id, path, d)));
+        }
+        let mut text = String::new();
+        for (id, path, d) in &new_damage {
+            let e = quarantine::Entry::from_damage(*id, d);
+            text.push_str(&e.to_line());
+            entries.push(e);
+            report.repaired.push(corruption(*id, path, d));
+        }
+        if !opts.read_only {
+            vfs.append_file(&qpath, text.as_bytes())
+                .map_err(|e| Error::io("write", &qpath, e))?;
+            vfs.sync_dir(dir)
+                .map_err(|e| Error::io("sync directory", dir, e))?;
+        }
+        for seg in &mut segs {
+            seg.skips = skips_for(&entries, seg.id);
+        }
+    }
+
+    if segs.is_empty() && !opts.read_only {
+        segs.push(create_first(&opts, dir)?);
+    }
+    let next = segs
+        .last()
+        .map_or(1, |s| s.next_lsn.load(Ordering::Relaxed));
+    // What a crashed writer left in the page cache counts only once it is on disk.
+    if let (Some(tail), false) = (segs.last(), opts.read_only) {
+        let end = tail.end.load(Ordering::Relaxed);
+        tail.file
+            .sync_range(0, end)
+            .map_err(|e| Error::io("sync segment", &tail.path, e))?;
+        tail.synced_end.store(end, Ordering::Relaxed);
+    }
+    report.segments = segs.len();
+    let segs: Vec<Arc<Seg>> = segs.into_iter().map(Arc::new).collect();
+    let writer = (!opts.read_only).then(|| {
+        let tail = segs.last().expect("a writer always has a segment").clone();
+        WriterState {
+            off: tail.end.load(Ordering::Relaxed),
+            next_lsn: Lsn(next),
+            tail,
+        }
+    });
+    Ok(Shared {
+        dir: dir.to_path_buf(),
+        opts,
+        segments: RwLock::new(segs),
+        writer: Mutex::new(writer),
+        visible: next.into(),
+        durable: next.into(),
+        poisoned: false.into(),
+        poison_reason: Mutex::new(String::new()),
+        sync_lock: Mutex::new(()),
+        follow_lock: Mutex::new(()),
+        follow_cv: Condvar::new(),
+        followers: 0.into(),
+        shutdown: Mutex::new(false),
+        shutdown_cv: Condvar::new(),
+        quarantined: entries.len(),
+        report,
+        _lock: lock,
+    })
+}
+
+fn skips_for(entries: &[quarantine::Entry], id: SegmentId) -> Vec<Skip> {
+    let mut skips: Vec<Skip> = entries
+        .iter()
+        .filter(|e| e.segment == id)
+        .map(|e| e.skip)
+        .collect();
+    skips.sort_by_key(|s| s.start);
+    skips
+}
+
+fn corruption(id: SegmentId, path: &Path, d: &Damage) -> Corruption {
+    Corruption {
+        path: path.to_path_buf(),
+        segment: id,
+        offset: d.start,
+        end: d.end,
+        lsns_lost: d.lsns_lost,
+        problem: d.problem.clone(),
+    }
+}
+
+enum LoadError {
+    IncompleteCreation,
+    Corrupt(Problem, u64, u64),
+    Other(Error),
+}
+
+/// Where a segment stands in the log.
+struct Place<'a> {
+    id: SegmentId,
+    path: &'a Path,
+    /// Its first LSN, as its predecessor says.
+    expected_first: Option<Lsn>,
+    /// Its successor's first LSN, from that one's header.
+    next_first: Option<Lsn>,
+    is_last: bool,
+}
+
+fn load_segment(
+    opts: &Options,
+    place: &Place<'_>,
+    file: Arc<dyn SegmentFile>,
+    skips: Vec<Skip>,
+) -> std::result::Result<Found, LoadError> {
+    let Place {
+        id,
+        path,
+        expected_first,
+        next_first,
+        is_last,
+    } = *place;
+    let len = file.file_len();
+    let mut header = Err(Problem::Zeroed);
+    let mut footer = Ok(None);
+    let mut all_zero = false;
+    file.inspect(&mut |b| {
+        header = Header::decode(b);
+        footer = Footer::decode(b);
+        all_zero = b.iter().take(HEADER_LEN).all(|&x| x == 0);
+    });
+    let header = match header {
+        Ok(h) => h,
+        Err(_) if is_last && expected_first.is_some() && all_zero => {
+            return Err(LoadError::IncompleteCreation)
+        }
+        Err(p) => return Err(LoadError::Corrupt(p, 0, HEADER_LEN as u64)),
+    };
+    let mismatch = |field, expected: u64, found: u64| {
+        LoadError::Corrupt(
+            Problem::Mismatch {
+                field,
+                expected,
+                found,
+            },
+            0,
+            HEADER_LEN as u64,
+        )
+    };
+    if header.segment != id {
+        return Err(mismatch("segment number in header", id.0, header.segment.0));
+    }
+    // A file shorter than its header says lost its end; `Repair` keeps the rest.
+    let truncated = len < header.len && len >= (HEADER_LEN + FOOTER_LEN) as u64;
+    if header.len != len && !(truncated && opts.recovery == RecoveryMode::Repair) {
+        return Err(LoadError::Corrupt(
+            Problem::Truncated {
+                len,
+                expected: header.len,
+            },
+            len.min(header.len),
+            header.len,
+        ));
+    }
+    if let Some(e) = expected_first {
+        if header.first_lsn != e {
+            return Err(mismatch("first LSN in header", e.0, header.first_lsn.0));
+        }
+    }
+    if header.first_lsn.0 == 0 {
+        return Err(mismatch("first LSN in header", 1, 0));
+    }
+    let footer_problem = if truncated {
+        Some(Problem::Truncated {
+            len,
+            expected: header.len,
+        })
+    } else {
+        footer.as_ref().err().cloned()
+    };
+    let footer = footer.ok().flatten().filter(|f| {
+        !truncated
+            && f.segment == id
+            && f.first_lsn == header.first_lsn
+            && f.data_end <= len - FOOTER_LEN as u64
+    });
+    let seg = Seg {
+        id,
+        first_lsn: header.first_lsn,
+        path: path.to_path_buf(),
+        capacity: len,
+        end: DATA_START.into(),
+        next_lsn: header.first_lsn.0.into(),
+        sealed: footer.is_some().into(),
+        synced_end: DATA_START.into(),
+        skips,
+        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, header.first_lsn)),
+        view: parking_lot::Mutex::new(None),
+        file,
+    };
+    let mut found_damage = Vec::new();
+    let mut torn_bytes = 0;
+    match footer {
+        Some(f) if !opts.check_sealed => {
+            seg.end.store(f.data_end, Ordering::Relaxed);
+            seg.next_lsn.store(f.last_lsn.0 + 1, Ordering::Relaxed);
+        }
+        _ => {
+            let limit = match footer {
+                Some(f) => f.data_end,
+                None if truncated => len,
+                None => len - FOOTER_LEN as u64,
+            };
+            let mut scan = None;
+            let mut data_crc = 0;
+            let mut end_problem = None;
+            seg.file.inspect(&mut |b| {
+                let s = recovery::scan(
+                    b,
+                    DATA_START,
+                    limit,
+                    header.first_lsn,
+                    opts.record_bytes_max,
+                    &seg.skips,
+                );
+                end_problem =
+                    crate::wal::frame::decode(b, s.valid_end, limit, opts.record_bytes_max).err();
+                if let Some(f) = footer {
+                    data_crc = crc32fast::hash(&b[..f.data_end as usize]);
+                }
+                scan = Some(s);
+            });
+            let mut s = scan.expect("inspect calls back");
+            let mut lost_end_next: Option<Lsn> = None;
+            if let Some(f) = footer {
+                let whole_ok = data_crc == f.data_crc || !seg.skips.is_empty();
+                if s.valid_end != f.data_end || s.next_lsn.0 != f.last_lsn.0 + 1 {
+                    // The footer says more records follow than the scan found.
+                    let next_lsn = Lsn(f.last_lsn.0 + 1).max(s.next_lsn);
+                    found_damage.push(Damage {
+                        start: s.valid_end,
+                        end: f.data_end.max(s.valid_end),
+                        lsns_lost: (s.next_lsn <= f.last_lsn).then_some((s.next_lsn, f.last_lsn)),
+                        problem: end_problem.clone().unwrap_or(Problem::Zeroed),
+                        next_lsn,
+                    });
+                    lost_end_next = Some(next_lsn);
+                } else if s.damage.is_empty() && !whole_ok {
+                    return Err(LoadError::Corrupt(
+                        Problem::DataCrc {
+                            stored: f.data_crc,
+                            computed: data_crc,
+                        },
+                        0,
+                        f.data_end,
+                    ));
+                }
+            } else if !is_last || truncated {
+                // It should be sealed but its footer (or its end) is gone: what
+                // follows the last valid frame is lost, up to the next segment.
+                let next_lsn = next_first.unwrap_or(s.next_lsn).max(s.next_lsn);
+                found_damage.push(Damage {
+                    start: s.valid_end,
+                    end: len,
+                    lsns_lost: (next_lsn > s.next_lsn).then(|| (s.next_lsn, Lsn(next_lsn.0 - 1))),
+                    problem: footer_problem.unwrap_or(Problem::Zeroed),
+                    next_lsn,
+                });
+                seg.sealed.store(true, Ordering::Relaxed);
+                lost_end_next = Some(next_lsn);
+            } else if opts.read_only && !s.damage.is_empty() {
+                // Beside a live writer, frames after a gap may be appends
+                // still being copied: the visible log ends at the gap.
+                let d = s.damage[0].clone();
+                s.valid_end = d.start;
+                s.next_lsn = d.lsns_lost.map_or(d.next_lsn, |l| l.0);
+                s.index.retain(|p| p.1 < d.start);
+                s.damage.clear();
+            }
+            let sealed = seg.sealed.load(Ordering::Relaxed);
+            if !sealed && !opts.read_only && s.garbage_end > s.valid_end {
+                torn_bytes = s.garbage_end - s.valid_end;
+                let zeros = vec![0u8; torn_bytes as usize];
+                seg.file
+                    .write_at(s.valid_end, &zeros)
+                    .and_then(|()| seg.file.sync_range(s.valid_end, torn_bytes))
+                    .map_err(|e| LoadError::Other(Error::io("clear torn tail of", path, e)))?;
+            }
+            seg.end.store(s.valid_end, Ordering::Relaxed);
+            seg.next_lsn
+                .store(lost_end_next.unwrap_or(s.next_lsn).0, Ordering::Relaxed);
+            *seg.index.lock() = SparseIndex::from_scan(s.index, s.valid_end, s.next_lsn, s.count);
+            found_damage.extend(s.damage);
+            found_damage.sort_by_key(|d| d.start);
+        }
+    }
+    let frozen = if seg.sealed.load(Ordering::Relaxed) {
+        len
+    } else {
+        seg.end.load(Ordering::Relaxed)
+    };
+    seg.file.freeze(frozen);
+    Ok(Found {
+        seg,
+        damage: found_damage,
+        torn_bytes,
+    })
+}
+
+fn create_first(opts: &Options, dir: &Path) -> Result<Seg> {
+    let id = SegmentId(1);
+    let path = dir.join(segment::file_name(id));
+    let file = opts
+        .vfs
+        .create_segment(&path, opts.segment_bytes)
+        .map_err(|e| Error::io("create segment", &path, e))?;
+    let header = Header {
+        segment: id,
+        first_lsn: Lsn(1),
+        len: opts.segment_bytes,
+    };
+    file.write_at(0, &header.encode())
+        .and_then(|()| file.sync_range(0, DATA_START))
+        .map_err(|e| Error::io("write segment header", &path, e))?;
+    opts.vfs
+        .sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))?;
+    file.freeze(DATA_START);
+    Ok(Seg {
+        id,
+        first_lsn: Lsn(1),
+        path,
+        file,
+        capacity: opts.segment_bytes,
+        end: DATA_START.into(),
+        next_lsn: 1.into(),
+        sealed: false.into(),
+        synced_end: DATA_START.into(),
+        skips: Vec::new(),
+        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, Lsn(1))),
+        view: parking_lot::Mutex::new(None),
+    })
+}
+
+/// Read-only logs: picks up frames and segments another process appended.
+pub(crate) fn refresh(shared: &Shared) -> Result<()> {
+    if !shared.opts.read_only {
+        return Ok(());
+    }
+    loop {
+        let Some(tail) = shared.segments.read().last().cloned() else {
+            // The writer may not have created its first segment yet.
+            let ids = list_segments(&shared.opts, &shared.dir)?;
+            if ids.is_empty() {
+                return Ok(());
+            }
+            add_segment(shared, ids[0], Lsn(1))?;
+            continue;
+        };
+        if !tail.sealed.load(Ordering::Acquire) {
+            let start = tail.end.load(Ordering::Acquire);
+            let first = Lsn(tail.next_lsn.load(Ordering::Acquire));
+            let max = shared.opts.record_bytes_max;
+            let mut found = None;
+            tail.file.inspect(&mut |b| {
+                let footer = Footer::decode(b).ok().flatten();
+                let limit = footer.map_or(tail.data_limit(), |f| f.data_end);
+                let s = recovery::scan(b, start, limit, first, max, &tail.skips);
+                // Beside a live writer, the visible log ends at the first gap.
+                let (end, next) = match s.damage.first() {
+                    Some(d) => (d.start, d.lsns_lost.map_or(d.next_lsn, |l| l.0)),
+                    None => (s.valid_end, s.next_lsn),
+                };
+                let sealed =
+                    footer.is_some_and(|f| f.data_end == end && f.last_lsn.0 + 1 == next.0);
+                found = Some((end, next, sealed));
+            });
+            let (end, next, sealed) = found.expect("inspect calls back");
+            if end > start {
+                tail.file.freeze(end);
+                tail.next_lsn.store(next.0, Ordering::Release);
+                tail.end.store(end, Ordering::Release);
+                shared.visible.fetch_max(next.0, Ordering::SeqCst);
+            }
+            if !sealed {
+                return Ok(());
+            }
+            tail.file.freeze(tail.capacity);
+            tail.sealed.store(true, Ordering::Release);
+        }
+        let next_id = SegmentId(tail.id.0 + 1);
+        match shared.opts.vfs.list_dir(&shared.dir) {
+            Ok(names)
+                if names
+                    .iter()
+                    .any(|n| Path::new(n) == Path::new(&segment::file_name(next_id))) => {}
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(Error::io("list log directory", &shared.dir, e)),
+        }
+        let next = Lsn(tail.next_lsn.load(Ordering::Acquire));
+        if !add_segment(shared, next_id, next)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens a segment the writer created after this read-only log was opened.
+/// False if it is not ready yet (header not written).
+fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
+    let path = shared.dir.join(segment::file_name(id));
+    let file = match shared.opts.vfs.open_segment(&path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("open segment", &path, e)),
+    };
+    let mut header = None;
+    file.inspect(&mut |b| header = Header::decode(b).ok());
+    let Some(h) = header.filter(|h| h.segment == id && h.len == file.file_len()) else {
+        return Ok(false);
+    };
+    if h.first_lsn != first {
+        return Err(Error::from(Corruption {
+            path,
+            segment: id,
+            offset: 0,
+            end: HEADER_LEN as u64,
+            lsns_lost: None,
+            problem: Problem::Mismatch {
+                field: "first LSN in header",
+                expected: first.0,
+                found: h.first_lsn.0,
+            },
+        }));
+    }
+    file.freeze(DATA_START);
+    let len = file.file_len();
+    shared.segments.write().push(Arc::new(Seg {
+        id,
+        first_lsn: h.first_lsn,
+        path,
+        file,
+        capacity: len,
+        end: DATA_START.into(),
+        next_lsn: h.first_lsn.0.into(),
+        sealed: false.into(),
+        synced_end: DATA_START.into(),
+        skips: Vec::new(),
+        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, h.first_lsn)),
+        view: parking_lot::Mutex::new(None),
+    }));
+    Ok(true)
+}
+
+/// Walks every frame of every segment.
+pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
+    let segs: Vec<Arc<Seg>> = shared.segments.read().clone();
+    let mut report = VerifyReport {
+        segments: segs.len(),
+        quarantined: shared.quarantined,
+        ..Default::default()
+    };
+    let max = shared.opts.record_bytes_max;
+    for seg in segs {
+        let sealed = seg.sealed.load(Ordering::Acquire);
+        let end = seg.end.load(Ordering::Acquire);
+        let view = seg.view_to(if sealed { seg.capacity } else { end })?;
+        let bytes = view.bytes();
+        let s = recovery::scan(bytes, DATA_START, end, seg.first_lsn, max, &seg.skips);
+        report.records += s.count;
+        for d in &s.damage {
+            report.damage.push(corruption(seg.id, &seg.path, d));
+        }
+        if s.valid_end < end && s.damage.is_empty() {
+            report.damage.push(Corruption {
+                path: seg.path.clone(),
+                segment: seg.id,
+                offset: s.valid_end,
+                end,
+                lsns_lost: Some((s.next_lsn, Lsn(seg.next_lsn.load(Ordering::Acquire) - 1))),
+                problem: first_problem(bytes, s.valid_end, end, max),
+            });
+        }
+        if sealed && seg.skips.is_empty() && bytes.len() as u64 >= seg.capacity {
+            if let Ok(Some(f)) = Footer::decode(&bytes[..seg.capacity as usize]) {
+                let computed = crc32fast::hash(&bytes[..f.data_end as usize]);
+                if computed != f.data_crc && s.damage.is_empty() && s.valid_end == end {
+                    report.damage.push(Corruption {
+                        path: seg.path.clone(),
+                        segment: seg.id,
+                        offset: 0,
+                        end: f.data_end,
+                        lsns_lost: None,
+                        problem: Problem::DataCrc {
+                            stored: f.data_crc,
+                            computed,
+                        },
+                    });
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn first_problem(bytes: &[u8], at: u64, end: u64, max: u32) -> Problem {
+    match crate::wal::frame::decode(bytes, at, end, max) {
+        Err(p) => p,
+        Ok(f) => Problem::LsnMismatch {
+            expected: f.lsn,
+            found: f.lsn,
+        },
+    }
+}

@@ -1,0 +1,153 @@
+//! The quarantine file: one line per damaged range that `Repair` dropped.
+//! See docs/FORMAT.md, "Quarantine file". The damaged bytes stay in the
+//! segment (for forensics); readers skip the listed ranges.
+//!
+//! Line format (ASCII, fields separated by one space):
+//! `skip segment=<id> bytes=<start>-<end> next_lsn=<lsn> lost=<a>-<b>|none problem=<text to end of line>`
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::wal::recovery::{Damage, Skip};
+use crate::{Lsn, SegmentId};
+
+/// File name of the quarantine file in a log directory.
+pub const QUARANTINE_FILE: &str = "QUARANTINE";
+
+/// One quarantined range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The segment it is in.
+    pub segment: SegmentId,
+    /// The skipped bytes and where reading resumes.
+    pub skip: Skip,
+    /// The LSNs lost.
+    pub lost: Option<(Lsn, Lsn)>,
+    /// What was wrong, as text.
+    pub problem: String,
+}
+
+impl Entry {
+    /// An entry for damage found by a scan.
+    pub fn from_damage(segment: SegmentId, d: &Damage) -> Self {
+        Entry {
+            segment,
+            skip: Skip {
+                start: d.start,
+                end: d.end,
+                next_lsn: d.next_lsn,
+            },
+            lost: d.lsns_lost,
+            problem: d.problem.to_string().replace(['\n', '\r'], " "),
+        }
+    }
+
+    /// The line written to the file (with its newline).
+    pub fn to_line(&self) -> String {
+        let lost = match self.lost {
+            Some((a, b)) => format!("{a}-{b}"),
+            None => "none".to_string(),
+        };
+        format!(
+            "skip segment={} bytes={}-{} next_lsn={} lost={} problem={}\n",
+            self.segment.0, self.skip.start, self.skip.end, self.skip.next_lsn, lost, self.problem
+        )
+    }
+
+    /// Parses one line (without its newline).
+    pub fn parse(line: &str) -> std::result::Result<Entry, String> {
+        let rest = line
+            .strip_prefix("skip ")
+            .ok_or("line does not start with `skip `")?;
+        let (fields, problem) = rest.split_once(" problem=").ok_or("missing `problem=`")?;
+        let mut segment = None;
+        let mut bytes = None;
+        let mut next = None;
+        let mut lost = None;
+        for field in fields.split(' ') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("bad field `{field}`"))?;
+            let num = |s: &str| {
+                s.parse::<u64>()
+                    .map_err(|_| format!("bad number `{s}` in `{field}`"))
+            };
+            let pair = |s: &str| -> std::result::Result<(u64, u64), String> {
+                let (a, b) = s
+                    .split_once('-')
+                    .ok_or_else(|| format!("bad range `{field}`"))?;
+                Ok((num(a)?, num(b)?))
+            };
+            match k {
+                "segment" => segment = Some(SegmentId(num(v)?)),
+                "bytes" => bytes = Some(pair(v)?),
+                "next_lsn" => next = Some(Lsn(num(v)?)),
+                "lost" if v == "none" => lost = Some(None),
+                "lost" => lost = Some(Some(pair(v).map(|(a, b)| (Lsn(a), Lsn(b)))?)),
+                _ => return Err(format!("unknown field `{k}`")),
+            }
+        }
+        let (start, end) = bytes.ok_or("missing `bytes=`")?;
+        if end <= start {
+            return Err(format!("empty byte range {start}-{end}"));
+        }
+        Ok(Entry {
+            segment: segment.ok_or("missing `segment=`")?,
+            skip: Skip {
+                start,
+                end,
+                next_lsn: next.ok_or("missing `next_lsn=`")?,
+            },
+            lost: lost.ok_or("missing `lost=`")?,
+            problem: problem.to_string(),
+        })
+    }
+}
+
+/// Parses the whole quarantine file.
+pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::BadQuarantineFile {
+        path: path.to_path_buf(),
+        line: bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1,
+        what: "not UTF-8".into(),
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        out.push(Entry::parse(line).map_err(|what| Error::BadQuarantineFile {
+            path: path.to_path_buf(),
+            line: i + 1,
+            what,
+        })?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Problem;
+
+    #[test]
+    fn lines_round_trip_and_bad_lines_say_where() {
+        let d = Damage {
+            start: 100,
+            end: 300,
+            lsns_lost: Some((Lsn(5), Lsn(7))),
+            problem: Problem::Zeroed,
+            next_lsn: Lsn(8),
+        };
+        let e = Entry::from_damage(SegmentId(2), &d);
+        let line = e.to_line();
+        assert_eq!(Entry::parse(line.trim_end()), Ok(e.clone()));
+        let file = format!("{line}skip segment=x bytes=1-2 next_lsn=3 lost=none problem=p\n");
+        let err = parse_file(Path::new("Q"), file.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}

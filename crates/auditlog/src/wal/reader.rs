@@ -1,0 +1,431 @@
+//! Reading: forward and backward iterators, random reads, and followers.
+//!
+//! Readers never copy a payload: a [`Record`] is a `Bytes` slice of the
+//! segment's memory map. Every frame is checked against its CRC before it is
+//! returned; damage is an `Err`, never a record.
+
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::error::{Problem, Result};
+use crate::wal::frame::{self, FRAME_HEADER_LEN};
+use crate::wal::recovery::{Skip, INDEX_STRIDE};
+use crate::wal::{Seg, Shared};
+use crate::{Log, Lsn};
+
+/// One record, borrowed from the memory map (no copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    lsn: Lsn,
+    payload: Bytes,
+}
+
+impl Record {
+    /// Its LSN.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// Its payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The payload as `Bytes` (still no copy; keeps the segment mapped).
+    pub fn into_payload(self) -> Bytes {
+        self.payload
+    }
+}
+
+/// Checkpoints `(lsn, offset)` every [`INDEX_STRIDE`] frames of a segment,
+/// extended lazily by hopping over frame headers.
+#[derive(Debug)]
+pub(crate) struct SparseIndex {
+    points: Vec<(Lsn, u64)>,
+    next_off: u64,
+    next_lsn: Lsn,
+    count: u64,
+    /// A header that does not chain (damage): the index stops there.
+    stuck: bool,
+}
+
+impl SparseIndex {
+    pub(crate) fn new(start: u64, first_lsn: Lsn) -> Self {
+        SparseIndex {
+            points: Vec::new(),
+            next_off: start,
+            next_lsn: first_lsn,
+            count: 0,
+            stuck: false,
+        }
+    }
+
+    pub(crate) fn from_scan(points: Vec<(Lsn, u64)>, end: u64, next_lsn: Lsn, count: u64) -> Self {
+        SparseIndex {
+            points,
+            next_off: end,
+            next_lsn,
+            count,
+            stuck: false,
+        }
+    }
+
+    /// Extends the index over `bytes[..end]` until it passes `target`.
+    fn extend(&mut self, bytes: &[u8], end: u64, target: Lsn, skips: &[Skip]) {
+        while !self.stuck && self.next_lsn <= target && self.next_off < end {
+            if self.count.is_multiple_of(INDEX_STRIDE) {
+                self.points.push((self.next_lsn, self.next_off));
+            }
+            match hop(bytes, self.next_off, self.next_lsn, end, skips) {
+                Some((off, lsn, frames)) => {
+                    self.next_off = off;
+                    self.next_lsn = lsn;
+                    self.count += frames;
+                }
+                None => self.stuck = true,
+            }
+        }
+    }
+
+    /// The last checkpoint at or before `lsn`.
+    fn checkpoint(&self, lsn: Lsn) -> Option<(Lsn, u64)> {
+        let i = self.points.partition_point(|p| p.0 <= lsn);
+        i.checked_sub(1).map(|i| self.points[i])
+    }
+}
+
+fn skip_at(skips: &[Skip], off: u64) -> Option<&Skip> {
+    skips.iter().find(|s| s.start == off)
+}
+
+/// Steps over the frame (or quarantined range) at `off` without checking its
+/// CRC: `(next offset, next LSN, frames stepped)`, or `None` if the header
+/// does not chain.
+fn hop(bytes: &[u8], off: u64, lsn: Lsn, end: u64, skips: &[Skip]) -> Option<(u64, Lsn, u64)> {
+    if let Some(s) = skip_at(skips, off) {
+        return Some((s.end, s.next_lsn, 0));
+    }
+    let (len, _, l) = frame::peek(bytes, off, end)?;
+    let next = off + FRAME_HEADER_LEN as u64 + u64::from(len);
+    (l == lsn.0 && next <= end).then_some((next, Lsn(lsn.0 + 1), 1))
+}
+
+/// Offset and expected LSN of the first frame at or after `lsn` in `seg`.
+fn locate(seg: &Seg, bytes: &[u8], end: u64, lsn: Lsn) -> (u64, Lsn) {
+    let mut index = seg.index.lock();
+    index.extend(bytes, end, lsn, &seg.skips);
+    let (mut l, mut off) = index
+        .checkpoint(lsn)
+        .unwrap_or((seg.first_lsn, super::segment::DATA_START));
+    drop(index);
+    while l < lsn && off < end {
+        match hop(bytes, off, l, end, &seg.skips) {
+            Some((o, n, _)) => (off, l) = (o, n),
+            None => break, // the reader reports the damage at `off`
+        }
+    }
+    (off, l)
+}
+
+/// The position of a forward reader.
+struct Cursor {
+    shared: Arc<Shared>,
+    seg: Option<Arc<Seg>>,
+    bytes: Bytes,
+    off: u64,
+    lsn: Lsn,
+    failed: bool,
+}
+
+impl Cursor {
+    fn new(shared: Arc<Shared>, lsn: Lsn) -> Self {
+        Cursor {
+            shared,
+            seg: None,
+            bytes: Bytes::new(),
+            off: 0,
+            lsn,
+            failed: false,
+        }
+    }
+
+    /// The next record with an LSN below `upto`.
+    fn next(&mut self, upto: Lsn) -> Option<Result<Record>> {
+        loop {
+            if self.failed || self.lsn >= upto {
+                return None;
+            }
+            let seg = match &self.seg {
+                Some(s) => s.clone(),
+                None => {
+                    let seg = self.shared.segment_for(self.lsn)?;
+                    self.lsn = self.lsn.max(seg.first_lsn);
+                    let end = seg.end.load(Ordering::Acquire);
+                    if let Err(e) = self.map(&seg, end) {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                    (self.off, self.lsn) = locate(&seg, &self.bytes, end, self.lsn);
+                    self.seg = Some(seg.clone());
+                    seg
+                }
+            };
+            if self.lsn >= upto {
+                return None;
+            }
+            let end = seg.end.load(Ordering::Acquire);
+            if end > self.bytes.len() as u64 {
+                if let Err(e) = self.map(&seg, end) {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+            if let Some(s) = skip_at(&seg.skips, self.off) {
+                self.off = s.end;
+                self.lsn = self.lsn.max(s.next_lsn);
+                continue;
+            }
+            if self.off >= end {
+                let next = self.shared.segment_after(seg.id)?;
+                self.lsn = self.lsn.max(next.first_lsn);
+                self.seg = None;
+                continue;
+            }
+            let max = self.shared.opts.record_bytes_max;
+            let result = match frame::decode(&self.bytes, self.off, end, max) {
+                Ok(f) if f.lsn == self.lsn => {
+                    let start = self.off as usize + FRAME_HEADER_LEN;
+                    let rec = Record {
+                        lsn: f.lsn,
+                        payload: self.bytes.slice(start..f.next as usize),
+                    };
+                    self.off = f.next;
+                    self.lsn = Lsn(self.lsn.0 + 1);
+                    return Some(Ok(rec));
+                }
+                Ok(f) => Problem::LsnMismatch {
+                    expected: self.lsn,
+                    found: f.lsn,
+                },
+                Err(p) => p,
+            };
+            self.failed = true;
+            return Some(Err(seg.corruption(self.off, end, None, result)));
+        }
+    }
+
+    fn map(&mut self, seg: &Seg, end: u64) -> Result<()> {
+        self.bytes = Bytes::from_owner(seg.view_to(end)?);
+        Ok(())
+    }
+}
+
+/// Records newest first, a segment checkpoint at a time.
+struct RevCursor {
+    shared: Arc<Shared>,
+    lo: Lsn,
+    /// The highest LSN not yet returned (inclusive); below `lo` when done.
+    hi: Lsn,
+    buf: Vec<Record>,
+    failed: bool,
+}
+
+impl RevCursor {
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            if let Some(r) = self.buf.pop() {
+                return Some(Ok(r));
+            }
+            if self.failed || self.hi < self.lo || self.hi.0 == 0 {
+                return None;
+            }
+            if let Err(e) = self.refill() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+    }
+
+    /// Loads the records from the checkpoint at or before `hi` up to `hi`.
+    fn refill(&mut self) -> Result<()> {
+        let Some(seg) = self.shared.segment_for(self.hi) else {
+            self.hi = Lsn(0);
+            return Ok(());
+        };
+        if self.hi < seg.first_lsn {
+            self.hi = Lsn(0);
+            return Ok(());
+        }
+        let end = seg.end.load(Ordering::Acquire);
+        let bytes = Bytes::from_owner(seg.view_to(end)?);
+        let (cp_lsn, cp_off) = {
+            let mut index = seg.index.lock();
+            index.extend(&bytes, end, self.hi, &seg.skips);
+            index
+                .checkpoint(self.hi)
+                .unwrap_or((seg.first_lsn, super::segment::DATA_START))
+        };
+        let mut cursor = Cursor {
+            shared: self.shared.clone(),
+            seg: Some(seg.clone()),
+            bytes,
+            off: cp_off,
+            lsn: cp_lsn,
+            failed: false,
+        };
+        let upto = Lsn(self.hi.0 + 1);
+        while let Some(r) = cursor.next(upto) {
+            let r = r?;
+            if r.lsn >= self.lo {
+                self.buf.push(r);
+            }
+        }
+        self.hi = Lsn(cp_lsn.0.saturating_sub(1));
+        Ok(())
+    }
+}
+
+/// An iterator over records, forward or newest first. Yields `Err` (and then
+/// stops) at damage it meets.
+pub struct Iter {
+    inner: IterInner,
+}
+
+enum IterInner {
+    Forward { cursor: Cursor, upto: Lsn },
+    Backward(RevCursor),
+}
+
+impl Iterator for Iter {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            IterInner::Forward { cursor, upto } => cursor.next(*upto),
+            IterInner::Backward(rev) => rev.next(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Iter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Iter")
+    }
+}
+
+/// A reader that waits for new records: `tail -f`.
+pub struct Follower {
+    cursor: Cursor,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("next", &self.cursor.lsn)
+            .finish()
+    }
+}
+
+/// How often a read-only follower looks for another process's appends.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+impl Follower {
+    /// The next record, waiting up to `timeout` for one to be appended.
+    /// `Ok(None)` when none came in time.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Record>> {
+        let deadline = Instant::now() + timeout;
+        let shared = self.cursor.shared.clone();
+        loop {
+            let visible = shared.visible.load(Ordering::SeqCst);
+            if let Some(r) = self.cursor.next(Lsn(visible)) {
+                return r.map(Some);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if shared.opts.read_only {
+                std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+                super::open::refresh(&shared)?;
+            } else {
+                shared.followers.fetch_add(1, Ordering::SeqCst);
+                let mut g = shared.follow_lock.lock();
+                if shared.visible.load(Ordering::SeqCst) == visible {
+                    shared.follow_cv.wait_until(&mut g, deadline);
+                }
+                drop(g);
+                shared.followers.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// LSN of the next record this follower will return.
+    pub fn position(&self) -> Lsn {
+        self.cursor.lsn
+    }
+}
+
+impl Log {
+    fn bounds(&self, range: impl RangeBounds<Lsn>) -> (Lsn, Lsn) {
+        let lo = match range.start_bound() {
+            Bound::Included(l) => *l,
+            Bound::Excluded(l) => Lsn(l.0.saturating_add(1)),
+            Bound::Unbounded => self.first_lsn(),
+        };
+        let visible = self.next_lsn();
+        let end = match range.end_bound() {
+            Bound::Included(l) => Lsn(l.0.saturating_add(1)),
+            Bound::Excluded(l) => *l,
+            Bound::Unbounded => visible,
+        };
+        (lo.max(Lsn(1)), end.min(visible))
+    }
+
+    /// Records in an LSN range, oldest first. The end is fixed when called:
+    /// records appended later are not returned (use [`follow`](Self::follow)).
+    pub fn iter(&self, range: impl RangeBounds<Lsn>) -> Iter {
+        let (lo, upto) = self.bounds(range);
+        Iter {
+            inner: IterInner::Forward {
+                cursor: Cursor::new(self.shared.clone(), lo),
+                upto,
+            },
+        }
+    }
+
+    /// Records in an LSN range, newest first.
+    pub fn iter_rev(&self, range: impl RangeBounds<Lsn>) -> Iter {
+        let (lo, upto) = self.bounds(range);
+        Iter {
+            inner: IterInner::Backward(RevCursor {
+                shared: self.shared.clone(),
+                lo,
+                hi: Lsn(upto.0.saturating_sub(1)),
+                buf: Vec::new(),
+                failed: false,
+            }),
+        }
+    }
+
+    /// The record at `lsn`; `Ok(None)` if there is none (not yet written,
+    /// removed, or lost to quarantined damage).
+    pub fn read(&self, lsn: Lsn) -> Result<Option<Record>> {
+        match self.iter(lsn..=lsn).next() {
+            Some(Ok(r)) if r.lsn == lsn => Ok(Some(r)),
+            Some(Ok(_)) | None => Ok(None),
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// A follower starting at `from` (use [`next_lsn`](Self::next_lsn) for
+    /// only new records).
+    pub fn follow(&self, from: Lsn) -> Follower {
+        Follower {
+            cursor: Cursor::new(self.shared.clone(), from.max(Lsn(1))),
+        }
+    }
+}

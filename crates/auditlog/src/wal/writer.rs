@@ -1,0 +1,366 @@
+//! Appends, rollover and group commit.
+//!
+//! An append reserves its LSNs and byte range under the writer lock, then
+//! computes the CRC and copies the payload into the mapped segment with the
+//! lock released, so concurrent writers copy in parallel. Records become
+//! visible strictly in LSN order: each append waits until the bytes before its
+//! range are published, then publishes its own (a ticket). Rollover waits for
+//! every reserved range of the old segment to be published before sealing it.
+//!
+//! `Sync` appends use group commit: the first waiter becomes the leader, syncs
+//! everything visible, and every waiter whose LSN that covered returns without
+//! a sync of its own.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::options::Durability;
+use crate::wal::frame::{encode_header, FRAME_HEADER_LEN};
+use crate::wal::segment::{self, Footer, Header, DATA_START};
+use crate::wal::{reader::SparseIndex, Seg, Shared, WriterState};
+use crate::{Lsn, SegmentId};
+
+/// Appends `payloads` as consecutive records; returns the first LSN and the
+/// one after the last.
+pub(crate) fn append_batch<P: AsRef<[u8]>>(
+    shared: &Shared,
+    payloads: &[P],
+    durability: Durability,
+) -> Result<(Lsn, Lsn)> {
+    if shared.opts.read_only {
+        return Err(Error::ReadOnly);
+    }
+    let max = shared.opts.record_bytes_max;
+    for p in payloads {
+        let len = p.as_ref().len();
+        if len > max as usize {
+            return Err(Error::RecordTooLarge { len, max });
+        }
+    }
+    shared.check_poison()?;
+    let frames = |ps: &[P]| {
+        ps.iter()
+            .map(|p| (FRAME_HEADER_LEN + p.as_ref().len()) as u64)
+            .sum::<u64>()
+    };
+    let total = frames(payloads);
+    let mut guard = shared.writer.lock();
+    let st = guard.as_mut().ok_or(Error::ReadOnly)?;
+    let fresh = shared.opts.segment_bytes - DATA_START - segment::FOOTER_LEN as u64;
+    if payloads.is_empty() {
+        return Ok((st.next_lsn, st.next_lsn));
+    }
+    if total > fresh {
+        // Larger than a whole segment: write it across rollovers without
+        // letting go of the lock, so its LSNs stay consecutive.
+        let first = st.next_lsn;
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            let room = st.tail.data_limit() - st.off;
+            let mut n = 0;
+            let mut bytes = 0;
+            if !st.tail.sealed.load(Ordering::Acquire) {
+                while n < rest.len() && bytes + frames(&rest[n..n + 1]) <= room {
+                    bytes += frames(&rest[n..n + 1]);
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                rollover(shared, st)?;
+                continue;
+            }
+            let (seg, off, lsn0) = reserve(st, n, bytes);
+            write_and_publish(shared, &seg, off, lsn0, &rest[..n], bytes)?;
+            rest = &rest[n..];
+        }
+        let next = st.next_lsn;
+        drop(guard);
+        return finish(shared, first, next, durability);
+    }
+    shared.check_poison()?;
+    if st.tail.sealed.load(Ordering::Acquire) || st.off + total > st.tail.data_limit() {
+        rollover(shared, st)?;
+    }
+    let (seg, off, lsn0) = reserve(st, payloads.len(), total);
+    drop(guard);
+    write_and_publish(shared, &seg, off, lsn0, payloads, total)?;
+    finish(
+        shared,
+        lsn0,
+        Lsn(lsn0.0 + payloads.len() as u64),
+        durability,
+    )
+}
+
+fn finish(shared: &Shared, first: Lsn, next: Lsn, durability: Durability) -> Result<(Lsn, Lsn)> {
+    match durability {
+        Durability::Sync => sync_to(shared, next)?,
+        Durability::Buffered | Durability::Interval(_) => {}
+    }
+    Ok((first, next))
+}
+
+/// Takes the next `n` LSNs and `bytes` bytes of the tail (which must fit).
+fn reserve(st: &mut WriterState, n: usize, bytes: u64) -> (Arc<Seg>, u64, Lsn) {
+    let off = st.off;
+    let lsn0 = st.next_lsn;
+    assert!(
+        off + bytes <= st.tail.data_limit(),
+        "reservation past the end of the segment"
+    );
+    st.off += bytes;
+    st.next_lsn = Lsn(lsn0.0 + n as u64);
+    (st.tail.clone(), off, lsn0)
+}
+
+/// Copies reserved frames into the segment and publishes them in turn.
+fn write_and_publish<P: AsRef<[u8]>>(
+    shared: &Shared,
+    seg: &Seg,
+    off: u64,
+    lsn0: Lsn,
+    payloads: &[P],
+    bytes: u64,
+) -> Result<()> {
+    if let Err(e) = write_frames(seg, off, lsn0, payloads) {
+        shared.poison(format!("write to {} failed: {e}", seg.path.display()));
+        return Err(e);
+    }
+    publish(
+        shared,
+        seg,
+        off,
+        off + bytes,
+        Lsn(lsn0.0 + payloads.len() as u64),
+    )
+}
+
+fn write_frames<P: AsRef<[u8]>>(seg: &Seg, mut off: u64, lsn0: Lsn, payloads: &[P]) -> Result<()> {
+    for (i, p) in payloads.iter().enumerate() {
+        let p = p.as_ref();
+        let header = encode_header(Lsn(lsn0.0 + i as u64), p);
+        let io = |e| Error::io("write to segment", &seg.path, e);
+        seg.file.write_at(off, &header).map_err(io)?;
+        seg.file
+            .write_at(off + FRAME_HEADER_LEN as u64, p)
+            .map_err(io)?;
+        off += (FRAME_HEADER_LEN + p.len()) as u64;
+    }
+    Ok(())
+}
+
+/// Waits for the bytes before `off` to be published, then publishes `off..end`.
+fn publish(shared: &Shared, seg: &Seg, off: u64, end: u64, next_lsn: Lsn) -> Result<()> {
+    let mut spins = 0u32;
+    while seg.end.load(Ordering::Acquire) != off {
+        // A poisoned log will never publish the range before ours.
+        shared.check_poison()?;
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    seg.file.freeze(end);
+    seg.next_lsn.store(next_lsn.0, Ordering::Release);
+    // Releasing the ticket lets the next writer publish, possibly before our
+    // `visible` update lands: `fetch_max` keeps `visible` from moving back.
+    seg.end.store(end, Ordering::Release);
+    shared.visible.fetch_max(next_lsn.0, Ordering::SeqCst);
+    shared.notify_followers();
+    Ok(())
+}
+
+/// Seals the tail (if not sealed yet) and starts a new segment.
+fn rollover(shared: &Shared, st: &mut WriterState) -> Result<()> {
+    let old = st.tail.clone();
+    if !old.sealed.load(Ordering::Acquire) {
+        // Every reserved range of the old segment must be published first.
+        while old.end.load(Ordering::Acquire) != st.off {
+            shared.check_poison()?;
+            std::thread::yield_now();
+        }
+        seal(shared, &old)?;
+    }
+    let id = SegmentId(old.id.0 + 1);
+    let path = shared.dir.join(segment::file_name(id));
+    let len = shared.opts.segment_bytes;
+    let vfs = &shared.opts.vfs;
+    let file = match vfs.create_segment(&path, len) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Left by an earlier rollover that failed before the header was
+            // written (nothing else creates this name): start it again.
+            vfs.remove_file(&path)
+                .map_err(|e| Error::io("remove incomplete segment", &path, e))?;
+            vfs.create_segment(&path, len)
+                .map_err(|e| Error::io("create segment", &path, e))?
+        }
+        Err(e) => return Err(Error::io("create segment", &path, e)),
+    };
+    let header = Header {
+        segment: id,
+        first_lsn: st.next_lsn,
+        len,
+    };
+    let made = file
+        .write_at(0, &header.encode())
+        .and_then(|()| file.sync_range(0, DATA_START))
+        .map_err(|e| Error::io("write segment header", &path, e))
+        .and_then(|()| {
+            vfs.sync_dir(&shared.dir)
+                .map_err(|e| Error::io("sync directory", &shared.dir, e))
+        });
+    if let Err(e) = made {
+        shared.poison(format!("creating segment {} failed: {e}", path.display()));
+        return Err(e);
+    }
+    file.freeze(DATA_START);
+    let seg = Arc::new(Seg {
+        id,
+        first_lsn: st.next_lsn,
+        path,
+        file,
+        capacity: len,
+        end: DATA_START.into(),
+        next_lsn: st.next_lsn.0.into(),
+        sealed: false.into(),
+        synced_end: DATA_START.into(),
+        skips: Vec::new(),
+        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, st.next_lsn)),
+        view: parking_lot::Mutex::new(None),
+    });
+    shared.segments.write().push(seg.clone());
+    st.tail = seg;
+    st.off = DATA_START;
+    Ok(())
+}
+
+/// Writes the footer of a full segment and makes the whole segment durable.
+fn seal(shared: &Shared, seg: &Seg) -> Result<()> {
+    let end = seg.end.load(Ordering::Acquire);
+    let next = seg.next_lsn.load(Ordering::Acquire);
+    let view = seg.view_to(end)?;
+    let footer = Footer {
+        segment: seg.id,
+        first_lsn: seg.first_lsn,
+        last_lsn: Lsn(next - 1),
+        count: next - seg.first_lsn.0,
+        data_end: end,
+        data_crc: crc32fast::hash(&view.bytes()[..end as usize]),
+    };
+    let at = seg.capacity - segment::FOOTER_LEN as u64;
+    let result = seg
+        .file
+        .write_at(at, &footer.encode())
+        .and_then(|()| seg.file.sync_range(0, seg.capacity));
+    if let Err(e) = result {
+        shared.poison(format!("sealing {} failed: {e}", seg.path.display()));
+        return Err(Error::io("seal segment", &seg.path, e));
+    }
+    seg.file.freeze(seg.capacity);
+    seg.synced_end.store(end, Ordering::Release);
+    seg.sealed.store(true, Ordering::Release);
+    shared.durable.fetch_max(next, Ordering::AcqRel);
+    Ok(())
+}
+
+/// Returns once every LSN below `target` is durable, syncing if needed
+/// (group commit: one caller syncs for all who wait).
+pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
+    // A poisoned log promises nothing, not even what it synced before.
+    shared.check_poison()?;
+    if shared.durable.load(Ordering::Acquire) >= target.0 {
+        return Ok(());
+    }
+    let _leader = shared.sync_lock.lock();
+    shared.check_poison()?;
+    if shared.durable.load(Ordering::Acquire) >= target.0 {
+        return Ok(());
+    }
+    // Read `visible` before choosing the segment: a segment stops being the
+    // tail only after its seal made it durable, so syncing the tail found
+    // afterwards covers every LSN below `visible`.
+    let visible = shared.visible.load(Ordering::SeqCst);
+    let Some(tail) = shared.segments.read().last().cloned() else {
+        return Ok(());
+    };
+    let end = tail.end.load(Ordering::Acquire);
+    let from = tail.synced_end.load(Ordering::Acquire);
+    if end > from {
+        if let Err(e) = tail.file.sync_range(from, end - from) {
+            shared.poison(format!("fsync of {} failed: {e}", tail.path.display()));
+            return Err(Error::io("sync segment", &tail.path, e));
+        }
+        tail.synced_end.fetch_max(end, Ordering::AcqRel);
+    }
+    shared.durable.fetch_max(visible, Ordering::AcqRel);
+    Ok(())
+}
+
+/// The background flusher of `Durability::Interval`.
+pub(crate) fn flusher(shared: &Shared, every: Duration) {
+    let mut stop = shared.shutdown.lock();
+    while !*stop {
+        shared.shutdown_cv.wait_for(&mut stop, every);
+        if *stop {
+            break;
+        }
+        let visible = Lsn(shared.visible.load(Ordering::Acquire));
+        // An error poisons the log; appenders see it on their next call.
+        let _ = parking_lot::MutexGuard::unlocked(&mut stop, || sync_to(shared, visible));
+    }
+}
+
+impl crate::Log {
+    /// Appends one record with the log's default durability; returns its LSN.
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        self.append_with(payload, self.shared.opts.durability)
+    }
+
+    /// Appends one record with the given durability; returns its LSN.
+    pub fn append_with(&self, payload: &[u8], durability: Durability) -> Result<Lsn> {
+        append_batch(&self.shared, std::slice::from_ref(&payload), durability).map(|(a, _)| a)
+    }
+
+    /// Appends records as one batch (consecutive LSNs, one sync for all in
+    /// `Sync` mode). Returns the LSN range `first..next`.
+    ///
+    /// The batch's LSNs are consecutive. A batch larger than a whole segment
+    /// is split across rollovers; if creating a new segment then fails (a full
+    /// disk), the part already written stays appended and the error is returned.
+    pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<std::ops::Range<Lsn>> {
+        self.append_batch_with(payloads, self.shared.opts.durability)
+    }
+
+    /// [`append_batch`](Self::append_batch) with the given durability.
+    pub fn append_batch_with<P: AsRef<[u8]>>(
+        &self,
+        payloads: &[P],
+        durability: Durability,
+    ) -> Result<std::ops::Range<Lsn>> {
+        append_batch(&self.shared, payloads, durability).map(|(a, b)| a..b)
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        if self.shared.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        sync_to(&self.shared, self.next_lsn())
+    }
+
+    /// Returns once the record at `lsn` (and every one before it) is durable.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        if self.shared.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        sync_to(
+            &self.shared,
+            Lsn(lsn.0.saturating_add(1).min(self.next_lsn().0)),
+        )
+    }
+}
