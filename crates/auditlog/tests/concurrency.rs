@@ -46,9 +46,9 @@ fn writers_and_readers_together() {
             let (log, stop) = (log.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
-                let mut seq = 0;
+                let mut seq: u64 = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let durability = if seq % 50 == 0 {
+                    let durability = if seq.is_multiple_of(50) {
                         Durability::Sync
                     } else {
                         Durability::Buffered

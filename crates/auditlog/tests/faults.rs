@@ -42,7 +42,7 @@ fn workload(log: &Log, rng: &mut SplitMix64, written: &mut Vec<Vec<u8>>, acked: 
             }
         }
     }
-    if rng.next() % 3 == 0 {
+    if rng.next().is_multiple_of(3) {
         log.sync().unwrap();
         *acked = written.len() as u64;
     }
