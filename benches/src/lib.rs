@@ -1,1 +1,33 @@
-//! x
+//! Helpers shared by auditlog's benchmarks.
+
+use std::time::Duration;
+
+/// The `p`-th percentile (0.0..=1.0) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let i = ((samples.len() - 1) as f64 * p).round() as usize;
+    samples[i]
+}
+
+/// The 128-byte payload the append benchmarks write.
+pub fn payload_128(i: u64) -> [u8; 128] {
+    let mut p = [0x5a; 128];
+    p[..8].copy_from_slice(&i.to_le_bytes());
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(percentile(&mut v, 0.5), Duration::from_millis(51));
+        assert_eq!(percentile(&mut v, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&mut [], 0.5), Duration::ZERO);
+    }
+}

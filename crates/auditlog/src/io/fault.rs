@@ -188,6 +188,22 @@ impl FaultyFs {
         Ok(())
     }
 
+    /// Creates (or replaces) a file with these contents, durably, directory
+    /// entry included: for tests and fuzzers that start from given bytes.
+    pub fn put_file(&self, path: &Path, contents: &[u8]) {
+        let mut st = self.inner.state.lock();
+        if let Some(dir) = path.parent() {
+            for d in dir.ancestors() {
+                st.dirs.insert(d.to_path_buf());
+            }
+        }
+        let file = self.new_file(path, contents.to_vec(), &mut st);
+        file.state.lock().durable = contents.to_vec();
+        if let Some(e) = st.files.get_mut(path) {
+            e.durable_exists = true;
+        }
+    }
+
     /// The current contents of a file (as a reader would see them now).
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         let st = self.inner.state.lock();

@@ -418,17 +418,29 @@ fn load_segment(
             let mut lost_end_next: Option<Lsn> = None;
             if let Some(f) = footer {
                 let whole_ok = data_crc == f.data_crc || !seg.skips.is_empty();
-                if s.valid_end != f.data_end || s.next_lsn.0 != f.last_lsn.0 + 1 {
+                let known = seg.skips.iter().any(|k| k.start == s.valid_end);
+                if s.valid_end < f.data_end && !known {
                     // The footer says more records follow than the scan found.
                     let next_lsn = Lsn(f.last_lsn.0 + 1).max(s.next_lsn);
                     found_damage.push(Damage {
                         start: s.valid_end,
-                        end: f.data_end.max(s.valid_end),
+                        end: f.data_end,
                         lsns_lost: (s.next_lsn <= f.last_lsn).then_some((s.next_lsn, f.last_lsn)),
                         problem: end_problem.clone().unwrap_or(Problem::Zeroed),
                         next_lsn,
                     });
                     lost_end_next = Some(next_lsn);
+                } else if s.next_lsn.0 != f.last_lsn.0 + 1 && !known {
+                    // Frames end where the footer says, with other LSNs: the footer lies.
+                    return Err(LoadError::Corrupt(
+                        Problem::Mismatch {
+                            field: "footer last LSN",
+                            expected: s.next_lsn.0 - 1,
+                            found: f.last_lsn.0,
+                        },
+                        len - FOOTER_LEN as u64,
+                        len,
+                    ));
                 } else if s.damage.is_empty() && !whole_ok {
                     return Err(LoadError::Corrupt(
                         Problem::DataCrc {
@@ -443,13 +455,17 @@ fn load_segment(
                 // It should be sealed but its footer (or its end) is gone: what
                 // follows the last valid frame is lost, up to the next segment.
                 let next_lsn = next_first.unwrap_or(s.next_lsn).max(s.next_lsn);
-                found_damage.push(Damage {
-                    start: s.valid_end,
-                    end: len,
-                    lsns_lost: (next_lsn > s.next_lsn).then(|| (s.next_lsn, Lsn(next_lsn.0 - 1))),
-                    problem: footer_problem.unwrap_or(Problem::Zeroed),
-                    next_lsn,
-                });
+                if !seg.skips.iter().any(|k| k.start == s.valid_end) {
+                    found_damage.push(Damage {
+                        start: s.valid_end,
+                        // Never empty: to the file's end, or past it if truncated.
+                        end: if truncated { header.len } else { len },
+                        lsns_lost: (next_lsn > s.next_lsn)
+                            .then(|| (s.next_lsn, Lsn(next_lsn.0 - 1))),
+                        problem: footer_problem.unwrap_or(Problem::Zeroed),
+                        next_lsn,
+                    });
+                }
                 seg.sealed.store(true, Ordering::Relaxed);
                 lost_end_next = Some(next_lsn);
             } else if opts.read_only && !s.damage.is_empty() {

@@ -99,7 +99,7 @@ impl SparseIndex {
 }
 
 fn skip_at(skips: &[Skip], off: u64) -> Option<&Skip> {
-    skips.iter().find(|s| s.start == off)
+    skips.iter().find(|s| s.start == off && s.end > s.start)
 }
 
 /// Steps over the frame (or quarantined range) at `off` without checking its

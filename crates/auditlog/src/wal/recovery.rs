@@ -79,6 +79,7 @@ pub fn scan(
     skips: &[Skip],
 ) -> Scan {
     let limit = limit.min(bytes.len() as u64);
+    let start = start.min(limit);
     let mut out = Scan {
         valid_end: start,
         next_lsn: first_lsn,
@@ -90,11 +91,15 @@ pub fn scan(
     let mut p = start;
     let mut e = first_lsn;
     loop {
-        if let Some(s) = skips.iter().find(|s| s.start == p) {
-            p = s.end;
-            e = s.next_lsn;
-            out.valid_end = p;
+        if let Some(s) = skips.iter().find(|s| s.start == p && s.end > s.start) {
+            e = e.max(s.next_lsn);
             out.next_lsn = e;
+            if s.end > limit {
+                // A quarantined range running to (or past) the end of the data.
+                break;
+            }
+            p = s.end;
+            out.valid_end = p;
             continue;
         }
         match frame::decode(bytes, p, limit, payload_max) {
@@ -145,7 +150,7 @@ pub fn scan(
             }
         }
     }
-    out.garbage_end = last_nonzero_end(&bytes[..limit as usize], out.valid_end);
+    out.garbage_end = last_nonzero_end(&bytes[..limit as usize], out.valid_end.min(limit));
     out
 }
 
