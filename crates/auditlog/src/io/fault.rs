@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
@@ -61,7 +61,8 @@ struct Entry {
 
 #[derive(Debug)]
 struct FaultFile {
-    fs: Arc<Inner>,
+    /// Weak: the file system owns its files, not the other way round.
+    fs: Weak<Inner>,
     generation: u64,
     state: Mutex<FileState>,
 }
@@ -143,7 +144,7 @@ impl FaultyFs {
                 image[off..off + len].copy_from_slice(&data[..len]);
             }
             let file = Arc::new(FaultFile {
-                fs: self.inner.clone(),
+                fs: Arc::downgrade(&self.inner),
                 generation,
                 state: Mutex::new(FileState {
                     current: image.clone(),
@@ -223,7 +224,7 @@ impl FaultyFs {
 
     fn new_file(&self, path: &Path, contents: Vec<u8>, st: &mut FsState) -> Arc<FaultFile> {
         let file = Arc::new(FaultFile {
-            fs: self.inner.clone(),
+            fs: Arc::downgrade(&self.inner),
             generation: self.inner.generation.load(Ordering::Acquire),
             state: Mutex::new(FileState {
                 current: contents,
@@ -396,11 +397,10 @@ impl Drop for FaultLock {
 }
 
 impl FaultFile {
-    fn check_alive(&self) -> io::Result<()> {
-        if self.fs.generation.load(Ordering::Acquire) == self.generation {
-            Ok(())
-        } else {
-            Err(dead())
+    fn check_alive(&self) -> io::Result<Arc<Inner>> {
+        match self.fs.upgrade() {
+            Some(fs) if fs.generation.load(Ordering::Acquire) == self.generation => Ok(fs),
+            _ => Err(dead()),
         }
     }
 }
@@ -423,8 +423,7 @@ impl SegmentFile for FaultFile {
     }
 
     fn sync_range(&self, _offset: u64, _len: u64) -> io::Result<()> {
-        self.check_alive()?;
-        let result = self.fs.sync_allowed();
+        let result = self.check_alive()?.sync_allowed();
         let mut f = self.state.lock();
         if result.is_ok() {
             f.durable = f.current.clone();
