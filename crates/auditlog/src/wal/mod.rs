@@ -77,6 +77,30 @@ pub(crate) struct Seg {
 }
 
 impl Seg {
+    /// A segment holding no visible frame yet (callers set `end`, `next_lsn`,
+    /// `sealed` and `skips` from what recovery found).
+    pub(crate) fn new(
+        id: SegmentId,
+        first_lsn: Lsn,
+        path: PathBuf,
+        file: Arc<dyn SegmentFile>,
+    ) -> Seg {
+        Seg {
+            id,
+            first_lsn,
+            path,
+            capacity: file.file_len(),
+            file,
+            end: segment::DATA_START.into(),
+            next_lsn: first_lsn.0.into(),
+            sealed: false.into(),
+            synced_end: segment::DATA_START.into(),
+            skips: Vec::new(),
+            index: Mutex::new(reader::SparseIndex::new(segment::DATA_START, first_lsn)),
+            view: Mutex::new(None),
+        }
+    }
+
     /// The largest offset frames may reach.
     pub(crate) fn data_limit(&self) -> u64 {
         self.capacity - segment::FOOTER_LEN as u64

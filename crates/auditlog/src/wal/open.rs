@@ -369,20 +369,9 @@ fn load_segment(
             && f.first_lsn == header.first_lsn
             && f.data_end <= len - FOOTER_LEN as u64
     });
-    let seg = Seg {
-        id,
-        first_lsn: header.first_lsn,
-        path: path.to_path_buf(),
-        capacity: len,
-        end: DATA_START.into(),
-        next_lsn: header.first_lsn.0.into(),
-        sealed: footer.is_some().into(),
-        synced_end: DATA_START.into(),
-        skips,
-        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, header.first_lsn)),
-        view: parking_lot::Mutex::new(None),
-        file,
-    };
+    let mut seg = Seg::new(id, header.first_lsn, path.to_path_buf(), file);
+    seg.sealed.store(footer.is_some(), Ordering::Relaxed);
+    seg.skips = skips;
     let mut found_damage = Vec::new();
     let mut torn_bytes = 0;
     match footer {
@@ -527,20 +516,7 @@ fn create_first(opts: &Options, dir: &Path) -> Result<Seg> {
         .sync_dir(dir)
         .map_err(|e| Error::io("sync directory", dir, e))?;
     file.freeze(DATA_START);
-    Ok(Seg {
-        id,
-        first_lsn: Lsn(1),
-        path,
-        file,
-        capacity: opts.segment_bytes,
-        end: DATA_START.into(),
-        next_lsn: 1.into(),
-        sealed: false.into(),
-        synced_end: DATA_START.into(),
-        skips: Vec::new(),
-        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, Lsn(1))),
-        view: parking_lot::Mutex::new(None),
-    })
+    Ok(Seg::new(id, Lsn(1), path, file))
 }
 
 /// Read-only logs: picks up frames and segments another process appended.
@@ -634,21 +610,10 @@ fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
         }));
     }
     file.freeze(DATA_START);
-    let len = file.file_len();
-    shared.segments.write().push(Arc::new(Seg {
-        id,
-        first_lsn: h.first_lsn,
-        path,
-        file,
-        capacity: len,
-        end: DATA_START.into(),
-        next_lsn: h.first_lsn.0.into(),
-        sealed: false.into(),
-        synced_end: DATA_START.into(),
-        skips: Vec::new(),
-        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, h.first_lsn)),
-        view: parking_lot::Mutex::new(None),
-    }));
+    shared
+        .segments
+        .write()
+        .push(Arc::new(Seg::new(id, h.first_lsn, path, file)));
     Ok(true)
 }
 

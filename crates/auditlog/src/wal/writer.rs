@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::wal::frame::{encode_header, FRAME_HEADER_LEN};
 use crate::wal::segment::{self, Footer, Header, DATA_START};
-use crate::wal::{reader::SparseIndex, Seg, Shared, WriterState};
+use crate::wal::{Seg, Shared, WriterState};
 use crate::{Lsn, SegmentId};
 
 /// Batches up to this many bytes are copied with the writer lock held; larger
@@ -233,20 +233,7 @@ fn rollover(shared: &Shared, st: &mut WriterState) -> Result<()> {
         return Err(e);
     }
     file.freeze(DATA_START);
-    let seg = Arc::new(Seg {
-        id,
-        first_lsn: st.next_lsn,
-        path,
-        file,
-        capacity: len,
-        end: DATA_START.into(),
-        next_lsn: st.next_lsn.0.into(),
-        sealed: false.into(),
-        synced_end: DATA_START.into(),
-        skips: Vec::new(),
-        index: parking_lot::Mutex::new(SparseIndex::new(DATA_START, st.next_lsn)),
-        view: parking_lot::Mutex::new(None),
-    });
+    let seg = Arc::new(Seg::new(id, st.next_lsn, path, file));
     shared.segments.write().push(seg.clone());
     st.tail = seg;
     st.off = DATA_START;
