@@ -179,3 +179,28 @@ fn interval_durability_syncs_in_the_background() {
     let log = Log::open(common::fdir(), common::faulty(&fs)).unwrap();
     assert_eq!(log.read(lsn).unwrap().unwrap().payload(), b"soon durable");
 }
+
+#[test]
+fn a_segment_whose_creation_was_interrupted_is_removed() {
+    // What a SIGKILL between creating and renaming the next segment leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default()
+        .segment_bytes(4096)
+        .record_bytes_max(1024);
+    let log = Log::open(dir.path(), opts.clone()).unwrap();
+    log.append(&payload(1, 100)).unwrap();
+    drop(log);
+    let tmp = dir.path().join("00000000000000000002.seg.tmp");
+    std::fs::write(&tmp, b"").unwrap();
+    let log = Log::open(dir.path(), opts).unwrap();
+    assert_eq!(
+        log.recovery_report().removed_incomplete_segment.as_deref(),
+        Some(tmp.as_path())
+    );
+    assert!(!tmp.exists());
+    for i in 2..=100 {
+        log.append(&payload(i, 100)).unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    assert_eq!(all(&log).len(), 100);
+}

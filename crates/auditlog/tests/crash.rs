@@ -18,7 +18,7 @@ const CHILD_ENV: &str = "AUDITLOG_CRASH_CHILD_DIR";
 
 fn opts() -> Options {
     Options::default()
-        .segment_bytes(64 << 10)
+        .segment_bytes(16 << 10)
         .record_bytes_max(4096)
         .durability(Durability::Sync)
 }
@@ -52,9 +52,10 @@ fn parse(p: &[u8]) -> (u64, u64, u64) {
     (f(0), f(1), f(2))
 }
 
-/// Not a test on its own: the child's body, run when the parent re-executes
-/// this test binary with `CHILD_ENV` set.
+/// Not a test on its own (hence ignored): the child's body, run when the
+/// parent re-executes this test binary with `--ignored` and `CHILD_ENV` set.
 #[test]
+#[ignore = "the crash test's child process, not a test"]
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
@@ -90,9 +91,15 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let exe = std::env::current_exe().unwrap();
     let mut rng = SplitMix64(0x5eed);
     let mut acked: Vec<(u64, (u64, u64, u64))> = Vec::new();
-    for cycle in 0..12u64 {
+    for cycle in 0..16u64 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .env("AUDITLOG_CRASH_CYCLE", cycle.to_string())
             .stdout(Stdio::piped())

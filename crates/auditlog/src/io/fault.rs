@@ -328,6 +328,29 @@ impl Vfs for FaultyFs {
         }
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.inner.state.lock();
+        let file = match st.files.get_mut(from).filter(|e| e.exists) {
+            Some(e) => {
+                e.exists = false;
+                e.file.clone()
+            }
+            None => return Err(io::Error::from(io::ErrorKind::NotFound)),
+        };
+        // Until the directory is synced, a crash may keep the old name, the
+        // new one, both or neither (each decided on its own).
+        let durable_exists = st.files.get(to).is_some_and(|e| e.durable_exists);
+        st.files.insert(
+            to.to_path_buf(),
+            Entry {
+                file,
+                exists: true,
+                durable_exists,
+            },
+        );
+        Ok(())
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.inner.sync_allowed()?;
         let mut st = self.inner.state.lock();

@@ -39,6 +39,8 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn open_segment(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn SegmentFile>>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file, replacing `to` if it exists (durable after [`sync_dir`](Self::sync_dir)).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Reads a whole small file.

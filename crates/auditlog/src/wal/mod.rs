@@ -29,6 +29,14 @@ use crate::{Lsn, SegmentId};
 pub use reader::{Follower, Iter, Record};
 use recovery::Skip;
 
+/// Why [`Seg::create`] failed.
+pub(crate) enum CreateError {
+    /// Nothing was created (e.g. the disk is full); the log is unchanged.
+    NotCreated(Error),
+    /// A write or sync failed after the file was created.
+    Failed(Error),
+}
+
 /// What opening the log found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -99,6 +107,52 @@ impl Seg {
             index: Mutex::new(reader::SparseIndex::new(segment::DATA_START, first_lsn)),
             view: Mutex::new(None),
         }
+    }
+
+    /// Creates segment `id` in `dir` atomically: allocated and given its
+    /// header under a temporary name, synced, renamed into place, and the
+    /// directory synced. A crash leaves either no segment or a complete empty
+    /// one (plus, perhaps, a temporary file that the next open removes).
+    pub(crate) fn create(
+        opts: &Options,
+        dir: &Path,
+        id: SegmentId,
+        first_lsn: Lsn,
+    ) -> Result<Seg, CreateError> {
+        let vfs = &opts.vfs;
+        let tmp = dir.join(segment::creating_file_name(id));
+        let path = dir.join(segment::file_name(id));
+        let len = opts.segment_bytes;
+        let file = match vfs.create_segment(&tmp, len) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Left by an earlier attempt that failed (nothing else uses this name).
+                vfs.remove_file(&tmp).map_err(|e| {
+                    CreateError::NotCreated(Error::io("remove incomplete segment", &tmp, e))
+                })?;
+                vfs.create_segment(&tmp, len)
+            }
+            other => other,
+        }
+        .map_err(|e| CreateError::NotCreated(Error::io("create segment", &tmp, e)))?;
+        let header = segment::Header {
+            segment: id,
+            first_lsn,
+            len,
+        };
+        file.write_at(0, &header.encode())
+            .and_then(|()| file.sync_range(0, segment::DATA_START))
+            .map_err(|e| Error::io("write segment header", &tmp, e))
+            .and_then(|()| {
+                vfs.rename(&tmp, &path)
+                    .map_err(|e| Error::io("rename segment", &tmp, e))
+            })
+            .and_then(|()| {
+                vfs.sync_dir(dir)
+                    .map_err(|e| Error::io("sync directory", dir, e))
+            })
+            .map_err(CreateError::Failed)?;
+        file.freeze(segment::DATA_START);
+        Ok(Seg::new(id, first_lsn, path, file))
     }
 
     /// The largest offset frames may reach.

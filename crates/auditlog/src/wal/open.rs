@@ -16,7 +16,7 @@ use crate::wal::quarantine::{self, QUARANTINE_FILE};
 use crate::wal::reader::SparseIndex;
 use crate::wal::recovery::{self, Damage, Skip};
 use crate::wal::segment::{self, Footer, Header, DATA_START, FOOTER_LEN, HEADER_LEN};
-use crate::wal::{RecoveryReport, Seg, Shared, VerifyReport, WriterState};
+use crate::wal::{CreateError, RecoveryReport, Seg, Shared, VerifyReport, WriterState};
 use crate::{Lsn, SegmentId};
 
 /// File name of the writer's lock file.
@@ -39,8 +39,9 @@ fn check_options(o: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The segment numbers in `dir`, sorted; refuses any file that is not ours.
-fn list_segments(o: &Options, dir: &Path) -> Result<Vec<SegmentId>> {
+/// The segment numbers in `dir`, sorted, and the names of segments whose
+/// creation a crash interrupted; refuses any file that is not ours.
+fn list_dir(o: &Options, dir: &Path) -> Result<(Vec<SegmentId>, Vec<String>)> {
     let names = o.vfs.list_dir(dir).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound {
             path: dir.to_path_buf(),
@@ -48,9 +49,12 @@ fn list_segments(o: &Options, dir: &Path) -> Result<Vec<SegmentId>> {
         _ => Error::io("list log directory", dir, e),
     })?;
     let mut ids = Vec::new();
+    let mut creating = Vec::new();
     for name in names {
         if let Some(id) = segment::parse_file_name(&name) {
             ids.push(id);
+        } else if segment::parse_creating_file_name(&name).is_some() {
+            creating.push(name);
         } else if name != LOCK_FILE && name != QUARANTINE_FILE {
             let what = if name.ends_with(segment::SEGMENT_SUFFIX) {
                 "a segment name must be 20 digits and .seg"
@@ -64,7 +68,12 @@ fn list_segments(o: &Options, dir: &Path) -> Result<Vec<SegmentId>> {
         }
     }
     ids.sort();
-    Ok(ids)
+    Ok((ids, creating))
+}
+
+/// The segment numbers in `dir`, sorted.
+fn list_segments(o: &Options, dir: &Path) -> Result<Vec<SegmentId>> {
+    list_dir(o, dir).map(|(ids, _)| ids)
 }
 
 struct Found {
@@ -80,7 +89,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         vfs.create_dir_all(dir)
             .map_err(|e| Error::io("create log directory", dir, e))?;
     }
-    let ids = list_segments(&opts, dir)?;
+    let (ids, creating) = list_dir(&opts, dir)?;
     let lock = if opts.read_only {
         None
     } else {
@@ -127,6 +136,17 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
     }
 
     let mut report = RecoveryReport::default();
+    if !opts.read_only && !creating.is_empty() {
+        // Segments a crash interrupted while creating: never held records.
+        for name in creating {
+            let path = dir.join(name);
+            vfs.remove_file(&path)
+                .map_err(|e| Error::io("remove incomplete segment", &path, e))?;
+            report.removed_incomplete_segment = Some(path);
+        }
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir, e))?;
+    }
     let mut segs: Vec<Seg> = Vec::new();
     let mut new_damage: Vec<(SegmentId, PathBuf, Damage)> = Vec::new();
     // Headers first: each segment's successor says which LSNs a damaged end held.
@@ -209,7 +229,10 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
     }
 
     if segs.is_empty() && !opts.read_only {
-        segs.push(create_first(&opts, dir)?);
+        match Seg::create(&opts, dir, SegmentId(1), Lsn(1)) {
+            Ok(seg) => segs.push(seg),
+            Err(CreateError::NotCreated(e) | CreateError::Failed(e)) => return Err(e),
+        }
     }
     let next = segs
         .last()
@@ -495,28 +518,6 @@ fn load_segment(
         damage: found_damage,
         torn_bytes,
     })
-}
-
-fn create_first(opts: &Options, dir: &Path) -> Result<Seg> {
-    let id = SegmentId(1);
-    let path = dir.join(segment::file_name(id));
-    let file = opts
-        .vfs
-        .create_segment(&path, opts.segment_bytes)
-        .map_err(|e| Error::io("create segment", &path, e))?;
-    let header = Header {
-        segment: id,
-        first_lsn: Lsn(1),
-        len: opts.segment_bytes,
-    };
-    file.write_at(0, &header.encode())
-        .and_then(|()| file.sync_range(0, DATA_START))
-        .map_err(|e| Error::io("write segment header", &path, e))?;
-    opts.vfs
-        .sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))?;
-    file.freeze(DATA_START);
-    Ok(Seg::new(id, Lsn(1), path, file))
 }
 
 /// Read-only logs: picks up frames and segments another process appended.

@@ -22,6 +22,9 @@ const _: () = assert!(FOOTER_LEN == 8 + 8 + 8 + 8 + 8 + 8 + 4 + 8 + 4);
 pub const DATA_START: u64 = HEADER_LEN as u64;
 /// Suffix of segment file names.
 pub const SEGMENT_SUFFIX: &str = ".seg";
+/// Suffix of a segment being created (renamed to its final name once its
+/// header is durable; a leftover one is removed when the log is opened).
+pub const CREATING_SUFFIX: &str = ".seg.tmp";
 /// Digits in a segment file name (zero-padded so names sort).
 pub const SEGMENT_NAME_DIGITS: usize = 20;
 
@@ -30,9 +33,23 @@ pub fn file_name(id: SegmentId) -> String {
     format!("{:020}{SEGMENT_SUFFIX}", id.0)
 }
 
+/// The name segment `id` has while it is being created.
+pub fn creating_file_name(id: SegmentId) -> String {
+    format!("{:020}{CREATING_SUFFIX}", id.0)
+}
+
 /// Parses a segment file name; `None` for any other name.
 pub fn parse_file_name(name: &str) -> Option<SegmentId> {
-    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    parse_with_suffix(name, SEGMENT_SUFFIX)
+}
+
+/// Parses the name of a segment being created.
+pub fn parse_creating_file_name(name: &str) -> Option<SegmentId> {
+    parse_with_suffix(name, CREATING_SUFFIX)
+}
+
+fn parse_with_suffix(name: &str, suffix: &str) -> Option<SegmentId> {
+    let digits = name.strip_suffix(suffix)?;
     if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

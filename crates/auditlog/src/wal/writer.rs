@@ -20,8 +20,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::wal::frame::{encode_header, FRAME_HEADER_LEN};
-use crate::wal::segment::{self, Footer, Header, DATA_START};
-use crate::wal::{Seg, Shared, WriterState};
+use crate::wal::segment::{self, Footer, DATA_START};
+use crate::wal::{CreateError, Seg, Shared, WriterState};
 use crate::{Lsn, SegmentId};
 
 /// Batches up to this many bytes are copied with the writer lock held; larger
@@ -46,12 +46,8 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
         }
     }
     shared.check_poison()?;
-    let frames = |ps: &[P]| {
-        ps.iter()
-            .map(|p| (FRAME_HEADER_LEN + p.as_ref().len()) as u64)
-            .sum::<u64>()
-    };
-    let total = frames(payloads);
+    let frame = |p: &P| (FRAME_HEADER_LEN + p.as_ref().len()) as u64;
+    let total: u64 = payloads.iter().map(frame).sum();
     let mut guard = shared.writer.lock();
     let st = guard.as_mut().ok_or(Error::ReadOnly)?;
     let fresh = shared.opts.segment_bytes - DATA_START - segment::FOOTER_LEN as u64;
@@ -68,8 +64,8 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
             let mut n = 0;
             let mut bytes = 0;
             if !st.tail.sealed.load(Ordering::Acquire) {
-                while n < rest.len() && bytes + frames(&rest[n..n + 1]) <= room {
-                    bytes += frames(&rest[n..n + 1]);
+                while n < rest.len() && bytes + frame(&rest[n]) <= room {
+                    bytes += frame(&rest[n]);
                     n += 1;
                 }
             }
@@ -200,40 +196,14 @@ fn rollover(shared: &Shared, st: &mut WriterState) -> Result<()> {
         seal(shared, &old)?;
     }
     let id = SegmentId(old.id.0 + 1);
-    let path = shared.dir.join(segment::file_name(id));
-    let len = shared.opts.segment_bytes;
-    let vfs = &shared.opts.vfs;
-    let file = match vfs.create_segment(&path, len) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // Left by an earlier rollover that failed before the header was
-            // written (nothing else creates this name): start it again.
-            vfs.remove_file(&path)
-                .map_err(|e| Error::io("remove incomplete segment", &path, e))?;
-            vfs.create_segment(&path, len)
-                .map_err(|e| Error::io("create segment", &path, e))?
+    let seg = match Seg::create(&shared.opts, &shared.dir, id, st.next_lsn) {
+        Ok(seg) => Arc::new(seg),
+        Err(CreateError::NotCreated(e)) => return Err(e),
+        Err(CreateError::Failed(e)) => {
+            shared.poison(format!("creating segment {id} failed: {e}"));
+            return Err(e);
         }
-        Err(e) => return Err(Error::io("create segment", &path, e)),
     };
-    let header = Header {
-        segment: id,
-        first_lsn: st.next_lsn,
-        len,
-    };
-    let made = file
-        .write_at(0, &header.encode())
-        .and_then(|()| file.sync_range(0, DATA_START))
-        .map_err(|e| Error::io("write segment header", &path, e))
-        .and_then(|()| {
-            vfs.sync_dir(&shared.dir)
-                .map_err(|e| Error::io("sync directory", &shared.dir, e))
-        });
-    if let Err(e) = made {
-        shared.poison(format!("creating segment {} failed: {e}", path.display()));
-        return Err(e);
-    }
-    file.freeze(DATA_START);
-    let seg = Arc::new(Seg::new(id, st.next_lsn, path, file));
     shared.segments.write().push(seg.clone());
     st.tail = seg;
     st.off = DATA_START;
