@@ -25,15 +25,19 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod catalog;
 mod error;
 pub mod io;
 mod options;
+mod severity;
 pub mod wal;
 
 use std::fmt;
 
+pub use catalog::{Catalog, EventType};
 pub use error::{Corruption, Error, Problem, Result};
 pub use options::{Durability, Options, RecoveryMode};
+pub use severity::{Severity, UnknownSeverity};
 pub use wal::{Follower, Iter, Log, Record, RecoveryReport};
 
 /// A log sequence number: the dense, increasing position of a record. The first record is 1.
