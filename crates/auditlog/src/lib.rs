@@ -27,6 +27,7 @@
 
 pub mod catalog;
 mod error;
+pub mod event;
 pub mod io;
 mod options;
 mod severity;
@@ -36,6 +37,7 @@ use std::fmt;
 
 pub use catalog::{Catalog, EventType};
 pub use error::{Corruption, Error, Problem, Result};
+pub use event::{Event, Timestamp};
 pub use options::{Durability, Options, RecoveryMode};
 pub use severity::{Severity, UnknownSeverity};
 pub use wal::{Follower, Iter, Log, Record, RecoveryReport};

@@ -1,0 +1,341 @@
+//! The binary encoding of an event (the WAL payload). See docs/FORMAT.md,
+//! "Event payload". No I/O; decoding borrows from the bytes.
+//!
+//! ```text
+//! 0..2    type id, u16 LE (from the log's catalog)
+//! 2       severity, u8 (0 DEBUG … 5 CRITICAL)
+//! 3..11   time, i64 LE, nanoseconds since the Unix epoch (UTC)
+//! 11..13  presence bits, u16 LE: bit i set when optional field i follows
+//! 13..    the present fields, in bit order
+//! ```
+//! The type, severity and time sit at fixed offsets so a scan can filter on
+//! them without decoding the rest.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::event::{Event, Timestamp};
+use crate::severity::Severity;
+
+/// Bytes before the optional fields.
+pub const HEADER_LEN: usize = 13;
+const _: () = assert!(HEADER_LEN == 2 + 1 + 8 + 2);
+
+/// The optional fields, in encoding order (bit `i` of the presence bits).
+pub const FIELDS: [&str; 13] = [
+    "source",
+    "ip",
+    "actor_id",
+    "actor",
+    "actor_account",
+    "account_id",
+    "session",
+    "entity_type",
+    "entity_id",
+    "entity_name",
+    "result",
+    "attrs",
+    "data",
+];
+const STRING_FIELDS: [usize; 10] = [0, 2, 3, 4, 5, 6, 7, 8, 9, 12];
+const IP: usize = 1;
+const RESULT: usize = 10;
+const ATTRS: usize = 11;
+const DATA: usize = 12;
+
+/// Bytes that are not an encoded event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad event encoding at byte {offset}: {what}")]
+pub struct DecodeError {
+    /// Where in the payload.
+    pub offset: usize,
+    /// What is wrong.
+    pub what: String,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn string_field(e: &Event, i: usize) -> Option<&str> {
+    match i {
+        0 => e.source.as_deref(),
+        2 => e.actor_id.as_deref(),
+        3 => e.actor.as_deref(),
+        4 => e.actor_account.as_deref(),
+        5 => e.account_id.as_deref(),
+        6 => e.session.as_deref(),
+        7 => e.entity_type.as_deref(),
+        8 => e.entity_id.as_deref(),
+        9 => e.entity_name.as_deref(),
+        12 => e.data.as_deref(),
+        _ => None,
+    }
+}
+
+/// Appends the encoding of `e` to `out`, with `type_id` for its type and
+/// `key_id` giving the interned id of each attribute key.
+pub fn encode(e: &Event, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(&type_id.to_le_bytes());
+    out.push(e.severity.code());
+    out.extend_from_slice(&e.time.0.to_le_bytes());
+    let mut bits = 0u16;
+    for i in STRING_FIELDS {
+        bits |= u16::from(string_field(e, i).is_some()) << i;
+    }
+    bits |= u16::from(e.ip.is_some()) << IP;
+    bits |= u16::from(e.result.is_some()) << RESULT;
+    bits |= u16::from(!e.attrs.is_empty()) << ATTRS;
+    out.extend_from_slice(&bits.to_le_bytes());
+    for i in 0..FIELDS.len() {
+        if bits & (1 << i) == 0 {
+            continue;
+        }
+        match i {
+            IP => match e.ip.expect("bit set") {
+                IpAddr::V4(a) => {
+                    out.push(4);
+                    out.extend_from_slice(&a.octets());
+                }
+                IpAddr::V6(a) => {
+                    out.push(6);
+                    out.extend_from_slice(&a.octets());
+                }
+            },
+            RESULT => {
+                let r = e.result.expect("bit set");
+                put_varint(out, ((r << 1) ^ (r >> 63)) as u64); // zigzag
+            }
+            ATTRS => {
+                put_varint(out, e.attrs.len() as u64);
+                for (k, v) in &e.attrs {
+                    put_varint(out, u64::from(key_id(k)));
+                    put_str(out, v);
+                }
+            }
+            _ => put_str(out, string_field(e, i).expect("bit set")),
+        }
+    }
+}
+
+/// The type id and severity of an encoded event, from its first three bytes.
+pub fn peek_type_severity(bytes: &[u8]) -> Option<(u16, Severity)> {
+    let id = u16::from_le_bytes(bytes.get(0..2)?.try_into().ok()?);
+    Some((id, Severity::from_code(*bytes.get(2)?)?))
+}
+
+/// The time of an encoded event.
+pub fn peek_time(bytes: &[u8]) -> Option<Timestamp> {
+    Some(Timestamp(i64::from_le_bytes(
+        bytes.get(3..11)?.try_into().ok()?,
+    )))
+}
+
+/// An encoded event, decoded in place: string fields borrow from the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// The type id.
+    pub type_id: u16,
+    /// The severity.
+    pub severity: Severity,
+    /// The time.
+    pub time: Timestamp,
+    strings: [Option<&'a str>; 13],
+    /// The client's address.
+    pub ip: Option<IpAddr>,
+    /// The result code.
+    pub result: Option<i64>,
+    attrs: &'a [u8],
+    attr_count: u64,
+    attrs_at: usize,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, what: impl Into<String>) -> DecodeError {
+        DecodeError {
+            offset: self.at,
+            what: what.into(),
+        }
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
+        let n = usize::try_from(n).map_err(|_| self.err("length too large"))?;
+        if self.bytes.len() - self.at < n {
+            return Err(self.err(format!(
+                "{n} bytes needed, {} left",
+                self.bytes.len() - self.at
+            )));
+        }
+        let s = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(s)
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = *self.take(1)?.first().expect("one byte");
+            if shift == 63 && b > 1 {
+                return Err(self.err("varint overflows 64 bits"));
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                if b == 0 && shift > 0 {
+                    return Err(self.err("varint not in its shortest form"));
+                }
+                return Ok(v);
+            }
+        }
+        Err(self.err("varint longer than 10 bytes"))
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let len = self.varint()?;
+        let at = self.at;
+        let b = self.take(len)?;
+        std::str::from_utf8(b).map_err(|e| DecodeError {
+            offset: at + e.valid_up_to(),
+            what: "not UTF-8".into(),
+        })
+    }
+}
+
+impl<'a> EventRef<'a> {
+    /// Decodes `bytes`, which must be exactly one encoded event.
+    pub fn parse(bytes: &'a [u8]) -> Result<EventRef<'a>, DecodeError> {
+        let mut r = Reader { bytes, at: 0 };
+        let head = r.take(HEADER_LEN as u64)?;
+        let type_id = u16::from_le_bytes([head[0], head[1]]);
+        let severity = Severity::from_code(head[2]).ok_or_else(|| DecodeError {
+            offset: 2,
+            what: format!("severity code {} out of range", head[2]),
+        })?;
+        let time = Timestamp(i64::from_le_bytes(head[3..11].try_into().expect("8 bytes")));
+        let bits = u16::from_le_bytes([head[11], head[12]]);
+        if bits >> FIELDS.len() != 0 {
+            return Err(DecodeError {
+                offset: 11,
+                what: format!("unknown field bits {bits:#06x}"),
+            });
+        }
+        let mut ev = EventRef {
+            type_id,
+            severity,
+            time,
+            strings: [None; 13],
+            ip: None,
+            result: None,
+            attrs: &[],
+            attr_count: 0,
+            attrs_at: 0,
+        };
+        for i in 0..FIELDS.len() {
+            if bits & (1 << i) == 0 {
+                continue;
+            }
+            match i {
+                IP => {
+                    ev.ip = Some(match r.take(1)?[0] {
+                        4 => {
+                            IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.take(4)?).expect("4")))
+                        }
+                        6 => IpAddr::V6(Ipv6Addr::from(
+                            <[u8; 16]>::try_from(r.take(16)?).expect("16"),
+                        )),
+                        t => return Err(r.err(format!("IP address tag {t} is neither 4 nor 6"))),
+                    })
+                }
+                RESULT => {
+                    let z = r.varint()?;
+                    ev.result = Some((z >> 1) as i64 ^ -((z & 1) as i64));
+                }
+                ATTRS => {
+                    let count = r.varint()?;
+                    if count == 0 {
+                        return Err(r.err("attributes present but empty"));
+                    }
+                    let start = r.at;
+                    for _ in 0..count {
+                        let key = r.varint()?;
+                        u32::try_from(key).map_err(|_| r.err("attribute key id too large"))?;
+                        r.str()?;
+                    }
+                    ev.attrs = &bytes[start..r.at];
+                    ev.attr_count = count;
+                    ev.attrs_at = start;
+                }
+                _ => ev.strings[i] = Some(r.str()?),
+            }
+        }
+        if r.at != bytes.len() {
+            return Err(r.err(format!("{} bytes after the last field", bytes.len() - r.at)));
+        }
+        Ok(ev)
+    }
+
+    /// The string field `name` (one of [`FIELDS`] holding text), if present.
+    pub fn field(&self, name: &str) -> Option<&'a str> {
+        let i = FIELDS.iter().position(|f| *f == name)?;
+        self.strings[i]
+    }
+
+    /// The attributes: (key id, value), in key order of the encoder.
+    pub fn attrs(&self) -> impl Iterator<Item = (u32, &'a str)> + '_ {
+        let mut r = Reader {
+            bytes: self.attrs,
+            at: 0,
+        };
+        (0..self.attr_count).map_while(move |_| {
+            let key = r.varint().ok()? as u32;
+            Some((key, r.str().ok()?))
+        })
+    }
+
+    /// The owned event, naming its type and attribute keys with the given
+    /// look-ups (the log's catalog).
+    pub fn to_event(
+        &self,
+        type_name: &dyn Fn(u16) -> Option<String>,
+        key_name: &dyn Fn(u32) -> Option<String>,
+    ) -> Result<Event, DecodeError> {
+        let event_type = type_name(self.type_id).ok_or_else(|| DecodeError {
+            offset: 0,
+            what: format!("type id {} is not in the catalog", self.type_id),
+        })?;
+        let mut e = Event::new(self.time, event_type, self.severity);
+        let s = |i: usize| self.strings[i].map(String::from);
+        e.source = s(0);
+        e.actor_id = s(2);
+        e.actor = s(3);
+        e.actor_account = s(4);
+        e.account_id = s(5);
+        e.session = s(6);
+        e.entity_type = s(7);
+        e.entity_id = s(8);
+        e.entity_name = s(9);
+        e.data = s(DATA);
+        e.ip = self.ip;
+        e.result = self.result;
+        for (k, v) in self.attrs() {
+            let key = key_name(k).ok_or_else(|| DecodeError {
+                offset: self.attrs_at,
+                what: format!("attribute key id {k} is not in the catalog"),
+            })?;
+            e.attrs.insert(key, v.to_string());
+        }
+        Ok(e)
+    }
+}

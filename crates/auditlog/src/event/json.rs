@@ -1,0 +1,229 @@
+//! The canonical JSON form of an event: one object per line, keys in the
+//! order `lsn, time, type, severity, source, ip, actor_id, actor,
+//! actor_account, account_id, session, entity_type, entity_id, entity_name,
+//! result, attrs, data`, absent fields omitted. See docs/EVENTS.md.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Timestamp};
+use crate::severity::Severity;
+use crate::Lsn;
+
+/// A JSON line that is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{what}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+pub struct JsonError {
+    /// The field at fault, when one is.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub what: String,
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lsn: Option<u64>,
+    time: String,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    severity: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_account: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attrs: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
+}
+
+/// The canonical JSON of `e` (one line, no newline), with its LSN if given.
+pub fn to_json(e: &Event, lsn: Option<Lsn>) -> String {
+    let out = Out {
+        lsn: lsn.map(|l| l.0),
+        time: e.time.to_string(),
+        event_type: &e.event_type,
+        severity: e.severity.as_str(),
+        source: e.source.as_deref(),
+        ip: e.ip.map(|ip| ip.to_string()),
+        actor_id: e.actor_id.as_deref(),
+        actor: e.actor.as_deref(),
+        actor_account: e.actor_account.as_deref(),
+        account_id: e.account_id.as_deref(),
+        session: e.session.as_deref(),
+        entity_type: e.entity_type.as_deref(),
+        entity_id: e.entity_id.as_deref(),
+        entity_name: e.entity_name.as_deref(),
+        result: e.result,
+        attrs: &e.attrs,
+        data: e.data.as_deref(),
+    };
+    serde_json::to_string(&out).expect("an event always serializes")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct In {
+    #[serde(default)]
+    #[allow(dead_code)] // accepted and ignored: the log assigns LSNs
+    lsn: Option<serde_json::Value>,
+    time: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    severity: Option<String>,
+    source: Option<String>,
+    ip: Option<String>,
+    actor_id: Option<String>,
+    actor: Option<String>,
+    actor_account: Option<String>,
+    account_id: Option<String>,
+    session: Option<String>,
+    entity_type: Option<String>,
+    entity_id: Option<String>,
+    entity_name: Option<String>,
+    result: Option<i64>,
+    #[serde(default)]
+    attrs: BTreeMap<String, String>,
+    data: Option<String>,
+}
+
+/// Empty strings count as absent.
+fn present(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// Parses one JSON line. `lsn` is ignored; `time` (RFC 3339, any offset) and
+/// `type` are required; a missing `severity` is `default_severity(type)`.
+pub fn from_json(
+    line: &str,
+    default_severity: &dyn Fn(&str) -> Option<Severity>,
+) -> Result<Event, JsonError> {
+    let v: In = serde_json::from_str(line).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the field in its message: "unknown field `x`", "missing field `x`".
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.contains("field `"))
+            .map(String::from);
+        JsonError { field, what: msg }
+    })?;
+    let bad = |field: &str, what: String| JsonError {
+        field: Some(field.to_string()),
+        what,
+    };
+    let time: Timestamp = v
+        .time
+        .parse()
+        .map_err(|e: crate::event::TimestampError| bad("time", e.to_string()))?;
+    if v.event_type.is_empty() {
+        return Err(bad("type", "must not be empty".into()));
+    }
+    let severity = match v.severity {
+        Some(s) => s
+            .parse::<Severity>()
+            .map_err(|e| bad("severity", e.to_string()))?,
+        None => default_severity(&v.event_type).ok_or_else(|| {
+            bad(
+                "severity",
+                format!("missing, and type {} has no default severity", v.event_type),
+            )
+        })?,
+    };
+    let ip = match present(v.ip) {
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| bad("ip", format!("{s:?} is not an IPv4 or IPv6 address")))?,
+        ),
+        None => None,
+    };
+    Ok(Event {
+        time,
+        event_type: v.event_type,
+        severity,
+        source: present(v.source),
+        ip,
+        actor_id: present(v.actor_id),
+        actor: present(v.actor),
+        actor_account: present(v.actor_account),
+        account_id: present(v.account_id),
+        session: present(v.session),
+        entity_type: present(v.entity_type),
+        entity_id: present(v.entity_id),
+        entity_name: present(v.entity_name),
+        result: v.result,
+        attrs: v.attrs,
+        data: present(v.data),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"lsn":12,"time":"2026-11-21T10:15:30.123456Z","type":"USER_AUTH_FAILED_WRONG_PASSWORD","severity":"WARNING","source":"WEB_USER","ip":"10.0.0.5","actor_id":"42","actor":"alice","actor_account":"ALICE01","account_id":"7","session":"s-81","entity_type":"USER","entity_id":"42","entity_name":"alice","result":0,"attrs":{"reason":"bad password"},"data":"..."}"#;
+
+    #[test]
+    fn the_documented_example_round_trips_exactly() {
+        let e = from_json(EXAMPLE, &|_| None).unwrap();
+        assert_eq!(to_json(&e, Some(Lsn(12))), EXAMPLE);
+    }
+
+    #[test]
+    fn bad_lines_name_the_field() {
+        let none = |_: &str| None;
+        let err = from_json(
+            r#"{"time":"2026-11-21T10:15:30Z","type":"X","severity":"INFO","colour":"red"}"#,
+            &none,
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("colour"), "{err}");
+        let err = from_json(r#"{"type":"X","severity":"INFO"}"#, &none).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("time"), "{err}");
+        let err = from_json(r#"{"time":"noon","type":"X","severity":"INFO"}"#, &none).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("time"));
+        let err = from_json(
+            r#"{"time":"2026-11-21T10:15:30Z","type":"X","severity":"INFO","ip":"10.0.0.300"}"#,
+            &none,
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("ip"));
+        let err = from_json(r#"{"time":"2026-11-21T10:15:30Z","type":"X"}"#, &none).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("severity"));
+        assert!(from_json("not json", &none).is_err());
+    }
+
+    #[test]
+    fn severity_defaults_and_aliases() {
+        let dflt = |t: &str| (t == "X").then_some(Severity::Notice);
+        let e = from_json(r#"{"time":"2026-11-21T10:15:30+02:00","type":"X"}"#, &dflt).unwrap();
+        assert_eq!(e.severity, Severity::Notice);
+        assert_eq!(e.time.to_string(), "2026-11-21T08:15:30Z");
+        let e = from_json(
+            r#"{"time":"2026-11-21T10:15:30Z","type":"X","severity":"Very High"}"#,
+            &dflt,
+        )
+        .unwrap();
+        assert_eq!(e.severity, Severity::Critical);
+    }
+}
