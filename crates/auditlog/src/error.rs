@@ -74,6 +74,40 @@ pub enum Error {
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
+    /// The log's `CATALOG` file cannot be parsed.
+    #[error("{}: line {line}: {what}", path.display())]
+    BadCatalogFile {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number (0: the file as a whole).
+        line: usize,
+        /// What is wrong.
+        what: String,
+    },
+    /// An event type the log's strict catalog does not know.
+    #[error("unknown event type {name:?}{}", if suggestions.is_empty() { String::new() } else { format!("; did you mean {}?", suggestions.join(", ")) })]
+    UnknownType {
+        /// The type given.
+        name: String,
+        /// The closest known names.
+        suggestions: Vec<String>,
+    },
+    /// A name that cannot be stored (empty, too long, or with a line break).
+    #[error("invalid {what} name {name:?}")]
+    InvalidName {
+        /// "event type" or "attribute key".
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// A stored event that does not decode.
+    #[error("record {lsn}: {source}")]
+    BadEvent {
+        /// Its LSN.
+        lsn: Lsn,
+        /// What is wrong with it.
+        source: crate::event::codec::DecodeError,
+    },
     /// The quarantine file cannot be parsed.
     #[error("{}: line {line}: {what}", path.display())]
     BadQuarantineFile {

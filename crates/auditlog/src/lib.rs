@@ -25,20 +25,24 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod audit;
 pub mod catalog;
 mod error;
 pub mod event;
 pub mod io;
 mod options;
+pub mod query;
 mod severity;
 pub mod wal;
 
 use std::fmt;
 
+pub use audit::{AuditLog, AuditOptions, Query};
 pub use catalog::{Catalog, EventType};
 pub use error::{Corruption, Error, Problem, Result};
 pub use event::{Event, Timestamp};
 pub use options::{Durability, Options, RecoveryMode};
+pub use query::{Filter, IpNet};
 pub use severity::{Severity, UnknownSeverity};
 pub use wal::{Follower, Iter, Log, Record, RecoveryReport};
 

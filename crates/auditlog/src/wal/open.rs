@@ -55,7 +55,10 @@ fn list_dir(o: &Options, dir: &Path) -> Result<(Vec<SegmentId>, Vec<String>)> {
             ids.push(id);
         } else if segment::parse_creating_file_name(&name).is_some() {
             creating.push(name);
-        } else if name != LOCK_FILE && name != QUARANTINE_FILE {
+        } else if name != LOCK_FILE
+            && name != QUARANTINE_FILE
+            && name != crate::catalog::registry::CATALOG_FILE
+        {
             let what = if name.ends_with(segment::SEGMENT_SUFFIX) {
                 "a segment name must be 20 digits and .seg"
             } else {

@@ -1,0 +1,244 @@
+//! [`AuditLog`]: audit events over the storage core, with the log's own
+//! catalog and filtered queries.
+
+use std::ops::Range;
+use std::path::Path;
+
+use parking_lot::RwLock;
+
+use crate::catalog::registry::Registry;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::event::codec::{self, EventRef};
+use crate::event::Event;
+use crate::query::{Compiled, Filter};
+use crate::severity::Severity;
+use crate::{Log, Lsn, Options};
+
+/// How an [`AuditLog`] is opened.
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// The storage options.
+    pub log: Options,
+    /// A reference catalog: default severities of its types, and with
+    /// `strict` the only types accepted.
+    pub catalog: Option<Catalog>,
+    /// Reject event types neither the log's catalog nor the reference has.
+    pub strict: bool,
+}
+
+/// A log of audit events.
+///
+/// ```
+/// use auditlog::{AuditLog, AuditOptions, Catalog, Event, Filter, Severity, Timestamp};
+/// let dir = tempfile::tempdir()?;
+/// let opts = AuditOptions { catalog: Catalog::builtin("filetransfer-2.0"), strict: true, ..Default::default() };
+/// let log = AuditLog::open(dir.path(), opts)?;
+/// let mut e = Event::new(Timestamp::now(), "USER_LOGGED_IN", Severity::Info);
+/// e.actor = Some("alice".into());
+/// log.append(&e)?;
+/// let filter = Filter { actor: Some("alice".into()), ..Filter::default() };
+/// assert_eq!(log.query(&filter, false).count(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct AuditLog {
+    log: Log,
+    registry: RwLock<Registry>,
+    reference: Option<Catalog>,
+    strict: bool,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("log", &self.log)
+            .field("strict", &self.strict)
+            .finish()
+    }
+}
+
+impl AuditLog {
+    /// Opens (or creates) the audit log in `dir`.
+    pub fn open(dir: impl AsRef<Path>, opts: AuditOptions) -> Result<AuditLog> {
+        let log = Log::open(dir.as_ref(), opts.log.clone())?;
+        let registry = Registry::load(&opts.log.vfs, log.dir())?;
+        Ok(AuditLog {
+            log,
+            registry: RwLock::new(registry),
+            reference: opts.catalog,
+            strict: opts.strict,
+        })
+    }
+
+    /// The storage log underneath.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The default severity of `event_type`: the log's catalog's, else the reference's.
+    pub fn default_severity(&self, event_type: &str) -> Option<Severity> {
+        self.registry
+            .read()
+            .default_severity(event_type)
+            .or_else(|| self.reference.as_ref()?.get(event_type).map(|t| t.severity))
+    }
+
+    /// Appends one event; returns its LSN.
+    pub fn append(&self, e: &Event) -> Result<Lsn> {
+        self.append_batch(std::slice::from_ref(e)).map(|r| r.start)
+    }
+
+    /// Appends events with consecutive LSNs (one sync for all in `Sync` mode).
+    pub fn append_batch(&self, events: &[Event]) -> Result<Range<Lsn>> {
+        self.register(events)?;
+        let registry = self.registry.read();
+        let mut payloads = Vec::with_capacity(events.len());
+        for e in events {
+            let id = registry.type_id(&e.event_type).expect("registered above");
+            let mut out = Vec::with_capacity(64);
+            codec::encode(
+                e,
+                id,
+                &mut |k| registry.key_id(k).expect("registered above"),
+                &mut out,
+            );
+            payloads.push(out);
+        }
+        drop(registry);
+        self.log.append_batch(&payloads)
+    }
+
+    /// Registers the types and attribute keys of `events` the log does not know yet.
+    fn register(&self, events: &[Event]) -> Result<()> {
+        let registry = self.registry.read();
+        let missing = events.iter().any(|e| {
+            registry.type_id(&e.event_type).is_none()
+                || e.attrs.keys().any(|k| registry.key_id(k).is_none())
+        });
+        drop(registry);
+        if !missing {
+            return Ok(());
+        }
+        let mut types = Vec::new();
+        for e in events {
+            let known = self.reference.as_ref().and_then(|c| c.get(&e.event_type));
+            if self.strict
+                && known.is_none()
+                && self.registry.read().type_id(&e.event_type).is_none()
+            {
+                let suggestions = match &self.reference {
+                    Some(c) => c
+                        .closest(&e.event_type, 3)
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                return Err(Error::UnknownType {
+                    name: e.event_type.clone(),
+                    suggestions,
+                });
+            }
+            types.push((e.event_type.as_str(), known.map(|t| t.severity)));
+        }
+        let keys: Vec<&str> = events
+            .iter()
+            .flat_map(|e| e.attrs.keys().map(String::as_str))
+            .collect();
+        let mut registry = self.registry.write();
+        registry.register(&self.log.shared.opts.vfs, self.log.dir(), &types, &keys)
+    }
+
+    /// Reloads the log's catalog (a read-only log sees types another process registered).
+    fn reload_registry(&self) -> Result<()> {
+        let fresh = Registry::load(&self.log.shared.opts.vfs, self.log.dir())?;
+        *self.registry.write() = fresh;
+        Ok(())
+    }
+
+    /// The events matching `filter`, oldest first (newest first if `reverse`).
+    pub fn query<'a>(&'a self, filter: &'a Filter, reverse: bool) -> Query<'a> {
+        let inner = if reverse {
+            self.log.iter_rev(..)
+        } else {
+            self.log.iter(..)
+        };
+        let compiled = Compiled::new(filter, &self.registry.read());
+        Query {
+            log: self,
+            inner,
+            compiled,
+        }
+    }
+
+    fn decode(&self, lsn: Lsn, payload: &[u8]) -> Result<Event> {
+        let r = EventRef::parse(payload).map_err(|source| Error::BadEvent { lsn, source })?;
+        let convert = |reg: &Registry| {
+            r.to_event(&|id| reg.type_name(id).map(String::from), &|k| {
+                reg.key_name(k).map(String::from)
+            })
+        };
+        match convert(&self.registry.read()) {
+            Ok(e) => Ok(e),
+            Err(_) => {
+                self.reload_registry()?;
+                convert(&self.registry.read()).map_err(|source| Error::BadEvent { lsn, source })
+            }
+        }
+    }
+
+    fn type_name(&self, id: u16) -> Option<String> {
+        if let Some(n) = self.registry.read().type_name(id) {
+            return Some(n.to_string());
+        }
+        self.reload_registry().ok()?;
+        self.registry.read().type_name(id).map(String::from)
+    }
+}
+
+/// The events of a query, with their LSNs.
+pub struct Query<'a> {
+    log: &'a AuditLog,
+    inner: crate::Iter,
+    compiled: Compiled<'a>,
+}
+
+impl Iterator for Query<'_> {
+    type Item = Result<(Lsn, Event)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let rec = match self.inner.next()? {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            let payload = rec.payload();
+            let type_ok = match self.compiled.header_matches(payload) {
+                Some(ok) => ok,
+                None => {
+                    let id = codec::peek_type_severity(payload).map_or(u16::MAX, |(id, _)| id);
+                    match self.log.type_name(id) {
+                        Some(name) => self.compiled.type_name_matches(&name),
+                        None => true, // decoding reports the unknown id
+                    }
+                }
+            };
+            if !type_ok {
+                continue;
+            }
+            let r = match EventRef::parse(payload) {
+                Ok(r) => r,
+                Err(source) => {
+                    return Some(Err(Error::BadEvent {
+                        lsn: rec.lsn(),
+                        source,
+                    }))
+                }
+            };
+            if !self.compiled.rest_matches(&r) {
+                continue;
+            }
+            return Some(self.log.decode(rec.lsn(), payload).map(|e| (rec.lsn(), e)));
+        }
+    }
+}

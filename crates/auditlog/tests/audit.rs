@@ -1,0 +1,236 @@
+//! Audit events over the log: the log's own catalog, strict catalogs, and
+//! filters evaluated on encoded bytes agreeing with a plain reference filter.
+
+use std::net::IpAddr;
+
+use auditlog::{
+    AuditLog, AuditOptions, Catalog, Durability, Error, Event, Filter, Options, Severity, Timestamp,
+};
+use proptest::prelude::*;
+
+fn opts() -> AuditOptions {
+    AuditOptions {
+        log: Options::default()
+            .segment_bytes(64 << 10)
+            .record_bytes_max(8 << 10)
+            .durability(Durability::Buffered),
+        catalog: Catalog::builtin("filetransfer-2.0"),
+        strict: false,
+    }
+}
+
+const TYPES: [&str; 5] = [
+    "USER_LOGGED_IN",
+    "USER_AUTH_FAILED_WRONG_PASSWORD",
+    "USER_AUTH_FAILED_MFA",
+    "PACKAGE_QUARANTINED",
+    "CUSTOM_THING",
+];
+
+fn event() -> impl Strategy<Value = Event> {
+    (
+        0i64..1000,
+        0usize..TYPES.len(),
+        0u8..6,
+        proptest::option::of(
+            prop_oneof![Just("alice"), Just("bob"), Just("carol")].prop_map(String::from),
+        ),
+        proptest::option::of((0u8..4).prop_map(|x| IpAddr::from([10, 0, 0, x]))),
+        proptest::option::of(prop_oneof![Just("WEB_USER"), Just("WORKER")].prop_map(String::from)),
+        proptest::option::of(0i64..3),
+        proptest::option::of(prop_oneof![Just("s1"), Just("s2")].prop_map(String::from)),
+    )
+        .prop_map(|(t, ty, sev, actor, ip, source, result, session)| {
+            let mut e = Event::new(
+                Timestamp(t * 1_000_000_000),
+                TYPES[ty],
+                Severity::from_code(sev).unwrap(),
+            );
+            e.actor = actor;
+            e.ip = ip;
+            e.source = source;
+            e.result = result;
+            e.session = session;
+            e
+        })
+}
+
+fn filter() -> impl Strategy<Value = Filter> {
+    (
+        proptest::collection::vec(
+            prop_oneof![
+                Just("USER_AUTH_FAILED_*"),
+                Just("USER_LOGGED_IN"),
+                Just("CUSTOM_THING"),
+                Just("NOPE")
+            ]
+            .prop_map(String::from),
+            0..3,
+        ),
+        proptest::option::of(0u8..6),
+        proptest::option::of(0u8..6),
+        proptest::option::of(0i64..1000),
+        proptest::option::of(0i64..1000),
+        proptest::option::of(prop_oneof![Just("alice"), Just("bob")].prop_map(String::from)),
+        proptest::option::of(
+            prop_oneof![Just("10.0.0.1"), Just("10.0.0.0/30"), Just("10.0.0.2/31")]
+                .prop_map(|s| s.parse().unwrap()),
+        ),
+        any::<bool>(),
+        proptest::option::of(prop_oneof![Just("WEB_USER"), Just("WORKER")].prop_map(String::from)),
+    )
+        .prop_map(
+            |(types, min, max, since, until, actor, ip, failed, source)| Filter {
+                types,
+                min_severity: min.and_then(Severity::from_code),
+                max_severity: max.and_then(Severity::from_code),
+                since: since.map(|s| Timestamp(s * 1_000_000_000)),
+                until: until.map(|s| Timestamp(s * 1_000_000_000)),
+                actor,
+                ip,
+                failed,
+                source,
+                ..Filter::default()
+            },
+        )
+}
+
+/// The plain reference: the filter's meaning, over owned events.
+fn reference(f: &Filter, e: &Event) -> bool {
+    (f.types.is_empty()
+        || f.types.iter().any(|p| {
+            p.strip_suffix('*')
+                .map_or(p == &e.event_type, |pre| e.event_type.starts_with(pre))
+        }))
+        && f.min_severity.is_none_or(|m| e.severity >= m)
+        && f.max_severity.is_none_or(|m| e.severity <= m)
+        && f.since.is_none_or(|s| e.time >= s)
+        && f.until.is_none_or(|u| e.time <= u)
+        && f.actor.as_ref().is_none_or(|a| e.actor.as_ref() == Some(a))
+        && f.ip.is_none_or(|n| e.ip.is_some_and(|ip| n.contains(ip)))
+        && (!f.failed || e.result.is_some_and(|r| r != 0))
+        && f.source
+            .as_ref()
+            .is_none_or(|s| e.source.as_ref() == Some(s))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn queries_equal_the_reference_filter(events in proptest::collection::vec(event(), 1..200), filters in proptest::collection::vec(filter(), 1..6)) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), opts()).unwrap();
+        let mut lsns = Vec::new();
+        for chunk in events.chunks(7) {
+            let r = log.append_batch(chunk).unwrap();
+            lsns.extend(r.start.0..r.end.0);
+        }
+        for f in &filters {
+            let want: Vec<(u64, &Event)> = lsns.iter().copied().zip(&events).filter(|(_, e)| reference(f, e)).collect();
+            let got: Vec<(u64, Event)> = log.query(f, false).map(|r| r.map(|(l, e)| (l.0, e)).unwrap()).collect();
+            prop_assert_eq!(got.len(), want.len());
+            for ((gl, ge), (wl, we)) in got.iter().zip(&want) {
+                prop_assert_eq!(gl, wl);
+                prop_assert_eq!(ge, *we);
+            }
+            let back: Vec<u64> = log.query(f, true).map(|r| r.unwrap().0 .0).collect();
+            let mut fwd: Vec<u64> = want.iter().map(|(l, _)| *l).collect();
+            fwd.reverse();
+            prop_assert_eq!(back, fwd);
+        }
+    }
+}
+
+#[test]
+fn the_catalog_persists_and_ids_never_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Timestamp(0);
+    {
+        let log = AuditLog::open(dir.path(), opts()).unwrap();
+        log.append(&Event::new(t, "CUSTOM_THING", Severity::Info))
+            .unwrap();
+        log.append(&Event::new(t, "USER_LOGGED_IN", Severity::Info))
+            .unwrap();
+    }
+    let catalog = std::fs::read_to_string(dir.path().join("CATALOG")).unwrap();
+    assert_eq!(
+        catalog,
+        "type 0 - CUSTOM_THING\ntype 1 INFO USER_LOGGED_IN\n"
+    );
+    {
+        let log = AuditLog::open(dir.path(), opts()).unwrap();
+        let mut e = Event::new(t, "PACKAGE_QUARANTINED", Severity::Warning);
+        e.attrs.insert("package".into(), "p-1".into());
+        log.append(&e).unwrap();
+        let all: Vec<Event> = log
+            .query(&Filter::default(), false)
+            .map(|r| r.unwrap().1)
+            .collect();
+        assert_eq!(
+            all.iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>(),
+            ["CUSTOM_THING", "USER_LOGGED_IN", "PACKAGE_QUARANTINED"]
+        );
+        assert_eq!(all[2].attrs["package"], "p-1");
+        assert_eq!(
+            log.default_severity("PACKAGE_QUARANTINED"),
+            Some(Severity::Warning)
+        );
+    }
+    let catalog = std::fs::read_to_string(dir.path().join("CATALOG")).unwrap();
+    assert!(catalog.starts_with("type 0 - CUSTOM_THING\ntype 1 INFO USER_LOGGED_IN\ntype 2 WARNING PACKAGE_QUARANTINED\nkey 0 package\n"), "{catalog}");
+}
+
+#[test]
+fn a_strict_catalog_rejects_unknown_types_and_suggests_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            strict: true,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let err = log
+        .append(&Event::new(Timestamp(0), "USER_LOGGED_INN", Severity::Info))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownType { name, suggestions } if name == "USER_LOGGED_INN" && suggestions[0] == "USER_LOGGED_IN"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("did you mean USER_LOGGED_IN"),
+        "{err}"
+    );
+    assert_eq!(log.log().next_lsn().0, 1, "nothing appended");
+    log.append(&Event::new(Timestamp(0), "USER_LOGGED_IN", Severity::Info))
+        .unwrap();
+}
+
+#[test]
+fn a_read_only_reader_sees_types_registered_after_it_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = AuditLog::open(dir.path(), opts()).unwrap();
+    writer
+        .append(&Event::new(Timestamp(0), "USER_LOGGED_IN", Severity::Info))
+        .unwrap();
+    let ro = AuditOptions {
+        log: opts().log.read_only(true),
+        ..opts()
+    };
+    let reader = AuditLog::open(dir.path(), ro).unwrap();
+    writer
+        .append(&Event::new(Timestamp(1), "BRAND_NEW", Severity::Error))
+        .unwrap();
+    reader.log().refresh().unwrap();
+    let f = Filter {
+        types: vec!["BRAND_*".into()],
+        ..Filter::default()
+    };
+    let got: Vec<Event> = reader.query(&f, false).map(|r| r.unwrap().1).collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event_type, "BRAND_NEW");
+}
