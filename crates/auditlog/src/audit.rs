@@ -171,6 +171,14 @@ impl AuditLog {
         }
     }
 
+    /// A follower returning events from `from` on, waiting for new ones.
+    pub fn follow(&self, from: Lsn) -> AuditFollower<'_> {
+        AuditFollower {
+            log: self,
+            inner: self.log.follow(from),
+        }
+    }
+
     fn decode(&self, lsn: Lsn, payload: &[u8]) -> Result<Event> {
         let r = EventRef::parse(payload).map_err(|source| Error::BadEvent { lsn, source })?;
         let convert = |reg: &Registry| {
@@ -193,6 +201,25 @@ impl AuditLog {
         }
         self.reload_registry().ok()?;
         self.registry.read().type_name(id).map(String::from)
+    }
+}
+
+/// Events as they are appended: `tail -f`.
+pub struct AuditFollower<'a> {
+    log: &'a AuditLog,
+    inner: crate::Follower,
+}
+
+impl AuditFollower<'_> {
+    /// The next event, waiting up to `timeout`; `Ok(None)` if none came.
+    pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Result<Option<(Lsn, Event)>> {
+        match self.inner.next_timeout(timeout)? {
+            Some(r) => self
+                .log
+                .decode(r.lsn(), r.payload())
+                .map(|e| Some((r.lsn(), e))),
+            None => Ok(None),
+        }
     }
 }
 

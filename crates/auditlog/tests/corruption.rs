@@ -268,3 +268,19 @@ fn a_renamed_or_foreign_segment_is_detected() {
     );
     assert!(matches!(err, Error::Corruption(_)));
 }
+
+#[test]
+fn read_only_verify_finds_damage_in_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20; // all in the first (tail) segment
+    make_log(dir.path(), n);
+    let (file, off) = place(dir.path(), 5);
+    flip(&file, off + 20);
+    let log = Log::open(dir.path(), opts().read_only(true)).unwrap();
+    // Beside a possibly live writer, reading stops at the gap...
+    assert_eq!(all(&log).len(), 4);
+    // ...but verify reports it, with the records lost.
+    let report = log.verify().unwrap();
+    assert_eq!(report.damage.len(), 1, "{report:?}");
+    assert_eq!(report.damage[0].lsns_lost, Some((Lsn(5), Lsn(5))));
+}

@@ -1,0 +1,369 @@
+//! The `auditlog` tool driven as a user would, checked against answers
+//! computed here from the same events.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use auditlog::event::json;
+use auditlog::{Event, Severity};
+use auditlog_cli::workload::{Workload, ATTACKER};
+
+fn auditlog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = auditlog(args);
+    assert!(
+        o.status.success(),
+        "auditlog {args:?} failed: {}",
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// A small workload written as JSON lines to `file`.
+fn events_file(dir: &Path, n: u64) -> (std::path::PathBuf, Vec<Event>) {
+    let w = Workload {
+        events: n,
+        ..Workload::default()
+    };
+    let events: Vec<Event> = w.generate().collect();
+    let path = dir.join("events.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for e in &events {
+        writeln!(f, "{}", json::to_json(e, None)).unwrap();
+    }
+    (path, events)
+}
+
+fn lines_as_events(text: &str) -> Vec<Event> {
+    text.lines()
+        .map(|l| json::from_json(l, &|_| None).unwrap())
+        .collect()
+}
+
+#[test]
+fn append_then_query_with_each_filter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let (file, events) = events_file(tmp.path(), 20_000);
+    let out = ok(&[
+        "append",
+        "--dir",
+        d,
+        "--durability",
+        "buffered",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.trim(), "appended 20000 events, LSN 1..=20000");
+
+    let check = |args: &[&str], keep: &dyn Fn(&Event) -> bool| {
+        let mut full = vec!["query", "--dir", d, "--format", "jsonl"];
+        full.extend_from_slice(args);
+        let got = lines_as_events(&ok(&full));
+        let want: Vec<Event> = events.iter().filter(|e| keep(e)).cloned().collect();
+        assert!(
+            !want.is_empty() || args.contains(&"NOPE"),
+            "{args:?} selects nothing: a weak test"
+        );
+        assert_eq!(got, want, "query {args:?}");
+    };
+    check(&["--type", "USER_AUTH_FAILED_*"], &|e| {
+        e.event_type.starts_with("USER_AUTH_FAILED_")
+    });
+    check(
+        &["--type", "PACKAGE_QUARANTINED", "--type", "CONFIG_UPDATED"],
+        &|e| e.event_type == "PACKAGE_QUARANTINED" || e.event_type == "CONFIG_UPDATED",
+    );
+    check(&["--min-severity", "warning"], &|e| {
+        e.severity >= Severity::Warning
+    });
+    check(&["--max-severity", "Low"], &|e| {
+        e.severity <= Severity::Info
+    });
+    let since = "2026-11-01T00:00:00Z".parse().unwrap();
+    let until = "2026-11-02T12:00:00+02:00".parse().unwrap();
+    check(
+        &[
+            "--since",
+            "2026-11-01T00:00:00Z",
+            "--until",
+            "2026-11-02T12:00:00+02:00",
+        ],
+        &|e| e.time >= since && e.time <= until,
+    );
+    check(&["--actor", "user007"], &|e| {
+        e.actor.as_deref() == Some("user007")
+    });
+    check(&["--ip", ATTACKER], &|e| {
+        e.ip == Some(ATTACKER.parse().unwrap())
+    });
+    check(&["--ip", "10.0.1.0/24"], &|e| {
+        e.ip.is_some_and(|ip| ip.to_string().starts_with("10.0.1."))
+    });
+    check(&["--source", "WEB_ADMIN"], &|e| {
+        e.source.as_deref() == Some("WEB_ADMIN")
+    });
+    check(&["--entity-type", "PACKAGE"], &|e| {
+        e.entity_type.as_deref() == Some("PACKAGE")
+    });
+    check(&["--failed"], &|e| e.result.is_some_and(|r| r != 0));
+    check(&["--type", "NOPE"], &|_| false);
+
+    // --count, --reverse, --limit, --group-by, csv.
+    let failed = events.iter().filter(|e| e.result == Some(1)).count();
+    assert_eq!(
+        ok(&["query", "--dir", d, "--failed", "--count"]).trim(),
+        failed.to_string()
+    );
+    let last3 = lines_as_events(&ok(&[
+        "query",
+        "--dir",
+        d,
+        "--reverse",
+        "--limit",
+        "3",
+        "--format",
+        "jsonl",
+    ]));
+    assert_eq!(
+        last3,
+        events.iter().rev().take(3).cloned().collect::<Vec<_>>()
+    );
+    let groups = ok(&[
+        "query",
+        "--dir",
+        d,
+        "--type",
+        "USER_AUTH_FAILED_*",
+        "--group-by",
+        "ip",
+    ]);
+    assert!(
+        groups
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("\t{ATTACKER}")),
+        "{groups}"
+    );
+    let csv = ok(&["query", "--dir", d, "--limit", "2", "--format", "csv"]);
+    assert!(csv.starts_with("lsn,time,type,severity,"));
+    assert_eq!(csv.lines().count(), 3);
+    let table = ok(&["query", "--dir", d, "--limit", "1", "--format", "table"]);
+    assert!(
+        table.contains("SEVERITY") && !table.contains('\x1b'),
+        "no colour when not a terminal"
+    );
+}
+
+#[test]
+fn bad_input_names_file_line_and_field_and_keeps_what_came_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("log");
+    let d = d.to_str().unwrap();
+    let good = r#"{"time":"2026-11-21T10:15:30Z","type":"USER_LOGGED_IN","actor":"alice"}"#;
+    let bad = r#"{"time":"2026-11-21T10:15:30Z","type":"USER_LOGGED_IN","ip":"10.0.0.300"}"#;
+    let file = tmp.path().join("in.jsonl");
+    std::fs::write(&file, format!("{good}\n{good}\n{bad}\n{good}\n")).unwrap();
+    let o = auditlog(&["append", "--dir", d, file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("in.jsonl:3") && err.contains("`ip`"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one readable line: {err}");
+    assert_eq!(
+        ok(&["query", "--dir", d, "--count"]).trim(),
+        "2",
+        "the lines before stay, none after"
+    );
+    // Severity defaulted from the catalog.
+    assert!(
+        ok(&["query", "--dir", d, "--limit", "1", "--format", "jsonl"])
+            .contains(r#""severity":"INFO""#)
+    );
+
+    let o = auditlog(&[
+        "append",
+        "--dir",
+        d,
+        "--skip-invalid",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in.jsonl:3: skipped"), "{}", stderr(&o));
+    assert_eq!(ok(&["query", "--dir", d, "--count"]).trim(), "5");
+
+    // Unknown field, and strict catalogs.
+    std::fs::write(
+        &file,
+        r#"{"time":"2026-11-21T10:15:30Z","type":"X","colour":"red"}"#,
+    )
+    .unwrap();
+    let err = stderr(&auditlog(&["append", "--dir", d, file.to_str().unwrap()]));
+    assert!(err.contains("colour"), "{err}");
+    std::fs::write(
+        &file,
+        r#"{"time":"2026-11-21T10:15:30Z","type":"USER_LOGGED_INN","severity":"INFO"}"#,
+    )
+    .unwrap();
+    let err = stderr(&auditlog(&[
+        "append",
+        "--dir",
+        d,
+        "--strict",
+        file.to_str().unwrap(),
+    ]));
+    assert!(err.contains("did you mean USER_LOGGED_IN"), "{err}");
+
+    // Read-only commands on a missing directory.
+    let missing = tmp.path().join("nope");
+    for cmd in ["query", "stats", "verify", "tail"] {
+        let o = auditlog(&[cmd, "--dir", missing.to_str().unwrap()]);
+        assert!(
+            !o.status.success() && stderr(&o).contains("does not exist"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
+    let o = auditlog(&["query", "--dir", d, "--since", "last tuesday"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--since"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn tail_follows_a_concurrent_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("log");
+    let d = d.to_str().unwrap();
+    let line = |i: u32| {
+        format!(
+            r#"{{"time":"2026-11-21T10:15:{:02}Z","type":"USER_LOGGED_IN","actor":"u{i}"}}"#,
+            i % 60
+        )
+    };
+    let file = tmp.path().join("in.jsonl");
+    std::fs::write(&file, (0..5).map(line).collect::<Vec<_>>().join("\n")).unwrap();
+    ok(&["append", "--dir", d, file.to_str().unwrap()]);
+    let last2 = lines_as_events(&ok(&["tail", "--dir", d, "-n", "2", "--format", "jsonl"]));
+    assert_eq!(
+        last2
+            .iter()
+            .map(|e| e.actor.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["u3", "u4"]
+    );
+
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(["tail", "--dir", d, "-n", "0", "-f", "--format", "jsonl"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut w = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(["append", "--dir", d])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(w.stdin.take().unwrap(), "{}", line(42)).unwrap();
+    assert!(w.wait().unwrap().success());
+    let out = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines() {
+            let _ = tx.send(l.unwrap());
+        }
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tail -f printed nothing");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert!(
+        got.contains(r#""actor":"u42""#) && got.contains(r#""lsn":6"#),
+        "{got}"
+    );
+}
+
+#[test]
+fn stats_verify_catalog_and_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("demo");
+    let d = d.to_str().unwrap();
+    let out = ok(&["demo", "--dir", d, "--events", "20000"]);
+    assert!(
+        out.contains("Failed logins by address") && out.contains(ATTACKER),
+        "{out}"
+    );
+    assert!(out.contains("answered in"));
+    // Running it again replaces the earlier demo log.
+    ok(&["demo", "--dir", d, "--events", "5000"]);
+    let stats = ok(&["stats", "--dir", d]);
+    assert!(stats.contains("events      5000"), "{stats}");
+    assert!(stats.contains("USER_LOGGED_IN"));
+    assert!(ok(&["verify", "--dir", d]).contains("ok"));
+
+    // Damage makes verify fail and say where.
+    let seg = Path::new(d).join("00000000000000000001.seg");
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0xff; 8], 10_000).unwrap();
+    let o = auditlog(&["verify", "--dir", d]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("DAMAGE") && stdout(&o).contains("00000000000000000001.seg"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A directory that is not a log is never removed by demo.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("precious.txt"), b"keep me").unwrap();
+    assert!(
+        !auditlog(&["demo", "--dir", other.to_str().unwrap(), "--events", "10"])
+            .status
+            .success()
+    );
+    assert!(other.join("precious.txt").exists());
+
+    let list = ok(&["catalog", "list", "--catalog", "filetransfer-1.6"]);
+    assert_eq!(list.lines().count(), 165);
+    let show = ok(&[
+        "catalog",
+        "show",
+        "ADFS_DELETED",
+        "--catalog",
+        "filetransfer-1.6",
+    ]);
+    assert!(
+        show.contains("never occurs during application runtime"),
+        "{show}"
+    );
+    let diff = ok(&["catalog", "diff", "filetransfer-1.6", "filetransfer-2.0"]);
+    assert!(
+        diff.contains("severity  PACKAGE_DOWNLOAD_UNAUTHORIZED_ACCESS: WARNING -> INFO"),
+        "{diff}"
+    );
+    assert!(diff.contains("41 added, 0 removed"), "{diff}");
+    let o = auditlog(&["catalog", "show", "USER_LOGGED_INN"]);
+    assert!(!o.status.success() && stderr(&o).contains("USER_LOGGED_IN"));
+}
