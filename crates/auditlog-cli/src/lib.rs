@@ -1,4 +1,5 @@
-//! Parts of the `auditlog` tool that others reuse: the demo workload
-//! generator (also the benchmarks' workload).
+//! Parts of the `auditlog` tool that others reuse: the exchange formats and
+//! the demo workload generator (also the benchmarks' workload).
 
+pub mod formats;
 pub mod workload;

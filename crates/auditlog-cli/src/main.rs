@@ -11,6 +11,7 @@ use auditlog::event::json;
 use auditlog::{
     AuditLog, AuditOptions, Catalog, Durability, Event, Filter, Lsn, Options, Severity, Timestamp,
 };
+use auditlog_cli::formats;
 use auditlog_cli::workload::{self, Workload};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -62,6 +63,38 @@ enum Command {
         /// Reject event types the catalog does not know.
         #[arg(long)]
         strict: bool,
+    },
+    /// Import events from a file in another system's format.
+    Import {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The file's format.
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        /// The file to read; standard input if -.
+        file: PathBuf,
+        /// When an append counts as done (imports sync once at the end unless `sync`).
+        #[arg(long, value_enum, default_value_t = DurabilityArg::Buffered)]
+        durability: DurabilityArg,
+        /// Skip invalid records (each reported on standard error) instead of stopping.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Reference catalog for default severities (and, with --strict, the types allowed).
+        #[arg(long, default_value = "filetransfer-2.0")]
+        catalog: String,
+        /// Reject event types the catalog does not know.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write the events that match the filters in an exchange format to standard output.
+    Export {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[command(flatten)]
+        filter: Box<FilterArgs>,
     },
     /// Print the events that match the filters.
     Query {
@@ -182,6 +215,21 @@ struct FilterArgs {
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum ImportFormat {
+    Jsonl,
+    SapUme,
+    NetopCsv,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+    SapUme,
+    NetopCsv,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
 enum DurabilityArg {
     Buffered,
     Interval,
@@ -227,14 +275,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             skip_invalid,
             catalog,
             strict,
-        } => append(
-            &dir.dir,
-            file.as_deref(),
+        } => {
+            let how = Ingest {
+                durability,
+                skip_invalid,
+                catalog,
+                strict,
+            };
+            ingest(&dir.dir, file.as_deref(), ImportFormat::Jsonl, &how)
+        }
+        Command::Import {
+            dir,
+            format,
+            file,
             durability,
             skip_invalid,
-            &catalog,
+            catalog,
             strict,
-        ),
+        } => {
+            let how = Ingest {
+                durability,
+                skip_invalid,
+                catalog,
+                strict,
+            };
+            ingest(&dir.dir, Some(&file), format, &how)
+        }
+        Command::Export {
+            dir,
+            format,
+            filter,
+        } => export(&dir.dir, format, &filter),
         Command::Query {
             dir,
             filter,
@@ -344,50 +415,108 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn append(
-    dir: &Path,
-    file: Option<&Path>,
+/// How `append` and `import` write.
+struct Ingest {
     durability: DurabilityArg,
     skip_invalid: bool,
-    catalog: &str,
+    catalog: String,
     strict: bool,
-) -> Result<ExitCode> {
-    let durability = match durability {
+}
+
+/// Reads events in `format` and appends them in batches. Stops at the first
+/// invalid record (unless skipping), after appending everything before it.
+fn ingest(dir: &Path, file: Option<&Path>, format: ImportFormat, how: &Ingest) -> Result<ExitCode> {
+    let durability = match how.durability {
         DurabilityArg::Buffered => Durability::Buffered,
         DurabilityArg::Interval => Durability::Interval(Duration::from_millis(200)),
         DurabilityArg::Sync => Durability::Sync,
     };
     let opts = AuditOptions {
         log: Options::default().durability(durability),
-        catalog: Some(builtin(catalog)?),
-        strict,
+        catalog: Some(builtin(&how.catalog)?),
+        strict: how.strict,
     };
     let log =
         AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))?;
-    let (name, input): (String, Box<dyn BufRead>) = match file {
-        None => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
-        Some(p) if p == Path::new("-") => ("<stdin>".into(), Box::new(std::io::stdin().lock())),
-        Some(p) => (
-            p.display().to_string(),
-            Box::new(std::io::BufReader::new(
-                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?,
-            )),
-        ),
+    let (name, size, input): (String, Option<u64>, Box<dyn BufRead>) = match file {
+        None => ("<stdin>".into(), None, Box::new(std::io::stdin().lock())),
+        Some(p) if p == Path::new("-") => {
+            ("<stdin>".into(), None, Box::new(std::io::stdin().lock()))
+        }
+        Some(p) => {
+            let f =
+                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let size = f.metadata().ok().map(|m| m.len());
+            (
+                p.display().to_string(),
+                size,
+                Box::new(std::io::BufReader::new(f)),
+            )
+        }
     };
-    let mut batch: Vec<(usize, Event)> = Vec::new();
-    let mut first: Option<Lsn> = None;
-    let mut last: Option<Lsn> = None;
-    let mut appended = 0u64;
-    let mut skipped = 0u64;
-    let mut flush = |batch: &mut Vec<(usize, Event)>| -> Result<()> {
+    let bar = progress(size.unwrap_or(0), "importing");
+    let dflt = |t: &str| log.default_severity(t);
+    // Each record: (line, bytes read so far, event or error).
+    let records: Box<dyn Iterator<Item = (u64, u64, Result<Event, String>)>> = match format {
+        ImportFormat::Jsonl | ImportFormat::SapUme => {
+            let mut read = 0u64;
+            Box::new(input.lines().enumerate().filter_map(move |(i, line)| {
+                let n = i as u64 + 1;
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => return Some((n, read, Err(format!("cannot read: {e}")))),
+                };
+                read += line.len() as u64 + 1;
+                if line.trim().is_empty() {
+                    return None;
+                }
+                let parsed = match format {
+                    ImportFormat::Jsonl => json::from_json(&line, &dflt).map_err(|e| e.to_string()),
+                    _ => formats::sap::parse_line(&line).map_err(|e| e.to_string()),
+                };
+                Some((n, read, parsed))
+            }))
+        }
+        ImportFormat::NetopCsv => {
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(true)
+                .from_reader(input);
+            let headers = rdr
+                .headers()
+                .with_context(|| format!("{name}:1: cannot read the header"))?
+                .clone();
+            if headers.iter().collect::<Vec<_>>() != formats::netop::COLUMNS {
+                bail!(
+                    "{name}:1: the header is not the Netop report's columns ({})",
+                    formats::netop::COLUMNS.join(",")
+                );
+            }
+            Box::new(rdr.into_records().map(move |r| match r {
+                Ok(rec) => {
+                    let pos = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
+                    let fields: Vec<&str> = rec.iter().collect();
+                    (
+                        pos.0,
+                        pos.1,
+                        formats::netop::parse_record(&fields, &dflt).map_err(|e| e.to_string()),
+                    )
+                }
+                Err(e) => (e.position().map_or(0, |p| p.line()), 0, Err(e.to_string())),
+            }))
+        }
+    };
+    let mut batch: Vec<(u64, Event)> = Vec::new();
+    let (mut first, mut last, mut appended, mut skipped) = (None::<Lsn>, None::<Lsn>, 0u64, 0u64);
+    let mut flush = |batch: &mut Vec<(u64, Event)>| -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let events: Vec<Event> = batch.iter().map(|(_, e)| e.clone()).collect();
-        let r = match log.append_batch(&events) {
+        let range = match log.append_batch(&events) {
             Ok(r) => r,
             Err(_) => {
-                // Find the line at fault: append one by one up to it.
+                // Find the record at fault: append one by one up to it.
                 for (line, e) in batch.iter() {
                     let lsn = log.append(e).with_context(|| format!("{name}:{line}"))?;
                     first.get_or_insert(lsn);
@@ -398,27 +527,23 @@ fn append(
                 return Ok(());
             }
         };
-        first.get_or_insert(r.start);
-        last = Some(Lsn(r.end.0 - 1));
+        first.get_or_insert(range.start);
+        last = Some(Lsn(range.end.0 - 1));
         appended += events.len() as u64;
         batch.clear();
         Ok(())
     };
     let mut failure = None;
-    for (i, line) in input.lines().enumerate() {
-        let n = i + 1;
-        let line = line.with_context(|| format!("{name}:{n}: cannot read"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match json::from_json(&line, &|t| log.default_severity(t)) {
-            Ok(e) => batch.push((n, e)),
-            Err(e) if skip_invalid => {
-                eprintln!("auditlog: {name}:{n}: skipped: {e}");
+    for (line, read, parsed) in records {
+        bar.set_position(read);
+        match parsed {
+            Ok(e) => batch.push((line, e)),
+            Err(e) if how.skip_invalid => {
+                bar.suspend(|| eprintln!("auditlog: {name}:{line}: skipped: {e}"));
                 skipped += 1;
             }
             Err(e) => {
-                failure = Some(anyhow::anyhow!("{name}:{n}: {e}"));
+                failure = Some(anyhow::anyhow!("{name}:{line}: {e}"));
                 break;
             }
         }
@@ -426,8 +551,9 @@ fn append(
             flush(&mut batch)?;
         }
     }
-    // What came before a bad line stays appended.
+    // What came before a bad record stays appended.
     flush(&mut batch)?;
+    bar.finish_and_clear();
     if durability != Durability::Sync {
         log.log().sync().context("sync")?;
     }
@@ -439,12 +565,55 @@ fn append(
         _ => println!("appended 0 events"),
     }
     if skipped > 0 {
-        println!("skipped {skipped} invalid lines");
+        println!("skipped {skipped} invalid records");
     }
     match failure {
-        Some(e) => Err(e.context("stopped at the first invalid line; the lines before it were appended (use --skip-invalid to go on)")),
+        Some(e) => Err(e.context("stopped at the first invalid record; the records before it were appended (use --skip-invalid to go on)")),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result<ExitCode> {
+    let filter = f.to_filter()?;
+    let log = open_read(dir)?;
+    let bar = progress(log.log().next_lsn().0.saturating_sub(1), "exporting");
+    let stdout = std::io::stdout();
+    match format {
+        ExportFormat::Jsonl | ExportFormat::Csv => {
+            let mut p = Printer::new(Some(if format == ExportFormat::Csv {
+                Format::Csv
+            } else {
+                Format::Jsonl
+            }));
+            for r in log.query(&filter, false) {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                p.print(lsn, &e)?;
+            }
+            p.flush()?;
+        }
+        ExportFormat::SapUme => {
+            let mut out = BufWriter::new(stdout.lock());
+            for r in log.query(&filter, false) {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                writeln!(out, "{}", formats::sap::to_line(&e))?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::NetopCsv => {
+            let mut w = csv::Writer::from_writer(stdout.lock());
+            w.write_record(formats::netop::COLUMNS)?;
+            for r in log.query(&filter, false) {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                w.write_record(formats::netop::to_record(&e))?;
+            }
+            w.flush()?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn color(sev: Severity) -> &'static str {
