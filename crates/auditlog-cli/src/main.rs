@@ -63,6 +63,9 @@ enum Command {
         /// Reject event types the catalog does not know.
         #[arg(long)]
         strict: bool,
+        /// The application version writing these events (see `stats`).
+        #[arg(long)]
+        app_version: Option<String>,
     },
     /// Import events from a file in another system's format.
     Import {
@@ -85,6 +88,9 @@ enum Command {
         /// Reject event types the catalog does not know.
         #[arg(long)]
         strict: bool,
+        /// The application version writing these events (see `stats`).
+        #[arg(long)]
+        app_version: Option<String>,
     },
     /// Write the events that match the filters in an exchange format to standard output.
     Export {
@@ -136,6 +142,9 @@ enum Command {
     Stats {
         #[command(flatten)]
         dir: DirArg,
+        /// The catalog whose since/until versions events are checked against.
+        #[arg(long, default_value = "filetransfer-2.0")]
+        catalog: String,
     },
     /// Check every frame's checksum; exit non-zero on any damage.
     Verify {
@@ -275,12 +284,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             skip_invalid,
             catalog,
             strict,
+            app_version,
         } => {
             let how = Ingest {
                 durability,
                 skip_invalid,
                 catalog,
                 strict,
+                app_version,
             };
             ingest(&dir.dir, file.as_deref(), ImportFormat::Jsonl, &how)
         }
@@ -292,12 +303,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             skip_invalid,
             catalog,
             strict,
+            app_version,
         } => {
             let how = Ingest {
                 durability,
                 skip_invalid,
                 catalog,
                 strict,
+                app_version,
             };
             ingest(&dir.dir, Some(&file), format, &how)
         }
@@ -321,7 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             follow,
             format,
         } => tail(&dir.dir, lines, follow, format),
-        Command::Stats { dir } => stats(&dir.dir),
+        Command::Stats { dir, catalog } => stats(&dir.dir, &catalog),
         Command::Verify { dir } => verify(&dir.dir),
         Command::Catalog { command } => catalog(command),
     }
@@ -341,6 +354,7 @@ fn open_read(dir: &Path) -> Result<AuditLog> {
         log: Options::default().read_only(true),
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: false,
+        app_version: None,
     };
     AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))
 }
@@ -421,6 +435,7 @@ struct Ingest {
     skip_invalid: bool,
     catalog: String,
     strict: bool,
+    app_version: Option<String>,
 }
 
 /// Reads events in `format` and appends them in batches. Stops at the first
@@ -435,6 +450,7 @@ fn ingest(dir: &Path, file: Option<&Path>, format: ImportFormat, how: &Ingest) -
         log: Options::default().durability(durability),
         catalog: Some(builtin(&how.catalog)?),
         strict: how.strict,
+        app_version: how.app_version.clone(),
     };
     let log =
         AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))?;
@@ -805,7 +821,8 @@ fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn stats(dir: &Path) -> Result<ExitCode> {
+fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
+    let catalog = builtin(catalog)?;
     let log = open_read(dir)?;
     let mut per_type = BTreeMap::new();
     let mut per_sev = BTreeMap::new();
@@ -844,6 +861,23 @@ fn stats(dir: &Path) -> Result<ExitCode> {
     println!("by type");
     for (t, c) in grouped(per_type) {
         println!("  {t:<40} {c}");
+    }
+    let v = log.version_report(&catalog)?;
+    let outside: u64 = v.outside.values().sum();
+    println!(
+        "versions    {} events written under a declared application version; {outside} of a type outside that version in {}",
+        v.checked,
+        catalog.name()
+    );
+    for ((t, version), c) in &v.outside {
+        let ty = catalog
+            .get(t)
+            .expect("counted only when the catalog has it");
+        println!(
+            "  {t:<40} {c} under {version} (since {}, until {})",
+            ty.since.as_deref().unwrap_or("-"),
+            ty.until.as_deref().unwrap_or("-")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -948,6 +982,7 @@ fn demo(dir: &Path, events: u64) -> Result<ExitCode> {
         log: Options::default().durability(Durability::Buffered),
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: true,
+        app_version: Some("2.0".into()),
     };
     let log = AuditLog::open(dir, opts)?;
     let bar = progress(events, "appending");

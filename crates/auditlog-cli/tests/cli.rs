@@ -319,6 +319,8 @@ fn stats_verify_catalog_and_demo() {
     ok(&["demo", "--dir", d, "--events", "5000"]);
     let stats = ok(&["stats", "--dir", d]);
     assert!(stats.contains("events      5000"), "{stats}");
+    // The demo writes as application 2.0, and every type it uses exists in 2.0.
+    assert!(stats.contains("versions    5000 events written under a declared application version; 0 of a type outside"), "{stats}");
     assert!(stats.contains("USER_LOGGED_IN"));
     assert!(ok(&["verify", "--dir", d]).contains("ok"));
 

@@ -25,6 +25,9 @@ pub struct AuditOptions {
     pub catalog: Option<Catalog>,
     /// Reject event types neither the log's catalog nor the reference has.
     pub strict: bool,
+    /// The application version of this writer: events whose type the
+    /// reference catalog says is outside it are counted by [`AuditLog::version_report`].
+    pub app_version: Option<String>,
 }
 
 /// A log of audit events.
@@ -61,7 +64,10 @@ impl AuditLog {
     /// Opens (or creates) the audit log in `dir`.
     pub fn open(dir: impl AsRef<Path>, opts: AuditOptions) -> Result<AuditLog> {
         let log = Log::open(dir.as_ref(), opts.log.clone())?;
-        let registry = Registry::load(&opts.log.vfs, log.dir())?;
+        let mut registry = Registry::load(&opts.log.vfs, log.dir())?;
+        if let (Some(v), false) = (&opts.app_version, opts.log.read_only) {
+            registry.declare_version(&opts.log.vfs, log.dir(), log.next_lsn().0, v)?;
+        }
         Ok(AuditLog {
             log,
             registry: RwLock::new(registry),
@@ -171,6 +177,38 @@ impl AuditLog {
         }
     }
 
+    /// Events whose type lies outside the declared application version's
+    /// since/until range in `catalog` (both ends inclusive): count per type.
+    pub fn version_report(&self, catalog: &Catalog) -> Result<VersionReport> {
+        let mut report = VersionReport::default();
+        for r in self.query(&Filter::default(), false) {
+            let (lsn, e) = r?;
+            let registry = self.registry.read();
+            let Some(version) = registry.version_at(lsn.0) else {
+                continue;
+            };
+            report.checked += 1;
+            let Some(t) = catalog.get(&e.event_type) else {
+                continue;
+            };
+            let before = t
+                .since
+                .as_deref()
+                .is_some_and(|s| compare_versions(version, s).is_lt());
+            let after = t
+                .until
+                .as_deref()
+                .is_some_and(|u| compare_versions(version, u).is_gt());
+            if before || after {
+                *report
+                    .outside
+                    .entry((e.event_type, version.to_string()))
+                    .or_insert(0) += 1;
+            }
+        }
+        Ok(report)
+    }
+
     /// A follower returning events from `from` on, waiting for new ones.
     pub fn follow(&self, from: Lsn) -> AuditFollower<'_> {
         AuditFollower {
@@ -202,6 +240,34 @@ impl AuditLog {
         self.reload_registry().ok()?;
         self.registry.read().type_name(id).map(String::from)
     }
+}
+
+/// What [`AuditLog::version_report`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionReport {
+    /// Events written under a declared application version.
+    pub checked: u64,
+    /// Events outside their version's range: (type, version) → count.
+    pub outside: std::collections::BTreeMap<(String, String), u64>,
+}
+
+/// Compares dotted versions numerically (`1.10` > `1.9`; missing parts are 0;
+/// non-numeric parts compare as text).
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| s.split('.').map(|p| p.to_string()).collect::<Vec<_>>();
+    let (pa, pb) = (parts(a), parts(b));
+    for i in 0..pa.len().max(pb.len()) {
+        let x = pa.get(i).map_or("0", String::as_str);
+        let y = pb.get(i).map_or("0", String::as_str);
+        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(m), Ok(n)) => m.cmp(&n),
+            _ => x.cmp(y),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    std::cmp::Ordering::Equal
 }
 
 /// Events as they are appended: `tail -f`.

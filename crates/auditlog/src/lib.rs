@@ -37,7 +37,7 @@ pub mod wal;
 
 use std::fmt;
 
-pub use audit::{AuditFollower, AuditLog, AuditOptions, Query};
+pub use audit::{compare_versions, AuditFollower, AuditLog, AuditOptions, Query, VersionReport};
 pub use catalog::{Catalog, EventType};
 pub use error::{Corruption, Error, Problem, Result};
 pub use event::{Event, Timestamp};

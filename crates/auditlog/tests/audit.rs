@@ -16,6 +16,7 @@ fn opts() -> AuditOptions {
             .durability(Durability::Buffered),
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: false,
+        app_version: None,
     }
 }
 
@@ -233,4 +234,60 @@ fn a_read_only_reader_sees_types_registered_after_it_opened() {
     let got: Vec<Event> = reader.query(&f, false).map(|r| r.unwrap().1).collect();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].event_type, "BRAND_NEW");
+}
+
+#[test]
+fn events_outside_the_declared_version_are_counted_not_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::builtin("filetransfer-2.0").unwrap();
+    let t = Timestamp(0);
+    {
+        // Written by 1.2: AD_AUTH_FAILED_WRONG_PATH (until 1.3.2) is fine, ADMIN_AUTH_FAILED_MFA (since 1.4) is not.
+        let log = AuditLog::open(
+            dir.path(),
+            AuditOptions {
+                app_version: Some("1.2".into()),
+                ..opts()
+            },
+        )
+        .unwrap();
+        log.append(&Event::new(t, "AD_AUTH_FAILED_WRONG_PATH", Severity::Error))
+            .unwrap();
+        log.append(&Event::new(t, "ADMIN_AUTH_FAILED_MFA", Severity::Warning))
+            .unwrap();
+    }
+    {
+        // Then 1.10 (numerically after 1.4 and 1.3.2): the retired type is outside, the new one is fine.
+        let log = AuditLog::open(
+            dir.path(),
+            AuditOptions {
+                app_version: Some("1.10".into()),
+                ..opts()
+            },
+        )
+        .unwrap();
+        log.append(&Event::new(t, "AD_AUTH_FAILED_WRONG_PATH", Severity::Error))
+            .unwrap();
+        log.append(&Event::new(t, "ADMIN_AUTH_FAILED_MFA", Severity::Warning))
+            .unwrap();
+        log.append(&Event::new(t, "CUSTOM_THING", Severity::Info))
+            .unwrap();
+    }
+    let log = AuditLog::open(dir.path(), opts()).unwrap();
+    let r = log.version_report(&catalog).unwrap();
+    assert_eq!(r.checked, 5);
+    let outside: Vec<(&str, &str, u64)> = r
+        .outside
+        .iter()
+        .map(|((t, v), n)| (t.as_str(), v.as_str(), *n))
+        .collect();
+    assert_eq!(
+        outside,
+        [
+            ("ADMIN_AUTH_FAILED_MFA", "1.2", 1),
+            ("AD_AUTH_FAILED_WRONG_PATH", "1.10", 1)
+        ]
+    );
+    assert!(auditlog::compare_versions("1.10", "1.9").is_gt());
+    assert!(auditlog::compare_versions("1.3", "1.3.0").is_eq());
 }

@@ -20,6 +20,8 @@ pub struct Registry {
     type_ids: HashMap<String, u16>,
     keys: Vec<String>,
     key_ids: HashMap<String, u32>,
+    /// Application versions declared by writers: (first LSN written under it, version).
+    versions: Vec<(u64, String)>,
 }
 
 fn bad(path: &Path, line: usize, what: impl Into<String>) -> Error {
@@ -69,6 +71,12 @@ impl Registry {
                         return Err(bad(&path, n, format!("key id {id} out of sequence")));
                     }
                     r.insert_key(name);
+                }
+                (Some("version"), Some(lsn), Some(v), None) => {
+                    let lsn: u64 = lsn
+                        .parse()
+                        .map_err(|_| bad(&path, n, format!("bad LSN {lsn:?}")))?;
+                    r.versions.push((lsn, v.to_string()));
                 }
                 _ if line.is_empty() => {}
                 _ => {
@@ -121,6 +129,37 @@ impl Registry {
     /// The name of attribute key `id`.
     pub fn key_name(&self, id: u32) -> Option<&str> {
         self.keys.get(id as usize).map(String::as_str)
+    }
+
+    /// The application version declared for the record at `lsn`, if any.
+    pub fn version_at(&self, lsn: u64) -> Option<&str> {
+        let i = self.versions.partition_point(|(from, _)| *from <= lsn);
+        i.checked_sub(1).map(|i| self.versions[i].1.as_str())
+    }
+
+    /// Records that records from `lsn` on are written by application `version`
+    /// (nothing is written if that is already the current version).
+    pub fn declare_version(
+        &mut self,
+        vfs: &Arc<dyn Vfs>,
+        dir: &Path,
+        lsn: u64,
+        version: &str,
+    ) -> Result<()> {
+        if version.is_empty() || version.contains(char::is_whitespace) {
+            return Err(Error::InvalidName {
+                what: "application version",
+                name: version.to_string(),
+            });
+        }
+        if self.versions.last().is_some_and(|(_, v)| v == version) {
+            return Ok(());
+        }
+        let path = dir.join(CATALOG_FILE);
+        vfs.append_file(&path, format!("version {lsn} {version}\n").as_bytes())
+            .map_err(|e| Error::io("write", &path, e))?;
+        self.versions.push((lsn, version.to_string()));
+        Ok(())
     }
 
     /// All registered types: (id, name).
