@@ -884,7 +884,13 @@ fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
 
 fn verify(dir: &Path) -> Result<ExitCode> {
     let log = open_read(dir)?;
-    let r = log.log().verify().context("verify")?;
+    // One call walks everything: a spinner (drawn only on a terminal) shows it is working.
+    let spinner = ProgressBar::new_spinner()
+        .with_message(format!("verifying {} segments", log.log().segment_count()));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let r = log.log().verify().context("verify");
+    spinner.finish_and_clear();
+    let r = r?;
     println!(
         "{} segments, {} records, {} quarantined ranges",
         r.segments, r.records, r.quarantined

@@ -118,6 +118,14 @@ impl Workload {
                 1000 + actor.bytes().fold(0u64, |a, b| a * 31 + u64::from(b)) % 100_000
             ));
             e.actor_account = Some(actor.to_uppercase());
+            if !in_burst {
+                // One session per user per day.
+                e.session = Some(format!(
+                    "s-{}-{}",
+                    actor,
+                    (time.0 - self.start.0) / 86_400_000_000_000
+                ));
+            }
             e.actor = Some(actor);
             e.result = Some(result);
             if ty.starts_with("PACKAGE") || ty.starts_with("FILE") {

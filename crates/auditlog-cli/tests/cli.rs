@@ -123,6 +123,29 @@ fn append_then_query_with_each_filter() {
         e.entity_type.as_deref() == Some("PACKAGE")
     });
     check(&["--failed"], &|e| e.result.is_some_and(|r| r != 0));
+    let some_entity = events.iter().find_map(|e| e.entity_id.clone()).unwrap();
+    check(&["--entity-id", &some_entity], &|e| {
+        e.entity_id.as_deref() == Some(some_entity.as_str())
+    });
+    let some_session = events[100].session.clone().unwrap();
+    check(&["--session", &some_session], &|e| {
+        e.session.as_deref() == Some(some_session.as_str())
+    });
+    check(
+        &[
+            "--session",
+            &some_session,
+            "--type",
+            "USER_LOGGED_*",
+            "--max-severity",
+            "notice",
+        ],
+        &|e| {
+            e.session.as_deref() == Some(some_session.as_str())
+                && e.event_type.starts_with("USER_LOGGED_")
+                && e.severity <= Severity::Notice
+        },
+    );
     check(&["--type", "NOPE"], &|_| false);
 
     // --count, --reverse, --limit, --group-by, csv.
@@ -208,6 +231,25 @@ fn bad_input_names_file_line_and_field_and_keeps_what_came_before() {
     assert!(stderr(&o).contains("in.jsonl:3: skipped"), "{}", stderr(&o));
     assert_eq!(ok(&["query", "--dir", d, "--count"]).trim(), "5");
 
+    // An event too large for a record names its line.
+    let big = format!(
+        r#"{{"time":"2026-11-21T10:15:30Z","type":"USER_LOGGED_IN","data":"{}"}}"#,
+        "x".repeat(1_100_000)
+    );
+    std::fs::write(&file, format!("{good}\n{big}\n")).unwrap();
+    let o = auditlog(&["append", "--dir", d, file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("in.jsonl:2") && stderr(&o).contains("larger than the maximum"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        ok(&["query", "--dir", d, "--count"]).trim(),
+        "6",
+        "the good line before it was appended"
+    );
+
     // Unknown field, and strict catalogs.
     std::fs::write(
         &file,
@@ -232,8 +274,10 @@ fn bad_input_names_file_line_and_field_and_keeps_what_came_before() {
 
     // Read-only commands on a missing directory.
     let missing = tmp.path().join("nope");
-    for cmd in ["query", "stats", "verify", "tail"] {
-        let o = auditlog(&[cmd, "--dir", missing.to_str().unwrap()]);
+    for cmd in ["query", "stats", "verify", "tail", "export --format jsonl"] {
+        let mut args: Vec<&str> = cmd.split(' ').collect();
+        args.extend(["--dir", missing.to_str().unwrap()]);
+        let o = auditlog(&args);
         assert!(
             !o.status.success() && stderr(&o).contains("does not exist"),
             "{cmd}: {}",
