@@ -645,14 +645,6 @@ fn color(sev: Severity) -> &'static str {
 
 const CSV_HEADER: &str = "lsn,time,type,severity,source,ip,actor_id,actor,actor_account,account_id,session,entity_type,entity_id,entity_name,result,attrs,data";
 
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 struct Printer {
     format: Format,
     colored: bool,
@@ -681,10 +673,11 @@ impl Printer {
                     writeln!(self.out, "{CSV_HEADER}")?;
                     self.header_done = true;
                 }
+                // Attributes as a JSON object, as in the canonical JSON form.
                 let attrs = if e.attrs.is_empty() {
                     String::new()
                 } else {
-                    format!("{:?}", e.attrs)
+                    serde_json::to_string(&e.attrs).expect("strings serialize")
                 };
                 let cells = [
                     lsn.to_string(),
@@ -705,8 +698,10 @@ impl Printer {
                     attrs,
                     o(&e.data),
                 ];
-                let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-                writeln!(self.out, "{}", line.join(","))?;
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.write_record(&cells)?;
+                self.out
+                    .write_all(&w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?)?;
             }
             Format::Table => {
                 if !self.header_done {

@@ -188,6 +188,21 @@ fn append_then_query_with_each_filter() {
     let csv = ok(&["query", "--dir", d, "--limit", "2", "--format", "csv"]);
     assert!(csv.starts_with("lsn,time,type,severity,"));
     assert_eq!(csv.lines().count(), 3);
+    let csv = ok(&[
+        "query",
+        "--dir",
+        d,
+        "--type",
+        "CONFIG_UPDATED",
+        "--limit",
+        "1",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        csv.contains(r#""{""parameter"":""smtp.timeout."#),
+        "attrs as a quoted JSON object: {csv}"
+    );
     let table = ok(&["query", "--dir", d, "--limit", "1", "--format", "table"]);
     assert!(
         table.contains("SEVERITY") && !table.contains('\x1b'),
