@@ -98,19 +98,29 @@ impl AuditLog {
     pub fn append_batch(&self, events: &[Event]) -> Result<Range<Lsn>> {
         self.register(events)?;
         let registry = self.registry.read();
-        let mut payloads = Vec::with_capacity(events.len());
+        // One buffer for the whole batch; the log copies each slice into its map.
+        let mut buf = Vec::with_capacity(events.len() * 96);
+        let mut ends = Vec::with_capacity(events.len());
         for e in events {
             let id = registry.type_id(&e.event_type).expect("registered above");
-            let mut out = Vec::with_capacity(64);
             codec::encode(
                 e,
                 id,
                 &mut |k| registry.key_id(k).expect("registered above"),
-                &mut out,
+                &mut buf,
             );
-            payloads.push(out);
+            ends.push(buf.len());
         }
         drop(registry);
+        let mut start = 0;
+        let payloads: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let p = &buf[start..end];
+                start = end;
+                p
+            })
+            .collect();
         self.log.append_batch(&payloads)
     }
 
@@ -219,6 +229,12 @@ impl AuditLog {
 
     fn decode(&self, lsn: Lsn, payload: &[u8]) -> Result<Event> {
         let r = EventRef::parse(payload).map_err(|source| Error::BadEvent { lsn, source })?;
+        self.to_event(lsn, &r)
+    }
+
+    /// The owned event of `r`, naming its type and keys from the log's catalog
+    /// (reloaded once if another process registered names since).
+    fn to_event(&self, lsn: Lsn, r: &EventRef<'_>) -> Result<Event> {
         let convert = |reg: &Registry| {
             r.to_event(&|id| reg.type_name(id).map(String::from), &|k| {
                 reg.key_name(k).map(String::from)
@@ -331,7 +347,7 @@ impl Iterator for Query<'_> {
             if !self.compiled.rest_matches(&r) {
                 continue;
             }
-            return Some(self.log.decode(rec.lsn(), payload).map(|e| (rec.lsn(), e)));
+            return Some(self.log.to_event(rec.lsn(), &r).map(|e| (rec.lsn(), e)));
         }
     }
 }

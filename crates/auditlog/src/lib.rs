@@ -1,8 +1,12 @@
 //! auditlog: an embeddable, append-only storage engine for audit events.
 //!
-//! This crate's storage core is a segmented write-ahead log of opaque records:
-//! CRC-framed, memory-mapped, appended from many threads with group commit,
-//! and recovered after a crash by telling a torn tail from real damage.
+//! Two layers:
+//! - [`AuditLog`]: audit [`Event`]s with compact type ids from the log's own
+//!   catalog, built-in [`Catalog`]s from the seed documents, and filtered
+//!   queries ([`Filter`]) evaluated on the encoded bytes;
+//! - [`Log`], the storage core: a segmented write-ahead log of opaque records,
+//!   CRC-framed, memory-mapped, appended from many threads with group commit,
+//!   and recovered after a crash by telling a torn tail from real damage.
 //!
 //! ```
 //! use auditlog::{Durability, Log, Options};
