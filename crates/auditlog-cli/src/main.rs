@@ -51,21 +51,8 @@ enum Command {
         dir: DirArg,
         /// The file to read; standard input if absent or -.
         file: Option<PathBuf>,
-        /// When an append counts as done.
-        #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
-        durability: DurabilityArg,
-        /// Skip invalid lines (each reported on standard error) instead of stopping.
-        #[arg(long)]
-        skip_invalid: bool,
-        /// Reference catalog for default severities (and, with --strict, the types allowed).
-        #[arg(long, default_value = "filetransfer-2.0")]
-        catalog: String,
-        /// Reject event types the catalog does not know.
-        #[arg(long)]
-        strict: bool,
-        /// The application version writing these events (see `stats`).
-        #[arg(long)]
-        app_version: Option<String>,
+        #[command(flatten)]
+        how: IngestArgs,
     },
     /// Import events from a file in another system's format.
     Import {
@@ -76,21 +63,8 @@ enum Command {
         format: ImportFormat,
         /// The file to read; standard input if -.
         file: PathBuf,
-        /// When an append counts as done (imports sync once at the end unless `sync`).
-        #[arg(long, value_enum, default_value_t = DurabilityArg::Buffered)]
-        durability: DurabilityArg,
-        /// Skip invalid records (each reported on standard error) instead of stopping.
-        #[arg(long)]
-        skip_invalid: bool,
-        /// Reference catalog for default severities (and, with --strict, the types allowed).
-        #[arg(long, default_value = "filetransfer-2.0")]
-        catalog: String,
-        /// Reject event types the catalog does not know.
-        #[arg(long)]
-        strict: bool,
-        /// The application version writing these events (see `stats`).
-        #[arg(long)]
-        app_version: Option<String>,
+        #[command(flatten)]
+        how: IngestArgs,
     },
     /// Write the events that match the filters in an exchange format to standard output.
     Export {
@@ -181,6 +155,27 @@ enum CatalogCommand {
         /// The second catalog.
         b: String,
     },
+}
+
+/// How `append` and `import` write.
+#[derive(Args, Clone)]
+struct IngestArgs {
+    /// When an append counts as done [default: sync for append; buffered, with one sync at
+    /// the end, for import].
+    #[arg(long, value_enum)]
+    durability: Option<DurabilityArg>,
+    /// Skip invalid records (each reported on standard error) instead of stopping.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Reference catalog for default severities (and, with --strict, the types allowed).
+    #[arg(long, default_value = "filetransfer-2.0")]
+    catalog: String,
+    /// Reject event types the catalog does not know.
+    #[arg(long)]
+    strict: bool,
+    /// The application version writing these events (see `stats`).
+    #[arg(long)]
+    app_version: Option<String>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -277,43 +272,19 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo { dir, events } => demo(&dir, events),
-        Command::Append {
-            dir,
-            file,
-            durability,
-            skip_invalid,
-            catalog,
-            strict,
-            app_version,
-        } => {
-            let how = Ingest {
-                durability,
-                skip_invalid,
-                catalog,
-                strict,
-                app_version,
-            };
-            ingest(&dir.dir, file.as_deref(), ImportFormat::Jsonl, &how)
-        }
+        Command::Append { dir, file, how } => ingest(
+            &dir.dir,
+            file.as_deref(),
+            ImportFormat::Jsonl,
+            &how,
+            DurabilityArg::Sync,
+        ),
         Command::Import {
             dir,
             format,
             file,
-            durability,
-            skip_invalid,
-            catalog,
-            strict,
-            app_version,
-        } => {
-            let how = Ingest {
-                durability,
-                skip_invalid,
-                catalog,
-                strict,
-                app_version,
-            };
-            ingest(&dir.dir, Some(&file), format, &how)
-        }
+            how,
+        } => ingest(&dir.dir, Some(&file), format, &how, DurabilityArg::Buffered),
         Command::Export {
             dir,
             format,
@@ -429,19 +400,16 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// How `append` and `import` write.
-struct Ingest {
-    durability: DurabilityArg,
-    skip_invalid: bool,
-    catalog: String,
-    strict: bool,
-    app_version: Option<String>,
-}
-
 /// Reads events in `format` and appends them in batches. Stops at the first
 /// invalid record (unless skipping), after appending everything before it.
-fn ingest(dir: &Path, file: Option<&Path>, format: ImportFormat, how: &Ingest) -> Result<ExitCode> {
-    let durability = match how.durability {
+fn ingest(
+    dir: &Path,
+    file: Option<&Path>,
+    format: ImportFormat,
+    how: &IngestArgs,
+    default_durability: DurabilityArg,
+) -> Result<ExitCode> {
+    let durability = match how.durability.unwrap_or(default_durability) {
         DurabilityArg::Buffered => Durability::Buffered,
         DurabilityArg::Interval => Durability::Interval(Duration::from_millis(200)),
         DurabilityArg::Sync => Durability::Sync,

@@ -20,6 +20,14 @@ fn cell(s: &str) -> Option<String> {
     })
 }
 
+/// The lines with text, trimmed of spaces and non-breaking spaces.
+fn content_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c == '\u{a0}'))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 fn is_type_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_uppercase())
@@ -109,11 +117,7 @@ pub fn filetransfer_v20(text: &str) -> Vec<EventType> {
 /// (which may run over several lines and bullets). Types are `ENTITY/ACTION`.
 /// The source gives no severities: INFO, with a note saying so.
 pub fn netop_portal(text: &str) -> Vec<EventType> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c == '\u{a0}'))
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines = content_lines(text);
     let start = lines
         .iter()
         .position(|l| *l == "Event Description")
@@ -167,11 +171,7 @@ const SAP_SECTIONS: [&str; 5] = [
 /// attributes); the type keeps the first and notes the other. Type names are
 /// the event names in capitals with `_` for spaces.
 pub fn sap_ume(text: &str) -> Vec<EventType> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || c == '\u{a0}'))
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines = content_lines(text);
     let start = lines
         .windows(4)
         .position(|w| w == ["Event", "Severity", "Object ID", "Details"])
