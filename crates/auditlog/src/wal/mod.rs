@@ -3,7 +3,8 @@
 //! - `segment`, `frame`: the on-disk structures (pure, no I/O);
 //! - `recovery`: the frame-by-frame scan and its decision table (pure);
 //! - `quarantine`: the file that lists ranges `Repair` dropped;
-//! - `open`: opening a directory (lock, segments, recovery);
+//! - `open`: opening a directory (lock, segments, recovery), and refresh;
+//! - `verify`: walking every frame of every segment;
 //! - `writer`: appends, rollover, group commit;
 //! - `reader`: iterators, random reads, followers.
 
@@ -13,6 +14,7 @@ pub mod quarantine;
 mod reader;
 pub mod recovery;
 pub mod segment;
+mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -361,7 +363,7 @@ impl Log {
 
     /// Walks every frame of every segment and checks every checksum.
     pub fn verify(&self) -> Result<VerifyReport> {
-        open::verify(&self.shared)
+        verify::verify(&self.shared)
     }
 }
 

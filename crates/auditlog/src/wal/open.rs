@@ -16,7 +16,7 @@ use crate::wal::quarantine::{self, QUARANTINE_FILE};
 use crate::wal::reader::SparseIndex;
 use crate::wal::recovery::{self, Damage, Skip};
 use crate::wal::segment::{self, Footer, Header, DATA_START, FOOTER_LEN, HEADER_LEN};
-use crate::wal::{CreateError, RecoveryReport, Seg, Shared, VerifyReport, WriterState};
+use crate::wal::{CreateError, RecoveryReport, Seg, Shared, WriterState};
 use crate::{Lsn, SegmentId};
 
 /// File name of the writer's lock file.
@@ -290,7 +290,7 @@ fn skips_for(entries: &[quarantine::Entry], id: SegmentId) -> Vec<Skip> {
     skips
 }
 
-fn corruption(id: SegmentId, path: &Path, d: &Damage) -> Corruption {
+pub(super) fn corruption(id: SegmentId, path: &Path, d: &Damage) -> Corruption {
     Corruption {
         path: path.to_path_buf(),
         segment: id,
@@ -619,106 +619,4 @@ fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
         .write()
         .push(Arc::new(Seg::new(id, h.first_lsn, path, file)));
     Ok(true)
-}
-
-/// Walks every frame of every segment.
-pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
-    let segs: Vec<Arc<Seg>> = shared.segments.read().clone();
-    let mut report = VerifyReport {
-        segments: segs.len(),
-        quarantined: shared.quarantined,
-        ..Default::default()
-    };
-    let max = shared.opts.record_bytes_max;
-    for seg in segs {
-        let sealed = seg.sealed.load(Ordering::Acquire);
-        let end = seg.end.load(Ordering::Acquire);
-        let view = seg.view_to(if sealed { seg.capacity } else { end })?;
-        let bytes = view.bytes();
-        let s = recovery::scan(bytes, DATA_START, end, seg.first_lsn, max, &seg.skips);
-        report.records += s.count;
-        for d in &s.damage {
-            report.damage.push(corruption(seg.id, &seg.path, d));
-        }
-        if s.valid_end < end && s.damage.is_empty() {
-            report.damage.push(Corruption {
-                path: seg.path.clone(),
-                segment: seg.id,
-                offset: s.valid_end,
-                end,
-                lsns_lost: Some((s.next_lsn, Lsn(seg.next_lsn.load(Ordering::Acquire) - 1))),
-                problem: first_problem(bytes, s.valid_end, end, max),
-            });
-        }
-        if sealed && seg.skips.is_empty() && bytes.len() as u64 >= seg.capacity {
-            if let Ok(Some(f)) = Footer::decode(&bytes[..seg.capacity as usize]) {
-                let computed = crc32fast::hash(&bytes[..f.data_end as usize]);
-                if computed != f.data_crc && s.damage.is_empty() && s.valid_end == end {
-                    report.damage.push(Corruption {
-                        path: seg.path.clone(),
-                        segment: seg.id,
-                        offset: 0,
-                        end: f.data_end,
-                        lsns_lost: None,
-                        problem: Problem::DataCrc {
-                            stored: f.data_crc,
-                            computed,
-                        },
-                    });
-                }
-            }
-        }
-    }
-    if shared.opts.read_only {
-        report.damage.extend(tail_damage_beyond_visible(shared));
-    }
-    Ok(report)
-}
-
-/// A read-only open stops at the first gap in the last segment, since a live
-/// writer may still be copying there. `verify` looks past it: damage followed
-/// by valid frames that is still there 50 ms later is real.
-fn tail_damage_beyond_visible(shared: &Shared) -> Vec<Corruption> {
-    let Some(tail) = shared.segments.read().last().cloned() else {
-        return Vec::new();
-    };
-    if tail.sealed.load(Ordering::Acquire) {
-        return Vec::new();
-    }
-    let scan = || {
-        let mut found = Vec::new();
-        tail.file.inspect(&mut |b| {
-            let s = recovery::scan(
-                b,
-                DATA_START,
-                tail.data_limit(),
-                tail.first_lsn,
-                shared.opts.record_bytes_max,
-                &tail.skips,
-            );
-            found = s.damage;
-        });
-        found
-    };
-    let first = scan();
-    if first.is_empty() {
-        return Vec::new();
-    }
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let second = scan();
-    first
-        .iter()
-        .filter(|d| second.iter().any(|s| s.start == d.start && s.end == d.end))
-        .map(|d| corruption(tail.id, &tail.path, d))
-        .collect()
-}
-
-fn first_problem(bytes: &[u8], at: u64, end: u64, max: u32) -> Problem {
-    match crate::wal::frame::decode(bytes, at, end, max) {
-        Err(p) => p,
-        Ok(f) => Problem::LsnMismatch {
-            expected: f.lsn,
-            found: f.lsn,
-        },
-    }
 }

@@ -1,0 +1,174 @@
+//! `demo`: a realistic month of audit events, and audit questions answered from it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use auditlog::event::json;
+use auditlog::{
+    AuditLog, AuditOptions, Catalog, Durability, Event, Filter, Lsn, Options, Severity, Timestamp,
+};
+use auditlog_cli::workload::{self, Workload};
+
+use crate::output::{group_key, grouped};
+use crate::{progress, GroupBy};
+
+pub(crate) fn demo(dir: &Path, events: u64) -> Result<ExitCode> {
+    if dir.exists() {
+        // Replace only an earlier auditlog log, never anything else.
+        auditlog::Log::open(dir, Options::default().read_only(true)).with_context(|| {
+            format!(
+                "{} exists and is not an auditlog log; choose another --dir",
+                dir.display()
+            )
+        })?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove the old demo log {}", dir.display()))?;
+    }
+    let w = Workload {
+        events,
+        ..Workload::default()
+    };
+    println!(
+        "Writing {events} audit events (a simulated month, {} users, {} addresses) to {}",
+        w.users,
+        w.addresses,
+        dir.display()
+    );
+    let opts = AuditOptions {
+        log: Options::default().durability(Durability::Buffered),
+        catalog: Catalog::builtin("filetransfer-2.0"),
+        strict: true,
+        app_version: Some("2.0".into()),
+    };
+    let log = AuditLog::open(dir, opts)?;
+    let bar = progress(events, "appending");
+    let start = Instant::now();
+    let mut batch = Vec::with_capacity(1000);
+    for e in w.generate() {
+        batch.push(e);
+        if batch.len() == 1000 {
+            log.append_batch(&batch)?;
+            bar.inc(batch.len() as u64);
+            batch.clear();
+        }
+    }
+    log.append_batch(&batch)?;
+    bar.inc(batch.len() as u64);
+    log.log().sync()?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let frames: u64 = log
+        .log()
+        .iter(..)
+        .map(|r| r.map(|r| 16 + r.payload().len() as u64))
+        .sum::<Result<u64, _>>()?;
+    println!(
+        "Appended {events} events in {secs:.2} s ({:.0} events/s, durable at the end); {:.1} bytes per event in the log",
+        events as f64 / secs,
+        frames as f64 / events.max(1) as f64
+    );
+    println!();
+
+    let day = 86_400 * 1_000_000_000i64;
+    let end = w.end();
+    let yesterday = Timestamp(end.0 - day);
+    let questions: Vec<(String, Filter, Option<GroupBy>)> = vec![
+        (
+            "Failed logins by address (top 5)".into(),
+            Filter {
+                types: vec!["USER_AUTH_FAILED_*".into()],
+                ..Filter::default()
+            },
+            Some(GroupBy::Ip),
+        ),
+        (
+            format!(
+                "Everything {} did yesterday ({} .. {})",
+                workload::ADMIN,
+                yesterday,
+                end
+            ),
+            Filter {
+                actor: Some(workload::ADMIN.into()),
+                since: Some(yesterday),
+                until: Some(end),
+                ..Filter::default()
+            },
+            None,
+        ),
+        (
+            "Quarantined packages (by day)".into(),
+            Filter {
+                types: vec!["PACKAGE_QUARANTINED".into()],
+                ..Filter::default()
+            },
+            None,
+        ),
+        (
+            format!(
+                "Warnings and worse from {} during its burst",
+                workload::ATTACKER
+            ),
+            Filter {
+                ip: Some(workload::ATTACKER.parse()?),
+                min_severity: Some(Severity::Warning),
+                ..Filter::default()
+            },
+            Some(GroupBy::Type),
+        ),
+    ];
+    for (title, filter, group) in questions {
+        let t = Instant::now();
+        let found: Vec<(Lsn, Event)> = log.query(&filter, false).collect::<Result<_, _>>()?;
+        let took = t.elapsed();
+        println!(
+            "{title}: {} events, answered in {:.1} ms",
+            found.len(),
+            took.as_secs_f64() * 1e3
+        );
+        match group {
+            Some(g) => {
+                let mut counts = BTreeMap::new();
+                for (_, e) in &found {
+                    *counts.entry(group_key(g, e)).or_insert(0u64) += 1;
+                }
+                for (k, n) in grouped(counts).into_iter().take(5) {
+                    println!("  {n:>7}  {k}");
+                }
+            }
+            None if title.starts_with("Quarantined") => {
+                let mut per_day = BTreeMap::new();
+                for (_, e) in &found {
+                    *per_day
+                        .entry(e.time.to_string()[..10].to_string())
+                        .or_insert(0u64) += 1;
+                }
+                let busiest = grouped(per_day);
+                for (d, n) in busiest.iter().take(3) {
+                    println!("  {n:>7}  {d}");
+                }
+                if let Some((lsn, e)) = found.first() {
+                    println!("  first: {}", json::to_json(e, Some(*lsn)));
+                }
+            }
+            None => {
+                for (lsn, e) in found.iter().take(5) {
+                    println!("  {}", json::to_json(e, Some(*lsn)));
+                }
+                if found.len() > 5 {
+                    println!("  … and {} more", found.len() - 5);
+                }
+            }
+        }
+        println!();
+    }
+    println!(
+        "Try: auditlog query --dir {} --type 'USER_AUTH_FAILED_*' --ip {} --limit 5",
+        dir.display(),
+        workload::ATTACKER
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,242 @@
+//! `query`, `tail` and `export`: events out, as JSON lines, a table, CSV or
+//! another system's format.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use auditlog::event::json;
+use auditlog::{Event, Lsn, Severity};
+use auditlog_cli::formats;
+
+use crate::{open_read, progress, ExportFormat, FilterArgs, Format, GroupBy};
+
+pub(crate) fn color(sev: Severity) -> &'static str {
+    match sev {
+        Severity::Debug => "\x1b[2m",
+        Severity::Info => "",
+        Severity::Notice => "\x1b[36m",
+        Severity::Warning => "\x1b[33m",
+        Severity::Error => "\x1b[31m",
+        Severity::Critical => "\x1b[1;31m",
+    }
+}
+
+const CSV_HEADER: &str = "lsn,time,type,severity,source,ip,actor_id,actor,actor_account,account_id,session,entity_type,entity_id,entity_name,result,attrs,data";
+
+pub(crate) struct Printer {
+    format: Format,
+    colored: bool,
+    out: BufWriter<std::io::Stdout>,
+    header_done: bool,
+}
+
+impl Printer {
+    fn new(format: Option<Format>) -> Printer {
+        let tty = std::io::stdout().is_terminal();
+        let format = format.unwrap_or(if tty { Format::Table } else { Format::Jsonl });
+        Printer {
+            format,
+            colored: tty && format == Format::Table,
+            out: BufWriter::new(std::io::stdout()),
+            header_done: false,
+        }
+    }
+
+    fn print(&mut self, lsn: Lsn, e: &Event) -> Result<()> {
+        let o = |s: &Option<String>| s.clone().unwrap_or_default();
+        match self.format {
+            Format::Jsonl => writeln!(self.out, "{}", json::to_json(e, Some(lsn)))?,
+            Format::Csv => {
+                if !self.header_done {
+                    writeln!(self.out, "{CSV_HEADER}")?;
+                    self.header_done = true;
+                }
+                // Attributes as a JSON object, as in the canonical JSON form.
+                let attrs = if e.attrs.is_empty() {
+                    String::new()
+                } else {
+                    serde_json::to_string(&e.attrs).expect("strings serialize")
+                };
+                let cells = [
+                    lsn.to_string(),
+                    e.time.to_string(),
+                    e.event_type.clone(),
+                    e.severity.to_string(),
+                    o(&e.source),
+                    e.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    o(&e.actor_id),
+                    o(&e.actor),
+                    o(&e.actor_account),
+                    o(&e.account_id),
+                    o(&e.session),
+                    o(&e.entity_type),
+                    o(&e.entity_id),
+                    o(&e.entity_name),
+                    e.result.map(|r| r.to_string()).unwrap_or_default(),
+                    attrs,
+                    o(&e.data),
+                ];
+                let mut w = csv::Writer::from_writer(Vec::new());
+                w.write_record(&cells)?;
+                self.out
+                    .write_all(&w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?)?;
+            }
+            Format::Table => {
+                if !self.header_done {
+                    writeln!(
+                        self.out,
+                        "{:>10}  {:<27}  {:<8}  {:<36}  {:<12}  {:<15}  RESULT",
+                        "LSN", "TIME", "SEVERITY", "TYPE", "ACTOR", "IP"
+                    )?;
+                    self.header_done = true;
+                }
+                let (on, off) = if self.colored {
+                    (color(e.severity), "\x1b[0m")
+                } else {
+                    ("", "")
+                };
+                writeln!(
+                    self.out,
+                    "{on}{:>10}  {:<27}  {:<8}  {:<36}  {:<12}  {:<15}  {}{off}",
+                    lsn.0,
+                    e.time.to_string(),
+                    e.severity.as_str(),
+                    e.event_type,
+                    o(&e.actor),
+                    e.ip.map(|i| i.to_string()).unwrap_or_default(),
+                    e.result.map(|r| r.to_string()).unwrap_or_default()
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.out.flush().context("write to standard output")
+    }
+}
+
+pub(crate) fn group_key(g: GroupBy, e: &Event) -> String {
+    match g {
+        GroupBy::Type => e.event_type.clone(),
+        GroupBy::Severity => e.severity.to_string(),
+        GroupBy::Actor => e.actor.clone().unwrap_or_else(|| "-".into()),
+        GroupBy::Ip => e.ip.map_or("-".into(), |i| i.to_string()),
+        GroupBy::Source => e.source.clone().unwrap_or_else(|| "-".into()),
+    }
+}
+
+/// Counts per key, most frequent first (ties by key).
+pub(crate) fn grouped(counts: BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+pub(crate) fn query(
+    dir: &Path,
+    f: &FilterArgs,
+    format: Option<Format>,
+    reverse: bool,
+    limit: Option<usize>,
+    count: bool,
+    group_by: Option<GroupBy>,
+) -> Result<ExitCode> {
+    let filter = f.to_filter()?;
+    let log = open_read(dir)?;
+    let events = log
+        .query(&filter, reverse)
+        .take(limit.unwrap_or(usize::MAX));
+    if count {
+        let mut n = 0u64;
+        for r in events {
+            r?;
+            n += 1;
+        }
+        println!("{n}");
+    } else if let Some(g) = group_by {
+        let mut counts = BTreeMap::new();
+        for r in events {
+            *counts.entry(group_key(g, &r?.1)).or_insert(0u64) += 1;
+        }
+        for (k, n) in grouped(counts) {
+            println!("{n}\t{k}");
+        }
+    } else {
+        let mut p = Printer::new(format);
+        for r in events {
+            let (lsn, e) = r?;
+            p.print(lsn, &e)?;
+        }
+        p.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> Result<ExitCode> {
+    let log = open_read(dir)?;
+    let next = log.log().next_lsn();
+    let from = Lsn(next.0.saturating_sub(n).max(log.log().first_lsn().0));
+    let mut p = Printer::new(format);
+    let mut f = log.follow(from);
+    loop {
+        match f.next_timeout(if follow {
+            Duration::from_millis(200)
+        } else {
+            Duration::ZERO
+        })? {
+            Some((lsn, e)) => p.print(lsn, &e)?,
+            None if follow => p.flush()?,
+            None => break,
+        }
+    }
+    p.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result<ExitCode> {
+    let filter = f.to_filter()?;
+    let log = open_read(dir)?;
+    let bar = progress(log.log().next_lsn().0.saturating_sub(1), "exporting");
+    let stdout = std::io::stdout();
+    match format {
+        ExportFormat::Jsonl | ExportFormat::Csv => {
+            let mut p = Printer::new(Some(if format == ExportFormat::Csv {
+                Format::Csv
+            } else {
+                Format::Jsonl
+            }));
+            for r in log.query(&filter, false) {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                p.print(lsn, &e)?;
+            }
+            p.flush()?;
+        }
+        ExportFormat::SapUme => {
+            let mut out = BufWriter::new(stdout.lock());
+            for r in log.query(&filter, false) {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                writeln!(out, "{}", formats::sap::to_line(&e))?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::NetopCsv => {
+            let mut w = csv::Writer::from_writer(stdout.lock());
+            w.write_record(formats::netop::COLUMNS)?;
+            for r in log.query(&filter, false) {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                w.write_record(formats::netop::to_record(&e))?;
+            }
+            w.flush()?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(ExitCode::SUCCESS)
+}
