@@ -542,3 +542,72 @@ fn export_then_import_gives_the_same_events_in_every_format() {
         "1"
     );
 }
+
+#[test]
+fn garbage_input_never_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("log");
+    let d = d.to_str().unwrap();
+    let mut rng = auditlog::io::SplitMix64(7);
+    // Random bytes, and real records with bytes flipped.
+    let (file, _) = events_file(tmp.path(), 50);
+    let real = std::fs::read(&file).unwrap();
+    for round in 0..6 {
+        let bytes: Vec<u8> = if round % 2 == 0 {
+            (0..2000).map(|_| rng.next() as u8).collect()
+        } else {
+            let mut b = real.clone();
+            for _ in 0..20 {
+                let i = (rng.next() as usize) % b.len();
+                b[i] = rng.next() as u8;
+            }
+            b
+        };
+        let input = tmp.path().join("garbage");
+        std::fs::write(&input, &bytes).unwrap();
+        let input = input.to_str().unwrap();
+        for args in [
+            vec!["append", "--dir", d, input],
+            vec!["append", "--dir", d, "--skip-invalid", input],
+            vec!["import", "--dir", d, "--format", "sap-ume", input],
+            vec![
+                "import",
+                "--dir",
+                d,
+                "--format",
+                "sap-ume",
+                "--skip-invalid",
+                input,
+            ],
+            vec!["import", "--dir", d, "--format", "netop-csv", input],
+            vec![
+                "import",
+                "--dir",
+                d,
+                "--format",
+                "netop-csv",
+                "--skip-invalid",
+                input,
+            ],
+        ] {
+            let o = auditlog(&args);
+            assert_ne!(
+                o.status.code(),
+                Some(101),
+                "{args:?} panicked: {}",
+                stderr(&o)
+            );
+            assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+            if !o.status.success() {
+                let err = stderr(&o);
+                assert!(
+                    err.starts_with("auditlog: ") && err.trim().lines().count() == 1,
+                    "{args:?}: {err}"
+                );
+            }
+        }
+    }
+    // Whatever got in reads back and verifies.
+    assert!(auditlog(&["verify", "--dir", d]).status.success());
+    ok(&["query", "--dir", d, "--format", "jsonl"]);
+}
