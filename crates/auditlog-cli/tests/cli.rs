@@ -331,19 +331,10 @@ fn tail_follows_a_concurrent_append() {
     );
 
     let mut follower = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .args(["tail", "--dir", d, "-n", "0", "-f", "--format", "jsonl"])
+        .args(["tail", "--dir", d, "-n", "1", "-f", "--format", "jsonl"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut w = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .args(["append", "--dir", d])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(w.stdin.take().unwrap(), "{}", line(42)).unwrap();
-    assert!(w.wait().unwrap().success());
     let out = follower.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -352,9 +343,22 @@ fn tail_follows_a_concurrent_append() {
             let _ = tx.send(l.unwrap());
         }
     });
-    let got = rx
-        .recv_timeout(Duration::from_secs(10))
+    // The last existing event proves the follower is up before we append.
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
         .expect("tail -f printed nothing");
+    assert!(first.contains(r#""actor":"u4""#), "{first}");
+    let mut w = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(["append", "--dir", d])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(w.stdin.take().unwrap(), "{}", line(42)).unwrap();
+    assert!(w.wait().unwrap().success());
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("tail -f did not print the new event");
     follower.kill().unwrap();
     follower.wait().unwrap();
     assert!(
