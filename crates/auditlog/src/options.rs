@@ -109,9 +109,4 @@ impl Options {
         self.vfs = vfs;
         self
     }
-
-    /// Default durability.
-    pub fn durability_mode(&self) -> Durability {
-        self.durability
-    }
 }

@@ -100,7 +100,8 @@ proptest! {
         let r = EventRef::parse(&bytes).unwrap();
         prop_assert_eq!(codec::peek_type_severity(&bytes), Some((r.type_id, e.severity)));
         prop_assert_eq!(codec::peek_time(&bytes), Some(e.time));
-        prop_assert_eq!(r.field("actor"), e.actor.as_deref());
+        prop_assert_eq!(r.text(codec::TextField::Actor), e.actor.as_deref());
+        prop_assert_eq!(r.text(codec::TextField::Data), e.data.as_deref());
         let back = r.to_event(&|id| names.types.get(id as usize).cloned(), &|k| names.keys.get(k as usize).cloned()).unwrap();
         prop_assert_eq!(back, e);
     }

@@ -49,7 +49,6 @@ struct FsState {
     /// The number of syncs still allowed to succeed before one fails.
     syncs_until_failure: Option<u64>,
     space_limit: Option<u64>,
-    sync_count: u64,
 }
 
 #[derive(Debug)]
@@ -98,11 +97,6 @@ impl FaultyFs {
     /// Limits the total size of all files; `None` removes the limit.
     pub fn set_space_limit(&self, bytes: Option<u64>) {
         self.inner.state.lock().space_limit = bytes;
-    }
-
-    /// How many file or directory syncs have succeeded so far.
-    pub fn sync_count(&self) -> u64 {
-        self.inner.state.lock().sync_count
     }
 
     /// Simulates power loss, choosing what survives from `seed`, and "reboots":
@@ -165,28 +159,6 @@ impl FaultyFs {
         st.files = files;
         st.locks.clear();
         st.syncs_until_failure = None;
-    }
-
-    /// Overwrites bytes of a file directly, durably (to simulate media damage).
-    pub fn corrupt(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        let st = self.inner.state.lock();
-        let entry = st
-            .files
-            .get(path)
-            .filter(|e| e.exists)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let mut f = entry.file.state.lock();
-        let off = offset as usize;
-        let end = off + bytes.len();
-        if end > f.current.len() {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
-        f.current[off..end].copy_from_slice(bytes);
-        if f.durable.len() < end {
-            f.durable.resize(end, 0);
-        }
-        f.durable[off..end].copy_from_slice(bytes);
-        Ok(())
     }
 
     /// Creates (or replaces) a file with these contents, durably, directory
@@ -254,13 +226,9 @@ impl Inner {
             }
             Some(n) => {
                 st.syncs_until_failure = Some(n - 1);
-                st.sync_count += 1;
                 Ok(())
             }
-            None => {
-                st.sync_count += 1;
-                Ok(())
-            }
+            None => Ok(()),
         }
     }
 }

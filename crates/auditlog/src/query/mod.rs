@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::catalog::registry::Registry;
-use crate::event::codec::{self, EventRef};
+use crate::event::codec::{self, EventRef, TextField};
 use crate::event::Timestamp;
 use crate::severity::Severity;
 
@@ -150,12 +150,15 @@ impl<'f> Compiled<'f> {
     /// The conditions on the other fields.
     pub(crate) fn rest_matches(&self, e: &EventRef<'_>) -> bool {
         let f = self.filter;
-        let eq = |want: &Option<String>, field: &str| {
-            want.as_deref().is_none_or(|w| e.field(field) == Some(w))
+        let eq = |want: &Option<String>, field: TextField| {
+            want.as_deref().is_none_or(|w| e.text(field) == Some(w))
         };
         if let Some(a) = &f.actor {
             let a = Some(a.as_str());
-            if e.field("actor") != a && e.field("actor_id") != a && e.field("actor_account") != a {
+            if e.text(TextField::Actor) != a
+                && e.text(TextField::ActorId) != a
+                && e.text(TextField::ActorAccount) != a
+            {
                 return false;
             }
         }
@@ -167,10 +170,10 @@ impl<'f> Compiled<'f> {
         if f.failed && e.result.is_none_or(|r| r == 0) {
             return false;
         }
-        eq(&f.source, "source")
-            && eq(&f.entity_type, "entity_type")
-            && eq(&f.entity_id, "entity_id")
-            && eq(&f.session, "session")
+        eq(&f.source, TextField::Source)
+            && eq(&f.entity_type, TextField::EntityType)
+            && eq(&f.entity_id, TextField::EntityId)
+            && eq(&f.session, TextField::Session)
     }
 }
 

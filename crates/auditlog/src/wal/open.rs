@@ -183,16 +183,6 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
                 }
                 segs.push(found.seg);
             }
-            // A crash between creating a segment and syncing its header leaves
-            // an empty new file after a sealed one: undo the creation.
-            Err(LoadError::IncompleteCreation) if !opts.read_only => {
-                vfs.remove_file(&path)
-                    .map_err(|e| Error::io("remove incomplete segment", &path, e))?;
-                vfs.sync_dir(dir)
-                    .map_err(|e| Error::io("sync directory", dir, e))?;
-                report.removed_incomplete_segment = Some(path);
-            }
-            Err(LoadError::IncompleteCreation) => {}
             Err(LoadError::Corrupt(problem, offset, end)) => {
                 return Err(Error::from(Corruption {
                     path,
@@ -302,7 +292,6 @@ pub(super) fn corruption(id: SegmentId, path: &Path, d: &Damage) -> Corruption {
 }
 
 enum LoadError {
-    IncompleteCreation,
     Corrupt(Problem, u64, u64),
     Other(Error),
 }
@@ -334,19 +323,13 @@ fn load_segment(
     let len = file.file_len();
     let mut header = Err(Problem::Zeroed);
     let mut footer = Ok(None);
-    let mut all_zero = false;
     file.inspect(&mut |b| {
         header = Header::decode(b);
         footer = Footer::decode(b);
-        all_zero = b.iter().take(HEADER_LEN).all(|&x| x == 0);
     });
-    let header = match header {
-        Ok(h) => h,
-        Err(_) if is_last && expected_first.is_some() && all_zero => {
-            return Err(LoadError::IncompleteCreation)
-        }
-        Err(p) => return Err(LoadError::Corrupt(p, 0, HEADER_LEN as u64)),
-    };
+    // Segments are created atomically (see `Seg::create`), so a `.seg` file
+    // without a valid header is damage, never an interrupted creation.
+    let header = header.map_err(|p| LoadError::Corrupt(p, 0, HEADER_LEN as u64))?;
     let mismatch = |field, expected: u64, found: u64| {
         LoadError::Corrupt(
             Problem::Mismatch {

@@ -102,7 +102,7 @@ pub fn scan(
             out.valid_end = p;
             continue;
         }
-        match frame::decode(bytes, p, limit, payload_max) {
+        let problem = match frame::decode(bytes, p, limit, payload_max) {
             Ok(f) if f.lsn == e => {
                 if out.count.is_multiple_of(INDEX_STRIDE) {
                     out.index.push((e, p));
@@ -114,49 +114,24 @@ pub fn scan(
                 out.next_lsn = e;
                 continue;
             }
-            Ok(f) => {
-                let problem = Problem::LsnMismatch {
-                    expected: e,
-                    found: f.lsn,
-                };
-                if !resync(
-                    bytes,
-                    p,
-                    limit,
-                    e,
-                    payload_max,
-                    problem,
-                    &mut out,
-                    &mut p,
-                    &mut e,
-                ) {
-                    break;
-                }
-            }
-            Err(problem) => {
-                if !resync(
-                    bytes,
-                    p,
-                    limit,
-                    e,
-                    payload_max,
-                    problem,
-                    &mut out,
-                    &mut p,
-                    &mut e,
-                ) {
-                    break;
-                }
-            }
-        }
+            Ok(f) => Problem::LsnMismatch {
+                expected: e,
+                found: f.lsn,
+            },
+            Err(problem) => problem,
+        };
+        let Some(d) = resync(bytes, p, limit, e, payload_max, problem) else {
+            break;
+        };
+        (p, e) = (d.end, d.next_lsn);
+        out.damage.push(d);
     }
     out.garbage_end = last_nonzero_end(&bytes[..limit as usize], out.valid_end.min(limit));
     out
 }
 
-/// After an invalid frame at `p`, looks for the next valid one. Records the
-/// damage and moves `p`/`e` there if found; returns false at the end of data.
-#[allow(clippy::too_many_arguments)]
+/// After an invalid frame at `from`, the damage up to the next valid frame;
+/// `None` when no valid frame follows (the end of the data).
 fn resync(
     bytes: &[u8],
     from: u64,
@@ -164,28 +139,20 @@ fn resync(
     e: Lsn,
     payload_max: u32,
     problem: Problem,
-    out: &mut Scan,
-    p: &mut u64,
-    e_out: &mut Lsn,
-) -> bool {
-    let Some((q, f)) = find_next_frame(bytes, from, limit, e, payload_max) else {
-        return false;
-    };
+) -> Option<Damage> {
+    let (q, f) = find_next_frame(bytes, from, limit, e, payload_max)?;
     let problem = if bytes[from as usize..q as usize].iter().all(|&b| b == 0) {
         Problem::Zeroed
     } else {
         problem
     };
-    out.damage.push(Damage {
+    Some(Damage {
         start: from,
         end: q,
         lsns_lost: (f.0 > e.0).then(|| (e, Lsn(f.0 - 1))),
         problem,
         next_lsn: f,
-    });
-    *p = q;
-    *e_out = f;
-    true
+    })
 }
 
 /// The first offset `q > from` holding a valid frame whose LSN could follow
