@@ -31,6 +31,7 @@ pub(crate) fn ingest(
         catalog: Some(builtin(&how.catalog)?),
         strict: how.strict,
         app_version: how.app_version.clone(),
+        retention: Default::default(),
     };
     let log =
         AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))?;

@@ -323,6 +323,7 @@ fn open_read(dir: &Path) -> Result<AuditLog> {
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: false,
         app_version: None,
+        retention: Default::default(),
     };
     AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))
 }

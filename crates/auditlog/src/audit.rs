@@ -4,14 +4,19 @@
 use std::ops::Range;
 use std::path::Path;
 
-use parking_lot::RwLock;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::registry::Registry;
 use crate::catalog::Catalog;
+use crate::compact::Explain;
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef};
-use crate::event::Event;
+use crate::event::{Event, Timestamp};
 use crate::query::{Compiled, Filter};
+use crate::retention::{self, Removal, Retention};
 use crate::severity::Severity;
 use crate::{Log, Lsn, Options};
 
@@ -28,6 +33,9 @@ pub struct AuditOptions {
     /// The application version of this writer: events whose type the
     /// reference catalog says is outside it are counted by [`AuditLog::version_report`].
     pub app_version: Option<String>,
+    /// What the log keeps: applied by the background compactor after each
+    /// pass, and by [`AuditLog::apply_retention`].
+    pub retention: Retention,
 }
 
 /// A log of audit events.
@@ -46,9 +54,12 @@ pub struct AuditOptions {
 /// ```
 pub struct AuditLog {
     log: Log,
-    registry: RwLock<Registry>,
+    registry: Arc<RwLock<Registry>>,
     reference: Option<Catalog>,
     strict: bool,
+    retention: Retention,
+    /// Markers of a removal a crash interrupted have been looked for.
+    markers_checked: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -68,12 +79,45 @@ impl AuditLog {
         if let (Some(v), false) = (&opts.app_version, opts.log.read_only) {
             registry.declare_version(&opts.log.vfs, log.dir(), log.next_lsn().0, v)?;
         }
+        let registry = Arc::new(RwLock::new(registry));
+        let markers_checked = Arc::new(AtomicBool::new(false));
+        if !opts.log.read_only && !opts.retention.is_none() {
+            let (registry, policy, checked) = (
+                registry.clone(),
+                opts.retention.clone(),
+                markers_checked.clone(),
+            );
+            let hook: crate::wal::MaintenanceHook = Arc::new(move |shared| {
+                retention::apply(shared, &registry, &policy, Timestamp::now(), &checked).map(|_| ())
+            });
+            *log.shared.maintenance.lock() = Some(hook);
+        }
         Ok(AuditLog {
             log,
-            registry: RwLock::new(registry),
+            registry,
             reference: opts.catalog,
             strict: opts.strict,
+            retention: opts.retention,
+            markers_checked,
         })
+    }
+
+    /// Applies the retention policy now (the background compactor also does
+    /// after each pass): removes whole compacted segments, oldest first, each
+    /// removal recorded first as an [`RETENTION_APPLIED`](crate::RETENTION_APPLIED) event.
+    pub fn apply_retention(&self) -> Result<Vec<Removal>> {
+        self.apply_retention_at(Timestamp::now())
+    }
+
+    /// [`apply_retention`](Self::apply_retention) as if the time were `now`.
+    pub fn apply_retention_at(&self, now: Timestamp) -> Result<Vec<Removal>> {
+        retention::apply(
+            &self.log.shared,
+            &self.registry,
+            &self.retention,
+            now,
+            &self.markers_checked,
+        )
     }
 
     /// The storage log underneath.
@@ -173,17 +217,35 @@ impl AuditLog {
     }
 
     /// The events matching `filter`, oldest first (newest first if `reverse`).
+    ///
+    /// Compacted segments are read through their index: only blocks that can
+    /// hold the filter's types, severities and times are decompressed. Raw
+    /// segments are scanned.
     pub fn query<'a>(&'a self, filter: &'a Filter, reverse: bool) -> Query<'a> {
-        let inner = if reverse {
-            self.log.iter_rev(..)
-        } else {
-            self.log.iter(..)
-        };
+        self.planned_query(filter, reverse, None)
+    }
+
+    /// Like [`query`](Self::query), and records which segments and blocks
+    /// were read and why: see [`Query::explain`].
+    pub fn query_explained<'a>(&'a self, filter: &'a Filter, reverse: bool) -> Query<'a> {
+        self.planned_query(filter, reverse, Some(Default::default()))
+    }
+
+    fn planned_query<'a>(
+        &'a self,
+        filter: &'a Filter,
+        reverse: bool,
+        explain: Option<Arc<Mutex<Explain>>>,
+    ) -> Query<'a> {
         let compiled = Compiled::new(filter, &self.registry.read());
+        let inner = self
+            .log
+            .iter_planned(reverse, compiled.prefilter(), explain.clone());
         Query {
             log: self,
             inner,
             compiled,
+            explain,
         }
     }
 
@@ -310,6 +372,15 @@ pub struct Query<'a> {
     log: &'a AuditLog,
     inner: crate::Iter,
     compiled: Compiled<'a>,
+    explain: Option<Arc<Mutex<Explain>>>,
+}
+
+impl Query<'_> {
+    /// What the query has read so far (from [`AuditLog::query_explained`];
+    /// `None` for a plain query).
+    pub fn explain(&self) -> Option<Explain> {
+        self.explain.as_ref().map(|e| e.lock().clone())
+    }
 }
 
 impl Iterator for Query<'_> {

@@ -250,6 +250,8 @@ pub enum Problem {
     },
     /// A segment file missing from the sequence.
     MissingSegment,
+    /// A compacted segment's block or index that does not decode.
+    BadCompacted(String),
 }
 
 impl fmt::Display for Problem {
@@ -293,6 +295,7 @@ impl fmt::Display for Problem {
                 write!(f, "file is {len} bytes, expected {expected}")
             }
             Problem::MissingSegment => write!(f, "segment file is missing"),
+            Problem::BadCompacted(what) => write!(f, "compacted segment: {what}"),
         }
     }
 }

@@ -31,11 +31,13 @@
 
 mod audit;
 pub mod catalog;
+pub mod compact;
 mod error;
 pub mod event;
 pub mod io;
 mod options;
 pub mod query;
+mod retention;
 mod severity;
 pub mod wal;
 
@@ -43,12 +45,14 @@ use std::fmt;
 
 pub use audit::{compare_versions, AuditFollower, AuditLog, AuditOptions, Query, VersionReport};
 pub use catalog::{Catalog, EventType};
+pub use compact::{Explain, SegmentPlan};
 pub use error::{Corruption, Error, Problem, Result};
 pub use event::{Event, Timestamp};
-pub use options::{Durability, Options, RecoveryMode};
+pub use options::{Compaction, Durability, Options, RecoveryMode};
 pub use query::{Filter, IpNet};
+pub use retention::{Removal, Retention, RETENTION_APPLIED};
 pub use severity::{Severity, UnknownSeverity};
-pub use wal::{Follower, Iter, Log, Record, RecoveryReport};
+pub use wal::{CompactReport, CompactedInfo, Follower, Iter, Log, Record, RecoveryReport};
 
 /// A log sequence number: the dense, increasing position of a record. The first record is 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

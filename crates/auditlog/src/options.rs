@@ -28,6 +28,15 @@ pub enum RecoveryMode {
     Repair,
 }
 
+/// When sealed segments are compacted (see docs/FORMAT.md, "Compacted segments").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compaction {
+    /// A background thread compacts each sealed segment, looking this often.
+    Background(Duration),
+    /// Only when [`Log::compact`](crate::Log::compact) is called (`auditlog compact`).
+    Manual,
+}
+
 /// Options for [`Log::open`](crate::Log::open). Build with the setters:
 ///
 /// ```
@@ -47,6 +56,8 @@ pub struct Options {
     pub(crate) read_only: bool,
     pub(crate) check_sealed: bool,
     pub(crate) vfs: Arc<dyn Vfs>,
+    pub(crate) compaction: Compaction,
+    pub(crate) compact: crate::compact::build::Params,
 }
 
 impl Default for Options {
@@ -59,6 +70,8 @@ impl Default for Options {
             read_only: false,
             check_sealed: false,
             vfs: Arc::new(RealFs),
+            compaction: Compaction::Background(Duration::from_secs(1)),
+            compact: Default::default(),
         }
     }
 }
@@ -107,6 +120,34 @@ impl Options {
     /// [`FaultyFs`](crate::io::FaultyFs).
     pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
         self.vfs = vfs;
+        self
+    }
+
+    /// When to compact sealed segments (default: in the background, looking
+    /// every second). Read-only logs never compact.
+    pub fn compaction(mut self, compaction: Compaction) -> Self {
+        self.compaction = compaction;
+        self
+    }
+
+    /// Target raw bytes per compressed block of a compacted segment (default 64 KiB).
+    pub fn compact_block_bytes(mut self, bytes: usize) -> Self {
+        self.compact.block_bytes = bytes.max(1);
+        self
+    }
+
+    /// Records per stripe of a compacted segment (default 262,144): records
+    /// are sorted by type inside a stripe, so larger stripes make type
+    /// queries read fewer blocks, and reading in LSN order decompresses a
+    /// whole stripe at a time.
+    pub fn compact_stripe_records(mut self, records: usize) -> Self {
+        self.compact.stripe_rows = records.max(1);
+        self
+    }
+
+    /// The zstd level of compacted blocks (default 3).
+    pub fn compact_level(mut self, level: i32) -> Self {
+        self.compact.level = level;
         self
     }
 }

@@ -40,7 +40,7 @@ pub struct Catalog {
 }
 
 /// The built-in catalogs: name and data file.
-const BUILTIN: [(&str, &str); 4] = [
+const BUILTIN: [(&str, &str); 5] = [
     (
         "filetransfer-1.6",
         include_str!("../../catalogs/filetransfer-1.6.tsv"),
@@ -54,6 +54,7 @@ const BUILTIN: [(&str, &str); 4] = [
         include_str!("../../catalogs/netop-portal.tsv"),
     ),
     ("sap-ume", include_str!("../../catalogs/sap-ume.tsv")),
+    ("auditlog", include_str!("../../catalogs/auditlog.tsv")),
 ];
 
 /// What changed from one catalog to another.

@@ -164,6 +164,41 @@ pub fn encode(e: &Event, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out:
     }
 }
 
+/// The length of the encoding of optional field `bit` at the start of
+/// `bytes` (the compactor stores each field in a column of its own and finds
+/// the boundaries again with this). `None` if it does not decode.
+pub fn field_len(bit: usize, bytes: &[u8]) -> Option<usize> {
+    let mut r = Reader { bytes, at: 0 };
+    match bit {
+        IP => {
+            let n = match r.take(1).ok()?[0] {
+                4 => 4,
+                6 => 16,
+                _ => return None,
+            };
+            r.take(n).ok()?;
+        }
+        RESULT => {
+            r.varint().ok()?;
+        }
+        ATTRS => {
+            let count = r.varint().ok()?;
+            if count == 0 {
+                return None;
+            }
+            for _ in 0..count {
+                r.varint().ok()?;
+                r.str().ok()?;
+            }
+        }
+        b if b < FIELDS.len() => {
+            r.str().ok()?;
+        }
+        _ => return None,
+    }
+    Some(r.at)
+}
+
 /// The type id and severity of an encoded event, from its first three bytes.
 pub fn peek_type_severity(bytes: &[u8]) -> Option<(u16, Severity)> {
     let id = u16::from_le_bytes(bytes.get(0..2)?.try_into().ok()?);

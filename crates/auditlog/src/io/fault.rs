@@ -352,6 +352,20 @@ impl Vfs for FaultyFs {
         Ok(())
     }
 
+    fn free_bytes(&self, _path: &Path) -> io::Result<u64> {
+        let st = self.inner.state.lock();
+        let Some(limit) = st.space_limit else {
+            return Ok(u64::MAX);
+        };
+        let used: u64 = st
+            .files
+            .values()
+            .filter(|e| e.exists)
+            .map(|e| e.file.state.lock().current.len() as u64)
+            .sum();
+        Ok(limit.saturating_sub(used))
+    }
+
     fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
         let mut st = self.inner.state.lock();
         if !st.locks.insert(path.to_path_buf()) {

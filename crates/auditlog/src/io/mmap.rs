@@ -1,5 +1,6 @@
 //! The only module with `unsafe`: the memory map of a segment file (and the
-//! `posix_fallocate` call that backs it with real blocks).
+//! `posix_fallocate` call that backs it with real blocks, and the `statvfs`
+//! call that tells the free space retention keeps).
 //!
 //! The invariant everything here rests on: within this process, bytes of a
 //! mapped segment below its frozen offset are never written again, and bytes
@@ -151,6 +152,23 @@ pub(crate) fn fallocate(file: &File, len: u64) -> io::Result<i32> {
     // SAFETY: the fd is borrowed from a live `File` for the whole call;
     // posix_fallocate reads no memory of ours.
     Ok(unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) })
+}
+
+/// Bytes free for an unprivileged user on the file system holding `path` (`statvfs`).
+pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated string alive for the call, and `st`
+    // points to writable memory the size of a `statvfs`.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled in the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// A cheap, clonable, zero-copy view of the frozen prefix of a segment file.

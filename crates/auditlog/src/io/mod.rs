@@ -51,6 +51,8 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     /// Takes an exclusive lock on `path` (created if missing) and writes
     /// `owner` into it. `Ok(None)` when another holder has it.
     fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>>;
+    /// Bytes free on the file system holding directory `path`.
+    fn free_bytes(&self, path: &Path) -> io::Result<u64>;
 }
 
 /// One fixed-size, preallocated segment file.

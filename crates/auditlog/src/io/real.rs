@@ -79,6 +79,10 @@ impl Vfs for RealFs {
         file.sync_data()
     }
 
+    fn free_bytes(&self, path: &Path) -> io::Result<u64> {
+        super::mmap::free_space(path)
+    }
+
     fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
         let mut file = OpenOptions::new()
             .read(true)

@@ -142,6 +142,18 @@ impl<'f> Compiled<'f> {
         self.types.get(usize::from(id)).copied()
     }
 
+    /// What the index of compacted segments can check of this filter.
+    pub(crate) fn prefilter(&self) -> crate::compact::Prefilter {
+        let f = self.filter;
+        crate::compact::Prefilter {
+            types: (!f.types.is_empty()).then(|| self.types.clone()),
+            min_severity: f.min_severity.map_or(0, Severity::code),
+            max_severity: f.max_severity.map_or(u8::MAX, Severity::code),
+            since: f.since.map_or(i64::MIN, |t| t.0),
+            until: f.until.map_or(i64::MAX, |t| t.0),
+        }
+    }
+
     /// Whether a type name matches (for ids the compiled table lacks).
     pub(crate) fn type_name_matches(&self, name: &str) -> bool {
         self.filter.type_matches(name)

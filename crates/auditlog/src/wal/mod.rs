@@ -6,8 +6,10 @@
 //! - `open`: opening a directory (lock, segments, recovery), and refresh;
 //! - `verify`: walking every frame of every segment;
 //! - `writer`: appends, rollover, group commit;
-//! - `reader`: iterators, random reads, followers.
+//! - `reader`: iterators, random reads, followers;
+//! - `compactor`: sealed segments to compacted ones, and retention.
 
+mod compactor;
 pub mod frame;
 mod open;
 pub mod quarantine;
@@ -24,10 +26,14 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::compact::{CSeg, Explain, Prefilter};
 use crate::error::{Corruption, Error, Result};
 use crate::io::{LockGuard, SegmentFile, View};
-use crate::options::{Durability, Options};
+use crate::options::{Compaction, Durability, Options};
 use crate::{Lsn, SegmentId};
+pub(crate) use compactor::remove_oldest;
+pub use compactor::{CompactReport, CompactedInfo};
+pub(crate) use reader::planned;
 pub use reader::{Follower, Iter, Record};
 use recovery::Skip;
 
@@ -50,6 +56,14 @@ pub struct RecoveryReport {
     pub repaired: Vec<Corruption>,
     /// An interrupted segment creation that was undone.
     pub removed_incomplete_segment: Option<PathBuf>,
+    /// Raw segments removed because their compacted form was complete (a
+    /// crash interrupted the swap after the rename).
+    pub removed_compacted_raw: Vec<PathBuf>,
+    /// Compacted segments written but not renamed into place (a crash
+    /// interrupted compaction), removed.
+    pub removed_incomplete_compacted: Vec<PathBuf>,
+    /// Names of `.seg.tmp` files found (removed by a writer).
+    pub(crate) creating: Vec<String>,
 }
 
 /// What [`Log::verify`] found.
@@ -214,10 +228,27 @@ pub(crate) struct SyncState {
     pub(crate) upto: u64,
 }
 
+/// Where an LSN is: a compacted or a raw segment.
+pub(crate) enum At {
+    Compact(Arc<CSeg>),
+    Raw(Arc<Seg>),
+}
+
+/// Run by the background thread after each compaction pass (retention).
+pub(crate) type MaintenanceHook = Arc<dyn Fn(&Arc<Shared>) -> Result<()> + Send + Sync>;
+
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
+    /// Compacted segments: always older than every raw one. Lock order:
+    /// `compacted` before `segments`.
+    pub(crate) compacted: RwLock<Vec<Arc<CSeg>>>,
     pub(crate) segments: RwLock<Vec<Arc<Seg>>>,
+    /// Held while compacting or removing segments.
+    pub(crate) compact_lock: Mutex<()>,
+    pub(crate) maintenance: Mutex<Option<MaintenanceHook>>,
+    /// The last background compaction or retention error, if the last pass failed.
+    pub(crate) background_error: Mutex<Option<String>>,
     pub(crate) writer: Mutex<Option<WriterState>>,
     /// One past the last LSN readers may see.
     pub(crate) visible: AtomicU64,
@@ -264,23 +295,38 @@ impl Shared {
         }
     }
 
-    /// The segment holding `lsn`, or the first one after it.
-    pub(crate) fn segment_for(&self, lsn: Lsn) -> Option<Arc<Seg>> {
+    /// The segment holding `lsn`, or the first one after it; `None` when
+    /// `lsn` is past a sealed last segment (its successor is not there yet).
+    pub(crate) fn find(&self, lsn: Lsn) -> Option<At> {
+        let compacted = self.compacted.read();
         let segs = self.segments.read();
-        let i = segs.partition_point(|s| s.first_lsn <= lsn);
-        let i = i.saturating_sub(1);
+        if segs.first().is_none_or(|s| lsn < s.first_lsn) {
+            let i = compacted.partition_point(|c| c.next_lsn <= lsn);
+            if let Some(c) = compacted.get(i) {
+                return Some(At::Compact(c.clone()));
+            }
+        }
+        let i = segs
+            .partition_point(|s| s.first_lsn <= lsn)
+            .saturating_sub(1);
         let seg = segs.get(i)?;
         if lsn.0 < seg.next_lsn.load(Ordering::Acquire) || lsn < seg.first_lsn {
-            return Some(seg.clone());
+            return Some(At::Raw(seg.clone()));
         }
-        segs.get(i + 1).cloned().or_else(|| Some(seg.clone()))
+        match segs.get(i + 1) {
+            Some(next) => Some(At::Raw(next.clone())),
+            None => (!seg.sealed.load(Ordering::Acquire)).then(|| At::Raw(seg.clone())),
+        }
     }
+}
 
-    pub(crate) fn segment_after(&self, id: SegmentId) -> Option<Arc<Seg>> {
-        let segs = self.segments.read();
-        let first = segs.first()?.id.0;
-        segs.get(usize::try_from(id.0 + 1 - first).ok()?).cloned()
-    }
+/// Appends one record through the shared state (for the log's own events).
+pub(crate) fn append_shared(
+    shared: &Shared,
+    payload: &[u8],
+    durability: Durability,
+) -> Result<Lsn> {
+    writer::append_batch(shared, &[payload], durability).map(|(first, _)| first)
 }
 
 /// An open log. `Send + Sync`: share it between threads with `Arc` or `&`.
@@ -289,6 +335,7 @@ impl Shared {
 pub struct Log {
     pub(crate) shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
+    compactor: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -317,7 +364,23 @@ impl Log {
             }
             _ => None,
         };
-        Ok(Log { shared, flusher })
+        let compactor = match shared.opts.compaction {
+            Compaction::Background(every) if !shared.opts.read_only => {
+                let s = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("auditlog-compactor".into())
+                        .spawn(move || compactor::background(&s, every))
+                        .map_err(|e| Error::io("start compactor thread for", &shared.dir, e))?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Log {
+            shared,
+            flusher,
+            compactor,
+        })
     }
 
     /// The log directory.
@@ -338,6 +401,9 @@ impl Log {
 
     /// LSN of the oldest record still in the log.
     pub fn first_lsn(&self) -> Lsn {
+        if let Some(c) = self.shared.compacted.read().first() {
+            return c.first_lsn;
+        }
         self.shared
             .segments
             .read()
@@ -350,9 +416,66 @@ impl Log {
         Lsn(self.shared.durable.load(Ordering::Acquire))
     }
 
-    /// Number of segment files.
+    /// Number of segment files, raw and compacted.
     pub fn segment_count(&self) -> usize {
-        self.shared.segments.read().len()
+        self.shared.compacted.read().len() + self.shared.segments.read().len()
+    }
+
+    /// Compacts every sealed raw segment now, oldest first (the background
+    /// compactor does the same on its own unless [`Compaction::Manual`]).
+    pub fn compact(&self) -> Result<CompactReport> {
+        compactor::compact(&self.shared)
+    }
+
+    /// The compacted segments, oldest first.
+    pub fn compacted_segments(&self) -> Vec<CompactedInfo> {
+        self.shared
+            .compacted
+            .read()
+            .iter()
+            .map(|c| CompactedInfo::of(c))
+            .collect()
+    }
+
+    /// The raw segments: (number, first LSN, file bytes, bytes used by records).
+    pub fn raw_segments(&self) -> Vec<(SegmentId, Lsn, u64, u64)> {
+        self.shared
+            .segments
+            .read()
+            .iter()
+            .map(|s| {
+                let used = s.end.load(Ordering::Acquire) - segment::DATA_START;
+                (s.id, s.first_lsn, s.capacity, used)
+            })
+            .collect()
+    }
+
+    /// Removes the oldest compacted segment, which must be `id`. Its records
+    /// are gone for good: [`AuditLog`](crate::AuditLog) records each removal
+    /// as an event first (retention); this is the primitive under it.
+    pub fn remove_oldest_compacted(&self, id: SegmentId) -> Result<CompactedInfo> {
+        if self.shared.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let _g = self.shared.compact_lock.lock();
+        compactor::remove_oldest(&self.shared, id)
+    }
+
+    /// The error of the last background compaction or retention pass, if it failed.
+    pub fn background_error(&self) -> Option<String> {
+        self.shared.background_error.lock().clone()
+    }
+
+    /// Records in an LSN range, forward or newest first, of which the
+    /// compacted segments return only those `pre` may match (raw segments
+    /// return every record); what was read goes into `explain`.
+    pub(crate) fn iter_planned(
+        &self,
+        reverse: bool,
+        pre: Prefilter,
+        explain: Option<Arc<Mutex<Explain>>>,
+    ) -> Iter {
+        reader::planned(&self.shared, reverse, pre, explain)
     }
 
     /// Picks up records appended by another process since this read-only log
@@ -372,6 +495,9 @@ impl Drop for Log {
         *self.shared.shutdown.lock() = true;
         self.shared.shutdown_cv.notify_all();
         if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.compactor.take() {
             let _ = h.join();
         }
         if !self.shared.opts.read_only && !self.shared.poisoned.load(Ordering::Acquire) {

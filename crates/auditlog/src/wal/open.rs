@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::compact::{self, CSeg};
 use crate::error::{Corruption, Error, Problem, Result};
 use crate::io::SegmentFile;
 use crate::options::{Options, RecoveryMode};
@@ -39,22 +40,37 @@ fn check_options(o: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The segment numbers in `dir`, sorted, and the names of segments whose
-/// creation a crash interrupted; refuses any file that is not ours.
-fn list_dir(o: &Options, dir: &Path) -> Result<(Vec<SegmentId>, Vec<String>)> {
+/// What a log directory holds.
+#[derive(Default)]
+struct Listing {
+    /// Raw segment numbers, sorted.
+    raw: Vec<SegmentId>,
+    /// Raw segments whose creation a crash interrupted.
+    creating: Vec<String>,
+    /// Compacted segment numbers, sorted.
+    compacted: Vec<SegmentId>,
+    /// Compacted segments a crash interrupted before their rename.
+    writing: Vec<String>,
+}
+
+/// Lists `dir`, refusing any file that is not ours.
+fn list_dir(o: &Options, dir: &Path) -> Result<Listing> {
     let names = o.vfs.list_dir(dir).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound {
             path: dir.to_path_buf(),
         },
         _ => Error::io("list log directory", dir, e),
     })?;
-    let mut ids = Vec::new();
-    let mut creating = Vec::new();
+    let mut l = Listing::default();
     for name in names {
         if let Some(id) = segment::parse_file_name(&name) {
-            ids.push(id);
+            l.raw.push(id);
         } else if segment::parse_creating_file_name(&name).is_some() {
-            creating.push(name);
+            l.creating.push(name);
+        } else if let Some(id) = compact::parse_file_name(&name) {
+            l.compacted.push(id);
+        } else if compact::parse_writing_file_name(&name).is_some() {
+            l.writing.push(name);
         } else if name != LOCK_FILE
             && name != QUARANTINE_FILE
             && name != crate::catalog::registry::CATALOG_FILE
@@ -70,13 +86,14 @@ fn list_dir(o: &Options, dir: &Path) -> Result<(Vec<SegmentId>, Vec<String>)> {
             });
         }
     }
-    ids.sort();
-    Ok((ids, creating))
+    l.raw.sort();
+    l.compacted.sort();
+    Ok(l)
 }
 
-/// The segment numbers in `dir`, sorted.
+/// The raw segment numbers in `dir`, sorted.
 fn list_segments(o: &Options, dir: &Path) -> Result<Vec<SegmentId>> {
-    list_dir(o, dir).map(|(ids, _)| ids)
+    list_dir(o, dir).map(|l| l.raw)
 }
 
 struct Found {
@@ -92,7 +109,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         vfs.create_dir_all(dir)
             .map_err(|e| Error::io("create log directory", dir, e))?;
     }
-    let (ids, creating) = list_dir(&opts, dir)?;
+    let listing = list_dir(&opts, dir)?;
     let lock = if opts.read_only {
         None
     } else {
@@ -124,7 +141,15 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::io("read", &qpath, e)),
     };
-    for w in ids.windows(2) {
+    let mut report = RecoveryReport::default();
+    let (compacted, ids) = load_compacted(&opts, dir, listing, &mut entries, &mut report)?;
+    let creating = std::mem::take(&mut report.creating);
+    let all: Vec<SegmentId> = compacted
+        .iter()
+        .map(|c| c.id)
+        .chain(ids.iter().copied())
+        .collect();
+    for w in all.windows(2) {
         if w[1].0 != w[0].0 + 1 {
             let missing = SegmentId(w[0].0 + 1);
             return Err(Error::from(Corruption {
@@ -138,7 +163,6 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         }
     }
 
-    let mut report = RecoveryReport::default();
     if !opts.read_only && !creating.is_empty() {
         // Segments a crash interrupted while creating: never held records.
         for name in creating {
@@ -171,7 +195,10 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         let place = Place {
             id,
             path: &path,
-            expected_first: segs.last().map(|s| Lsn(s.next_lsn.load(Ordering::Relaxed))),
+            expected_first: match segs.last() {
+                Some(s) => Some(Lsn(s.next_lsn.load(Ordering::Relaxed))),
+                None => compacted.last().map(|c| c.next_lsn),
+            },
             next_first: next_firsts[i],
             is_last: i + 1 == ids.len(),
         };
@@ -222,14 +249,18 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
     }
 
     if segs.is_empty() && !opts.read_only {
-        match Seg::create(&opts, dir, SegmentId(1), Lsn(1)) {
+        let (id, first) = compacted.last().map_or((SegmentId(1), Lsn(1)), |c| {
+            (SegmentId(c.id.0 + 1), c.next_lsn)
+        });
+        match Seg::create(&opts, dir, id, first) {
             Ok(seg) => segs.push(seg),
             Err(CreateError::NotCreated(e) | CreateError::Failed(e)) => return Err(e),
         }
     }
-    let next = segs
-        .last()
-        .map_or(1, |s| s.next_lsn.load(Ordering::Relaxed));
+    let next = segs.last().map_or_else(
+        || compacted.last().map_or(1, |c| c.next_lsn.0),
+        |s| s.next_lsn.load(Ordering::Relaxed),
+    );
     // What a crashed writer left in the page cache counts only once it is on disk.
     if let (Some(tail), false) = (segs.last(), opts.read_only) {
         let end = tail.end.load(Ordering::Relaxed);
@@ -238,7 +269,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
             .map_err(|e| Error::io("sync segment", &tail.path, e))?;
         tail.synced_end.store(end, Ordering::Relaxed);
     }
-    report.segments = segs.len();
+    report.segments = compacted.len() + segs.len();
     let segs: Vec<Arc<Seg>> = segs.into_iter().map(Arc::new).collect();
     let writer = (!opts.read_only).then(|| {
         let tail = segs.last().expect("a writer always has a segment").clone();
@@ -251,7 +282,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
     Ok(Shared {
         dir: dir.to_path_buf(),
         opts,
+        compacted: RwLock::new(compacted.into_iter().map(Arc::new).collect()),
         segments: RwLock::new(segs),
+        compact_lock: Mutex::new(()),
+        maintenance: Mutex::new(None),
+        background_error: Mutex::new(None),
         writer: Mutex::new(writer),
         visible: next.into(),
         durable: next.into(),
@@ -273,7 +308,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
 fn skips_for(entries: &[quarantine::Entry], id: SegmentId) -> Vec<Skip> {
     let mut skips: Vec<Skip> = entries
         .iter()
-        .filter(|e| e.segment == id)
+        .filter(|e| e.segment == id && !e.compacted)
         .map(|e| e.skip)
         .collect();
     skips.sort_by_key(|s| s.start);
@@ -602,4 +637,230 @@ fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
         .write()
         .push(Arc::new(Seg::new(id, h.first_lsn, path, file)));
     Ok(true)
+}
+
+fn io_corruption(path: &Path, id: SegmentId, (problem, offset, end): compact::LoadError) -> Error {
+    Error::from(Corruption {
+        path: path.to_path_buf(),
+        segment: id,
+        offset,
+        end,
+        lsns_lost: None,
+        problem,
+    })
+}
+
+/// Loads the compacted segments; finishes or undoes swaps a crash
+/// interrupted; returns them and the raw segment numbers left.
+///
+/// - `N.cseg.tmp`: written but never renamed: removed.
+/// - `N.cseg` beside `N.seg`: the rename happened (after the sync), the raw
+///   removal did not. The compacted one is kept if its header and index
+///   check, and the raw one removed; else the reverse.
+///
+/// With `Repair`, a damaged header or index is rebuilt from the intact
+/// blocks, and every block is checked: damaged ones go to the quarantine
+/// file and are skipped. With `check_sealed`, `Strict` checks every block too.
+fn load_compacted(
+    opts: &Options,
+    dir: &Path,
+    listing: Listing,
+    entries: &mut Vec<quarantine::Entry>,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<CSeg>, Vec<SegmentId>)> {
+    let vfs = &opts.vfs;
+    let writable = !opts.read_only;
+    let Listing {
+        mut raw,
+        creating,
+        compacted: ids,
+        writing,
+    } = listing;
+    report.creating = creating;
+    let mut changed = false;
+    if writable {
+        for name in writing {
+            let path = dir.join(name);
+            vfs.remove_file(&path)
+                .map_err(|e| Error::io("remove incomplete compacted segment", &path, e))?;
+            report.removed_incomplete_compacted.push(path);
+            changed = true;
+        }
+    }
+    // Headers of the neighbours, for rebuilding a damaged one's LSN range.
+    let raw_first = raw.iter().find(|r| !ids.contains(r)).and_then(|&id| {
+        let path = dir.join(segment::file_name(id));
+        let file = vfs.open_segment(&path, false).ok()?;
+        let mut first = None;
+        file.inspect(&mut |b| first = Header::decode(b).ok().map(|h| h.first_lsn));
+        first
+    });
+    let repair = opts.recovery == RecoveryMode::Repair;
+    let mut out: Vec<CSeg> = Vec::new();
+    let mut new_entries = String::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let path = dir.join(compact::file_name(id));
+        let file = vfs
+            .open_segment(&path, false)
+            .map_err(|e| Error::io("open compacted segment", &path, e))?;
+        let has_raw = raw.binary_search(&id).is_ok();
+        let prev_next = out.last().map(|c| c.next_lsn);
+        let loaded = CSeg::load(id, &path, file.clone(), None);
+        let loaded = match loaded {
+            Ok(c) => Ok(c),
+            Err(e) if has_raw => Err(e),
+            Err(e) if repair => {
+                // Rebuild: the LSN range is what the neighbours say.
+                let next_first = ids.get(i + 1).and_then(|&n| {
+                    let f = vfs
+                        .open_segment(&dir.join(compact::file_name(n)), false)
+                        .ok()?;
+                    let mut first = None;
+                    f.inspect(&mut |b| {
+                        first = compact::format::Header::decode(b).ok().map(|h| h.first_lsn)
+                    });
+                    first
+                });
+                let first = prev_next.unwrap_or(Lsn(1));
+                match next_first.or(raw_first) {
+                    Some(next) => {
+                        let c = CSeg::load(id, &path, file, Some((first, next)))
+                            .map_err(|e| io_corruption(&path, id, e))?;
+                        report.repaired.push(Corruption {
+                            path: path.clone(),
+                            segment: id,
+                            offset: e.1,
+                            end: e.2,
+                            lsns_lost: None,
+                            problem: e.0,
+                        });
+                        Ok(c)
+                    }
+                    None => return Err(io_corruption(&path, id, e)),
+                }
+            }
+            Err(e) => return Err(io_corruption(&path, id, e)),
+        };
+        let raw_path = dir.join(segment::file_name(id));
+        let mut c = match loaded {
+            Ok(c) => {
+                if has_raw {
+                    if writable {
+                        vfs.remove_file(&raw_path)
+                            .map_err(|e| Error::io("remove compacted raw segment", &raw_path, e))?;
+                        report.removed_compacted_raw.push(raw_path);
+                        changed = true;
+                    }
+                    raw.retain(|&r| r != id);
+                }
+                c
+            }
+            Err(_) => {
+                // Damaged, and the raw segment is still there: keep that.
+                if writable {
+                    vfs.remove_file(&path)
+                        .map_err(|e| Error::io("remove damaged compacted segment", &path, e))?;
+                    report.removed_incomplete_compacted.push(path);
+                    changed = true;
+                }
+                continue;
+            }
+        };
+        if let Some(p) = prev_next {
+            if c.first_lsn != p {
+                return Err(io_corruption(
+                    &path,
+                    id,
+                    (
+                        Problem::Mismatch {
+                            field: "first LSN in compacted header",
+                            expected: p.0,
+                            found: c.first_lsn.0,
+                        },
+                        0,
+                        compact::format::HEADER_LEN as u64,
+                    ),
+                ));
+            }
+        }
+        let known: Vec<u64> = entries
+            .iter()
+            .filter(|e| e.compacted && e.segment == id)
+            .map(|e| e.skip.start)
+            .collect();
+        c.damaged = c
+            .index
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| known.contains(&b.offset))
+            .map(|(n, _)| n as u32)
+            .collect();
+        if repair || opts.check_sealed {
+            for (n, problem) in c.check_blocks() {
+                if c.damaged.binary_search(&(n as u32)).is_ok() {
+                    continue;
+                }
+                let b = c.index.blocks[n];
+                let corruption = Corruption {
+                    path: path.clone(),
+                    segment: id,
+                    offset: b.offset,
+                    end: b.end(),
+                    lsns_lost: None,
+                    problem,
+                };
+                if !repair {
+                    return Err(Error::from(corruption));
+                }
+                let e = quarantine::Entry {
+                    segment: id,
+                    skip: Skip {
+                        start: b.offset,
+                        end: b.end(),
+                        next_lsn: Lsn(0),
+                    },
+                    lost: None,
+                    problem: format!(
+                        "{} rows of LSNs {}..={}: {}",
+                        b.rows, b.min_lsn, b.max_lsn, corruption.problem
+                    )
+                    .replace(['\n', '\r'], " "),
+                    compacted: true,
+                };
+                new_entries.push_str(&e.to_line());
+                entries.push(e);
+                report.repaired.push(corruption);
+                c.damaged.push(n as u32);
+                c.damaged.sort_unstable();
+            }
+        }
+        out.push(c);
+    }
+    if writable && !new_entries.is_empty() {
+        let qpath = dir.join(QUARANTINE_FILE);
+        vfs.append_file(&qpath, new_entries.as_bytes())
+            .map_err(|e| Error::io("write", &qpath, e))?;
+    }
+    if changed {
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir, e))?;
+    }
+    if let (Some(last), Some(&first_raw)) = (out.last(), raw.first()) {
+        if first_raw <= last.id {
+            return Err(Error::from(Corruption {
+                path: dir.join(segment::file_name(first_raw)),
+                segment: first_raw,
+                offset: 0,
+                end: 0,
+                lsns_lost: None,
+                problem: Problem::Mismatch {
+                    field: "raw segment number after the compacted ones",
+                    expected: last.id.0 + 1,
+                    found: first_raw.0,
+                },
+            }));
+        }
+    }
+    Ok((out, raw))
 }

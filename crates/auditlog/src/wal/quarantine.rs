@@ -25,6 +25,8 @@ pub struct Entry {
     pub lost: Option<(Lsn, Lsn)>,
     /// What was wrong, as text.
     pub problem: String,
+    /// A block of a compacted segment (`file=compacted`), not a raw byte range.
+    pub compacted: bool,
 }
 
 impl Entry {
@@ -39,6 +41,7 @@ impl Entry {
             },
             lost: d.lsns_lost,
             problem: d.problem.to_string().replace(['\n', '\r'], " "),
+            compacted: false,
         }
     }
 
@@ -48,8 +51,13 @@ impl Entry {
             Some((a, b)) => format!("{a}-{b}"),
             None => "none".to_string(),
         };
+        let file = if self.compacted {
+            " file=compacted"
+        } else {
+            ""
+        };
         format!(
-            "skip segment={} bytes={}-{} next_lsn={} lost={} problem={}\n",
+            "skip segment={}{file} bytes={}-{} next_lsn={} lost={} problem={}\n",
             self.segment.0, self.skip.start, self.skip.end, self.skip.next_lsn, lost, self.problem
         )
     }
@@ -64,6 +72,7 @@ impl Entry {
         let mut bytes = None;
         let mut next = None;
         let mut lost = None;
+        let mut compacted = false;
         for field in fields.split(' ') {
             let (k, v) = field
                 .split_once('=')
@@ -82,6 +91,7 @@ impl Entry {
                 "segment" => segment = Some(SegmentId(num(v)?)),
                 "bytes" => bytes = Some(pair(v)?),
                 "next_lsn" => next = Some(Lsn(num(v)?)),
+                "file" if v == "compacted" => compacted = true,
                 "lost" if v == "none" => lost = Some(None),
                 "lost" => lost = Some(Some(pair(v).map(|(a, b)| (Lsn(a), Lsn(b)))?)),
                 _ => return Err(format!("unknown field `{k}`")),
@@ -100,6 +110,7 @@ impl Entry {
             },
             lost: lost.ok_or("missing `lost=`")?,
             problem: problem.to_string(),
+            compacted,
         })
     }
 }

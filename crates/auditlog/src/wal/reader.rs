@@ -4,17 +4,20 @@
 //! segment's memory map. Every frame is checked against its CRC before it is
 //! returned; damage is an `Err`, never a record.
 
+use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
+use crate::compact::{Explain, Prefilter};
 use crate::error::{Problem, Result};
 use crate::wal::frame::{self, FRAME_HEADER_LEN};
 use crate::wal::recovery::{Skip, INDEX_STRIDE};
-use crate::wal::{Seg, Shared};
+use crate::wal::{At, Seg, Shared};
 use crate::{Log, Lsn};
 
 /// One record, borrowed from the memory map (no copy).
@@ -25,6 +28,10 @@ pub struct Record {
 }
 
 impl Record {
+    pub(crate) fn new(lsn: Lsn, payload: Bytes) -> Record {
+        Record { lsn, payload }
+    }
+
     /// Its LSN.
     pub fn lsn(&self) -> Lsn {
         self.lsn
@@ -139,6 +146,12 @@ struct Cursor {
     off: u64,
     lsn: Lsn,
     failed: bool,
+    /// What compacted segments may skip.
+    pre: Arc<Prefilter>,
+    explain: Option<Arc<Mutex<Explain>>>,
+    /// Records of the compacted stripe being read, and the LSN after it.
+    stripe: VecDeque<Record>,
+    stripe_end: Option<Lsn>,
 }
 
 impl Cursor {
@@ -150,19 +163,55 @@ impl Cursor {
             off: 0,
             lsn,
             failed: false,
+            pre: Arc::new(Prefilter::default()),
+            explain: None,
+            stripe: VecDeque::new(),
+            stripe_end: None,
         }
     }
 
     /// The next record with an LSN below `upto`.
     fn next(&mut self, upto: Lsn) -> Option<Result<Record>> {
         loop {
+            if let Some(r) = self.stripe.front() {
+                if r.lsn >= upto {
+                    return None;
+                }
+                let r = self.stripe.pop_front().expect("a front record");
+                self.lsn = Lsn(r.lsn.0 + 1);
+                return Some(Ok(r));
+            }
+            if let Some(end) = self.stripe_end.take() {
+                self.lsn = self.lsn.max(end);
+            }
             if self.failed || self.lsn >= upto {
                 return None;
             }
             let seg = match &self.seg {
                 Some(s) => s.clone(),
                 None => {
-                    let seg = self.shared.segment_for(self.lsn)?;
+                    let seg = match self.shared.find(self.lsn)? {
+                        At::Compact(c) => {
+                            let lsn = self.lsn.max(c.first_lsn);
+                            let s = c.stripe_for(lsn)?;
+                            let st = c.index.stripes[s];
+                            let mut explain = self.explain.as_ref().map(|e| e.lock());
+                            let hi = Lsn(st.next_lsn.0 - 1);
+                            match c.read_stripe(s, lsn, hi, &self.pre, explain.as_deref_mut()) {
+                                Ok(records) => {
+                                    self.stripe = records.into();
+                                    self.lsn = lsn;
+                                    self.stripe_end = Some(st.next_lsn);
+                                    continue;
+                                }
+                                Err(e) => {
+                                    self.failed = true;
+                                    return Some(Err(e));
+                                }
+                            }
+                        }
+                        At::Raw(seg) => seg,
+                    };
                     self.lsn = self.lsn.max(seg.first_lsn);
                     let end = seg.end.load(Ordering::Acquire);
                     if let Err(e) = self.map(&seg, end) {
@@ -170,6 +219,10 @@ impl Cursor {
                         return Some(Err(e));
                     }
                     (self.off, self.lsn) = locate(&seg, &self.bytes, end, self.lsn);
+                    if let Some(e) = &self.explain {
+                        let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
+                        e.lock().entry(seg.id, false, (seg.first_lsn, next));
+                    }
                     self.seg = Some(seg.clone());
                     seg
                 }
@@ -190,8 +243,10 @@ impl Cursor {
                 continue;
             }
             if self.off >= end {
-                let next = self.shared.segment_after(seg.id)?;
-                self.lsn = self.lsn.max(next.first_lsn);
+                if !seg.sealed.load(Ordering::Acquire) {
+                    return None; // the tail: more may come
+                }
+                self.lsn = self.lsn.max(Lsn(seg.next_lsn.load(Ordering::Acquire)));
                 self.seg = None;
                 continue;
             }
@@ -205,6 +260,10 @@ impl Cursor {
                     };
                     self.off = f.next;
                     self.lsn = Lsn(self.lsn.0 + 1);
+                    if let Some(e) = &self.explain {
+                        let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
+                        e.lock().entry(seg.id, false, (seg.first_lsn, next)).records += 1;
+                    }
                     return Some(Ok(rec));
                 }
                 Ok(f) => Problem::LsnMismatch {
@@ -224,9 +283,26 @@ impl Cursor {
     }
 }
 
+/// Every record of raw segment `seg`, checked (the compactor's input).
+pub(crate) fn read_segment(shared: &Arc<Shared>, seg: &Arc<Seg>) -> Result<Vec<Record>> {
+    let end = seg.end.load(Ordering::Acquire);
+    let mut cursor = Cursor::new(shared.clone(), seg.first_lsn);
+    cursor.map(seg, end)?;
+    cursor.off = super::segment::DATA_START;
+    cursor.seg = Some(seg.clone());
+    let upto = Lsn(seg.next_lsn.load(Ordering::Acquire));
+    let mut out = Vec::new();
+    while let Some(r) = cursor.next(upto) {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
 /// Records newest first, a segment checkpoint at a time.
 struct RevCursor {
     shared: Arc<Shared>,
+    pre: Arc<Prefilter>,
+    explain: Option<Arc<Mutex<Explain>>>,
     lo: Lsn,
     /// The highest LSN not yet returned (inclusive); below `lo` when done.
     hi: Lsn,
@@ -252,9 +328,24 @@ impl RevCursor {
 
     /// Loads the records from the checkpoint at or before `hi` up to `hi`.
     fn refill(&mut self) -> Result<()> {
-        let Some(seg) = self.shared.segment_for(self.hi) else {
-            self.hi = Lsn(0);
-            return Ok(());
+        let seg = match self.shared.find(self.hi) {
+            None => {
+                self.hi = Lsn(0);
+                return Ok(());
+            }
+            Some(At::Compact(c)) => {
+                let Some(s) = c.stripe_for(self.hi).filter(|_| self.hi >= c.first_lsn) else {
+                    self.hi = Lsn(0);
+                    return Ok(());
+                };
+                let st = c.index.stripes[s];
+                let mut explain = self.explain.as_ref().map(|e| e.lock());
+                let lo = self.lo.max(st.first_lsn);
+                self.buf = c.read_stripe(s, lo, self.hi, &self.pre, explain.as_deref_mut())?;
+                self.hi = Lsn(st.first_lsn.0 - 1);
+                return Ok(());
+            }
+            Some(At::Raw(seg)) => seg,
         };
         if self.hi < seg.first_lsn {
             self.hi = Lsn(0);
@@ -269,14 +360,11 @@ impl RevCursor {
                 .checkpoint(self.hi)
                 .unwrap_or((seg.first_lsn, super::segment::DATA_START))
         };
-        let mut cursor = Cursor {
-            shared: self.shared.clone(),
-            seg: Some(seg.clone()),
-            bytes,
-            off: cp_off,
-            lsn: cp_lsn,
-            failed: false,
-        };
+        let mut cursor = Cursor::new(self.shared.clone(), cp_lsn);
+        cursor.seg = Some(seg.clone());
+        cursor.bytes = bytes;
+        cursor.off = cp_off;
+        cursor.explain = self.explain.clone();
         let upto = Lsn(self.hi.0 + 1);
         while let Some(r) = cursor.next(upto) {
             let r = r?;
@@ -403,6 +491,8 @@ impl Log {
         Iter {
             inner: IterInner::Backward(RevCursor {
                 shared: self.shared.clone(),
+                pre: Arc::new(Prefilter::default()),
+                explain: None,
                 lo,
                 hi: Lsn(upto.0.saturating_sub(1)),
                 buf: Vec::new(),
@@ -428,4 +518,44 @@ impl Log {
             cursor: Cursor::new(self.shared.clone(), from.max(Lsn(1))),
         }
     }
+}
+
+/// Every record, forward or newest first, through a prefilter (see
+/// [`Log::iter_planned`]).
+pub(crate) fn planned(
+    shared: &Arc<Shared>,
+    reverse: bool,
+    pre: Prefilter,
+    explain: Option<Arc<Mutex<Explain>>>,
+) -> Iter {
+    let first = match shared.compacted.read().first() {
+        Some(c) => c.first_lsn,
+        None => shared
+            .segments
+            .read()
+            .first()
+            .map_or(Lsn(1), |s| s.first_lsn),
+    };
+    let (lo, upto) = (
+        first.max(Lsn(1)),
+        Lsn(shared.visible.load(Ordering::Acquire)),
+    );
+    let pre = Arc::new(pre);
+    let inner = if reverse {
+        IterInner::Backward(RevCursor {
+            shared: shared.clone(),
+            pre,
+            explain,
+            lo,
+            hi: Lsn(upto.0.saturating_sub(1)),
+            buf: Vec::new(),
+            failed: false,
+        })
+    } else {
+        let mut cursor = Cursor::new(shared.clone(), lo);
+        cursor.pre = pre;
+        cursor.explain = explain;
+        IterInner::Forward { cursor, upto }
+    };
+    Iter { inner }
 }

@@ -12,12 +12,32 @@ use crate::Lsn;
 
 /// Walks every frame of every segment.
 pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
+    let compacted = shared.compacted.read().clone();
     let segs: Vec<Arc<Seg>> = shared.segments.read().clone();
     let mut report = VerifyReport {
-        segments: segs.len(),
+        segments: compacted.len() + segs.len(),
         quarantined: shared.quarantined,
         ..Default::default()
     };
+    for c in &compacted {
+        let damaged = c.check_blocks();
+        for (n, b) in c.index.blocks.iter().enumerate() {
+            if c.damaged.binary_search(&(n as u32)).is_ok() {
+                continue;
+            }
+            match damaged.iter().find(|d| d.0 == n) {
+                Some((_, problem)) => report.damage.push(Corruption {
+                    path: c.path.clone(),
+                    segment: c.id,
+                    offset: b.offset,
+                    end: b.end(),
+                    lsns_lost: None,
+                    problem: problem.clone(),
+                }),
+                None => report.records += u64::from(b.rows),
+            }
+        }
+    }
     let max = shared.opts.record_bytes_max;
     for seg in segs {
         let sealed = seg.sealed.load(Ordering::Acquire);
