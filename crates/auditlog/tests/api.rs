@@ -11,8 +11,16 @@ use common::{all, payload};
 #[test]
 fn a_second_writer_is_told_who_holds_the_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let _log = Log::open(dir.path(), Options::default()).unwrap();
-    let err = Log::open(dir.path(), Options::default()).unwrap_err();
+    let _log = Log::open(
+        dir.path(),
+        Options::default().compaction(auditlog::Compaction::Manual),
+    )
+    .unwrap();
+    let err = Log::open(
+        dir.path(),
+        Options::default().compaction(auditlog::Compaction::Manual),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, Error::Locked { pid: Some(p), .. } if p == std::process::id()),
         "{err}"
@@ -28,7 +36,11 @@ fn a_second_writer_is_told_who_holds_the_lock() {
 fn a_directory_holding_something_else_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"hi").unwrap();
-    let err = Log::open(dir.path(), Options::default()).unwrap_err();
+    let err = Log::open(
+        dir.path(),
+        Options::default().compaction(auditlog::Compaction::Manual),
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, Error::ForeignFile { path, .. } if path.ends_with("notes.txt")),
         "{err}"
@@ -44,6 +56,7 @@ fn new_directories_and_files_are_private() {
     let log = Log::open(
         &path,
         Options::default()
+            .compaction(auditlog::Compaction::Manual)
             .segment_bytes(1 << 20)
             .record_bytes_max(4096),
     )
@@ -62,6 +75,7 @@ fn oversized_records_and_bad_options_are_clear_errors() {
     let log = Log::open(
         dir.path(),
         Options::default()
+            .compaction(auditlog::Compaction::Manual)
             .record_bytes_max(100)
             .segment_bytes(1 << 16),
     )
@@ -78,14 +92,26 @@ fn oversized_records_and_bad_options_are_clear_errors() {
     assert!(matches!(err, Error::RecordTooLarge { len: 500, .. }));
     assert_eq!(log.next_lsn(), Lsn(2), "a rejected batch appends nothing");
     drop(log);
-    let err = Log::open(dir.path(), Options::default().segment_bytes(1000)).unwrap_err();
+    let err = Log::open(
+        dir.path(),
+        Options::default()
+            .compaction(auditlog::Compaction::Manual)
+            .segment_bytes(1000),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
 }
 
 #[test]
 fn read_only_open_of_a_missing_directory_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Log::open(dir.path().join("nope"), Options::default().read_only(true)).unwrap_err();
+    let err = Log::open(
+        dir.path().join("nope"),
+        Options::default()
+            .compaction(auditlog::Compaction::Manual)
+            .read_only(true),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
 }
 
@@ -93,6 +119,7 @@ fn read_only_open_of_a_missing_directory_is_an_error() {
 fn read_only_reader_beside_a_writer_follows_its_appends() {
     let dir = tempfile::tempdir().unwrap();
     let opts = Options::default()
+        .compaction(auditlog::Compaction::Manual)
         .segment_bytes(16 << 10)
         .record_bytes_max(1024)
         .durability(Durability::Buffered);
@@ -134,6 +161,7 @@ fn follower_in_the_writer_process_wakes_on_append() {
         Log::open(
             dir.path(),
             Options::default()
+                .compaction(auditlog::Compaction::Manual)
                 .segment_bytes(1 << 20)
                 .record_bytes_max(4096),
         )
@@ -185,6 +213,7 @@ fn a_segment_whose_creation_was_interrupted_is_removed() {
     // What a SIGKILL between creating and renaming the next segment leaves.
     let dir = tempfile::tempdir().unwrap();
     let opts = Options::default()
+        .compaction(auditlog::Compaction::Manual)
         .segment_bytes(4096)
         .record_bytes_max(1024);
     let log = Log::open(dir.path(), opts.clone()).unwrap();

@@ -18,7 +18,10 @@ const LEN: usize = 100;
 const FRAME: u64 = (FRAME_HEADER_LEN + LEN) as u64;
 
 fn opts() -> Options {
-    Options::default().segment_bytes(SEG).record_bytes_max(1000)
+    Options::default()
+        .compaction(auditlog::Compaction::Manual)
+        .segment_bytes(SEG)
+        .record_bytes_max(1000)
 }
 
 /// A log of `n` records of `LEN` bytes (so every frame is `FRAME` bytes).

@@ -13,6 +13,7 @@ fn fixture_dir() -> PathBuf {
 
 fn opts() -> Options {
     Options::default()
+        .compaction(auditlog::Compaction::Manual)
         .segment_bytes(1024)
         .record_bytes_max(256)
         .durability(Durability::Buffered)

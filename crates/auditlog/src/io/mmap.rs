@@ -168,6 +168,7 @@ pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled in the whole struct.
     let st = unsafe { st.assume_init() };
+    #[allow(clippy::useless_conversion)] // u32 on some targets
     Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 

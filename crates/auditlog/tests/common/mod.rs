@@ -34,7 +34,9 @@ pub fn all_rev(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
 
 /// Options on a fault-injecting file system.
 pub fn faulty(fs: &FaultyFs) -> Options {
-    Options::default().vfs(Arc::new(fs.clone()))
+    Options::default()
+        .compaction(auditlog::Compaction::Manual)
+        .vfs(Arc::new(fs.clone()))
 }
 
 /// The log directory used with a `FaultyFs`.
