@@ -302,7 +302,9 @@ impl AuditLog {
                 reg.key_name(k).map(String::from)
             })
         };
-        match convert(&self.registry.read()) {
+        // Bind first: the read guard must be gone before a reload takes the write lock.
+        let first = convert(&self.registry.read());
+        match first {
             Ok(e) => Ok(e),
             Err(_) => {
                 self.reload_registry()?;

@@ -158,6 +158,7 @@ impl Registry {
         let path = dir.join(CATALOG_FILE);
         vfs.append_file(&path, format!("version {lsn} {version}\n").as_bytes())
             .map_err(|e| Error::io("write", &path, e))?;
+        sync_dir(vfs, dir)?;
         self.versions.push((lsn, version.to_string()));
         Ok(())
     }
@@ -210,6 +211,9 @@ impl Registry {
         let path: PathBuf = dir.join(CATALOG_FILE);
         vfs.append_file(&path, text.as_bytes())
             .map_err(|e| Error::io("write", &path, e))?;
+        // The file may have just been created: its name must be durable too
+        // before an event uses an id it gives.
+        sync_dir(vfs, dir)?;
         for (name, sev) in new_types {
             self.insert_type(name, sev);
         }
@@ -233,4 +237,9 @@ fn check_name(name: &str, what: &'static str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn sync_dir(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<()> {
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))
 }

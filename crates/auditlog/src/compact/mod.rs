@@ -180,15 +180,18 @@ impl fmt::Display for Explain {
             if p.compacted {
                 writeln!(
                     f,
-                    "segment {} compacted, LSNs {}..{}: read {} of {} blocks ({} bytes); skipped {} by type/severity index, {} by time range, {} by LSN range, {} damaged; {} records to the filter",
-                    p.segment, p.lsns.0, p.lsns.1, p.blocks_read, p.blocks, p.bytes_read,
+                    "segment {} compacted, LSNs {}..={}: read {} of {} blocks ({} bytes); skipped {} by type/severity index, {} by time range, {} by LSN range, {} damaged; {} records to the filter",
+                    p.segment, p.lsns.0, p.lsns.1 .0.saturating_sub(1), p.blocks_read, p.blocks, p.bytes_read,
                     p.skipped_by_key, p.skipped_by_time, p.skipped_by_lsn, p.skipped_damaged, p.records
                 )?;
             } else {
                 writeln!(
                     f,
-                    "segment {} raw, LSNs {}..{}: scanned, {} records to the filter",
-                    p.segment, p.lsns.0, p.lsns.1, p.records
+                    "segment {} raw, LSNs {}..={}: scanned, {} records to the filter",
+                    p.segment,
+                    p.lsns.0,
+                    p.lsns.1 .0.saturating_sub(1),
+                    p.records
                 )?;
             }
         }
