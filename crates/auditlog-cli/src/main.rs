@@ -94,6 +94,23 @@ enum Command {
         /// Count matching events per value of a field, most frequent first.
         #[arg(long, value_enum)]
         group_by: Option<GroupBy>,
+        /// Also print (to standard error) which segments and blocks were read, and why.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Compact every sealed segment now, apply retention limits if given, and report.
+    Compact {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Remove compacted segments whose newest event is older than this (30d, 12h, 90m).
+        #[arg(long)]
+        max_age: Option<String>,
+        /// Remove the oldest compacted segments while the log takes more than this (500M, 10G).
+        #[arg(long)]
+        max_bytes: Option<String>,
+        /// Remove the oldest compacted segments while the disk has less free than this.
+        #[arg(long)]
+        min_free: Option<String>,
     },
     /// Print the last events, and with -f keep printing new ones.
     Tail {
@@ -295,7 +312,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             count,
             group_by,
-        } => output::query(&dir.dir, &filter, format, reverse, limit, count, group_by),
+            explain,
+        } => output::query(
+            &dir.dir,
+            &filter,
+            output::QueryHow {
+                format,
+                reverse,
+                limit,
+                count,
+                group_by,
+                explain,
+            },
+        ),
+        Command::Compact {
+            dir,
+            max_age,
+            max_bytes,
+            min_free,
+        } => {
+            let retention = auditlog::Retention {
+                max_age: max_age
+                    .as_deref()
+                    .map(|s| parse_age(s, "max-age"))
+                    .transpose()?,
+                max_bytes: max_bytes
+                    .as_deref()
+                    .map(|s| parse_size(s, "max-bytes"))
+                    .transpose()?,
+                min_free_bytes: min_free
+                    .as_deref()
+                    .map(|s| parse_size(s, "min-free"))
+                    .transpose()?,
+            };
+            report::compact(&dir.dir, retention)
+        }
         Command::Tail {
             dir,
             lines,
@@ -326,6 +377,41 @@ fn open_read(dir: &Path) -> Result<AuditLog> {
         retention: Default::default(),
     };
     AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))
+}
+
+/// A length of time: `90s`, `30m`, `2h`, `7d`.
+fn parse_age(s: &str, what: &str) -> Result<std::time::Duration> {
+    let unit = s.chars().last().unwrap_or(' ');
+    let n = s[..s.len().saturating_sub(unit.len_utf8())]
+        .parse::<u64>()
+        .ok();
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => 0,
+    };
+    match n {
+        Some(n) if mult > 0 => Ok(std::time::Duration::from_secs(n.saturating_mul(mult))),
+        _ => anyhow::bail!("--{what}: {s:?} is not a length of time like 90m, 12h or 30d"),
+    }
+}
+
+/// A size in bytes: `1048576`, `500K`, `500M`, `10G`, `1T` (powers of 1024).
+fn parse_size(s: &str, what: &str) -> Result<u64> {
+    let (digits, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        Some('T') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .with_context(|| format!("--{what}: {s:?} is not a size like 500M or 10G"))
 }
 
 /// RFC 3339, or an age before now: `90s`, `30m`, `2h`, `7d`.

@@ -137,20 +137,34 @@ pub(crate) fn grouped(counts: BTreeMap<String, u64>) -> Vec<(String, u64)> {
     v
 }
 
-pub(crate) fn query(
-    dir: &Path,
-    f: &FilterArgs,
-    format: Option<Format>,
-    reverse: bool,
-    limit: Option<usize>,
-    count: bool,
-    group_by: Option<GroupBy>,
-) -> Result<ExitCode> {
+/// How `query` prints.
+pub(crate) struct QueryHow {
+    pub(crate) format: Option<Format>,
+    pub(crate) reverse: bool,
+    pub(crate) limit: Option<usize>,
+    pub(crate) count: bool,
+    pub(crate) group_by: Option<GroupBy>,
+    pub(crate) explain: bool,
+}
+
+pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCode> {
+    let QueryHow {
+        format,
+        reverse,
+        limit,
+        count,
+        group_by,
+        explain,
+    } = how;
     let filter = f.to_filter()?;
     let log = open_read(dir)?;
-    let events = log
-        .query(&filter, reverse)
-        .take(limit.unwrap_or(usize::MAX));
+    let started = std::time::Instant::now();
+    let mut q = if explain {
+        log.query_explained(&filter, reverse)
+    } else {
+        log.query(&filter, reverse)
+    };
+    let events = q.by_ref().take(limit.unwrap_or(usize::MAX));
     if count {
         let mut n = 0u64;
         for r in events {
@@ -173,6 +187,9 @@ pub(crate) fn query(
             p.print(lsn, &e)?;
         }
         p.flush()?;
+    }
+    if let Some(plan) = q.explain() {
+        eprintln!("{plan}; {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     }
     Ok(ExitCode::SUCCESS)
 }

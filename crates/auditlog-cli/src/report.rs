@@ -26,17 +26,28 @@ pub(crate) fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
         *per_type.entry(e.event_type).or_insert(0u64) += 1;
         *per_sev.entry(e.severity).or_insert(0u64) += 1;
     }
-    let bytes: u64 = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-        .sum();
+    let raw = log.log().raw_segments();
+    let compacted = log.log().compacted_segments();
+    let raw_alloc: u64 = raw.iter().map(|r| r.2).sum();
+    let raw_used: u64 = raw.iter().map(|r| r.3).sum();
+    let c_bytes: u64 = compacted.iter().map(|c| c.bytes).sum();
+    let c_index: u64 = compacted.iter().map(|c| c.index_bytes).sum();
+    let c_raw: u64 = compacted.iter().map(|c| c.raw_bytes).sum();
+    let c_records: u64 = compacted.iter().map(|c| c.records).sum();
     println!("events      {n}");
     println!(
-        "segments    {} ({} bytes allocated)",
-        log.log().segment_count(),
-        bytes
+        "segments    {} raw ({raw_alloc} bytes allocated, {raw_used} used by records), {} compacted",
+        raw.len(),
+        compacted.len()
     );
+    if !compacted.is_empty() {
+        println!(
+            "compacted   {c_records} events in {c_bytes} bytes ({:.1} bytes/event), index {c_index} bytes ({:.2}%), {c_raw} bytes uncompressed: ratio {:.1}x",
+            c_bytes as f64 / c_records.max(1) as f64,
+            c_index as f64 * 100.0 / c_bytes.max(1) as f64,
+            c_raw as f64 / c_bytes.max(1) as f64,
+        );
+    }
     println!(
         "LSNs        {}..{}",
         log.log().first_lsn(),
@@ -68,6 +79,58 @@ pub(crate) fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
             "  {t:<40} {c} under {version} (since {}, until {})",
             ty.since.as_deref().unwrap_or("-"),
             ty.until.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn compact(dir: &Path, retention: auditlog::Retention) -> Result<ExitCode> {
+    let opts = auditlog::AuditOptions {
+        log: auditlog::Options::default().compaction(auditlog::Compaction::Manual),
+        catalog: auditlog::Catalog::builtin("filetransfer-2.0"),
+        retention,
+        ..Default::default()
+    };
+    if !dir.is_dir() {
+        bail!("cannot open {}: no such directory", dir.display());
+    }
+    let log = auditlog::AuditLog::open(dir, opts)
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    let spinner = ProgressBar::new_spinner().with_message("compacting");
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let r = log.log().compact();
+    spinner.finish_and_clear();
+    let r = r?;
+    if r.segments == 0 {
+        println!("nothing to compact (only the active segment is raw)");
+    } else {
+        let secs = r.elapsed.as_secs_f64();
+        println!(
+            "compacted {} segments, {} events in {:.2} s ({:.0} events/s)",
+            r.segments,
+            r.records,
+            secs,
+            r.records as f64 / secs.max(1e-9)
+        );
+        println!(
+            "  {} bytes of records -> {} bytes ({:.1} bytes/event, index {} bytes); {} bytes of segment files freed",
+            r.raw_data_bytes,
+            r.compacted_bytes,
+            r.compacted_bytes as f64 / r.records.max(1) as f64,
+            r.index_bytes,
+            r.raw_file_bytes.saturating_sub(r.compacted_bytes)
+        );
+    }
+    for removed in log.apply_retention()? {
+        println!(
+            "retention removed segment {} (LSNs {}..={}, {} events, {} bytes): {}; recorded as LSN {}",
+            removed.segment,
+            removed.lsns.0,
+            removed.lsns.1,
+            removed.records,
+            removed.bytes,
+            removed.policy,
+            removed.marker
         );
     }
     Ok(ExitCode::SUCCESS)

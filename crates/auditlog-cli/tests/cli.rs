@@ -615,3 +615,65 @@ fn garbage_input_never_panics() {
     assert!(auditlog(&["verify", "--dir", d]).status.success());
     ok(&["query", "--dir", d, "--format", "jsonl"]);
 }
+
+#[test]
+fn compact_stats_explain_and_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("demo");
+    let d = d.to_str().unwrap();
+    // 400,000 demo events fill a few 16 MiB segments; the demo compacts the sealed ones.
+    let out = ok(&["demo", "--dir", d, "--events", "400000"]);
+    assert!(out.contains("Compacted 2 sealed segments"), "{out}");
+    assert!(out.contains("compressed blocks"), "{out}");
+    assert_eq!(
+        ok(&["compact", "--dir", d]).trim(),
+        "nothing to compact (only the active segment is raw)"
+    );
+    let stats = ok(&["stats", "--dir", d]);
+    assert!(stats.contains("events      400000"), "{stats}");
+    assert!(
+        stats.contains("2 compacted") && stats.contains("bytes/event"),
+        "{stats}"
+    );
+
+    let o = auditlog(&[
+        "query",
+        "--dir",
+        d,
+        "--type",
+        "PACKAGE_QUARANTINED",
+        "--count",
+        "--explain",
+    ]);
+    assert!(o.status.success());
+    let plan = stderr(&o);
+    assert!(
+        plan.contains("segment 1 compacted") && plan.contains("by type/severity index"),
+        "{plan}"
+    );
+    assert!(plan.contains("segment 3 raw"), "{plan}");
+    let n: u64 = stdout(&o).trim().parse().unwrap();
+    let scanned = ok(&[
+        "query",
+        "--dir",
+        d,
+        "--count",
+        "--type",
+        "PACKAGE_QUARANTINED",
+        "--reverse",
+    ]);
+    assert_eq!(scanned.trim().parse::<u64>().unwrap(), n);
+
+    // Retention: the oldest compacted segment goes, and the trail says so.
+    let out = ok(&["compact", "--dir", d, "--max-bytes", "20M"]);
+    assert!(out.contains("retention removed segment 1"), "{out}");
+    assert!(!out.contains("segment 3"), "{out}");
+    let marker = ok(&["query", "--dir", d, "--type", "AUDITLOG_RETENTION_APPLIED"]);
+    assert!(
+        marker.contains("\"entity_id\":\"1\"") && marker.contains("max_bytes="),
+        "{marker}"
+    );
+    let bad = auditlog(&["compact", "--dir", d, "--max-age", "soon"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--max-age"), "{}", stderr(&bad));
+}
