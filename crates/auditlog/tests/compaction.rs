@@ -54,7 +54,7 @@ fn events(n: usize, seed: u64) -> Vec<Event> {
         .map(|i| {
             let r = rng.next();
             let ty = TYPES[(r % 100) as usize * TYPES.len() / 100 % TYPES.len()];
-            let ty = if r % 97 == 0 {
+            let ty = if r.is_multiple_of(97) {
                 "PACKAGE_QUARANTINED"
             } else {
                 ty
@@ -65,7 +65,7 @@ fn events(n: usize, seed: u64) -> Vec<Event> {
             e.actor = Some(format!("user{}", rng.next() % 5));
             e.ip = Some(std::net::IpAddr::from([10, 0, 0, (rng.next() % 4) as u8]));
             e.result = Some((rng.next() % 3) as i64);
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 e.session = Some(format!("s{}", rng.next() % 50));
             }
             if ty == "CONFIG_UPDATED" {
