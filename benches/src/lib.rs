@@ -12,6 +12,20 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[i]
 }
 
+/// The median of `samples`.
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
 /// The 128-byte payload the append benchmarks write.
 pub fn payload_128(i: u64) -> [u8; 128] {
     let mut p = [0x5a; 128];
@@ -29,5 +43,7 @@ mod tests {
         assert_eq!(percentile(&mut v, 0.5), Duration::from_millis(51));
         assert_eq!(percentile(&mut v, 0.99), Duration::from_millis(99));
         assert_eq!(percentile(&mut [], 0.5), Duration::ZERO);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

@@ -21,6 +21,10 @@ fn opts() -> Options {
         .segment_bytes(16 << 10)
         .record_bytes_max(4096)
         .durability(Durability::Sync)
+        // Compact all the time, so kills also land inside compactions.
+        .compaction(auditlog::Compaction::Background(
+            std::time::Duration::from_millis(2),
+        ))
 }
 
 /// Even cycles append with `Sync`, odd ones with `Buffered`.
@@ -166,4 +170,12 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         "only {} acknowledged appends in all cycles",
         acked.len()
     );
+    let compacted = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".cseg")
+        })
+        .count();
+    assert!(compacted > 0, "the children never compacted");
 }

@@ -496,17 +496,18 @@ pub struct RowIn<'a> {
 }
 
 impl<'a> RowIn<'a> {
-    /// A row for `payload`: an event if it decodes as one, else opaque.
+    /// A row for `payload`: an event if it has an event's structure (its
+    /// bytes come back exactly either way), else opaque.
     pub fn new(lsn: Lsn, payload: &'a [u8]) -> RowIn<'a> {
-        match codec::EventRef::parse(payload) {
-            Ok(e) => RowIn {
+        match codec::peek_structure(payload) {
+            Some((type_id, severity, time)) => RowIn {
                 lsn,
-                type_id: e.type_id,
-                severity: e.severity.code(),
-                time: e.time.0,
+                type_id,
+                severity: severity.code(),
+                time: time.0,
                 payload,
             },
-            Err(_) => RowIn {
+            None => RowIn {
                 lsn,
                 type_id: 0,
                 severity: OPAQUE,
@@ -518,7 +519,7 @@ impl<'a> RowIn<'a> {
 }
 
 /// The raw (uncompressed) bytes of a block holding `rows`, in their order.
-/// Event payloads must be valid encodings ([`RowIn::new`] checks).
+/// Event rows must have an event's structure ([`RowIn::new`] checks).
 pub fn encode_block(rows: &[RowIn<'_>]) -> Vec<u8> {
     let mut cols: Vec<Vec<u8>> = vec![Vec::new(); COLUMNS];
     let (mut prev_lsn, mut prev_time) = (rows.first().map_or(0, |r| r.lsn.0), 0i64);

@@ -101,6 +101,25 @@ impl Prefilter {
                     .is_none_or(|t| t.get(usize::from(type_id)).copied().unwrap_or(true)))
     }
 
+    /// Whether a raw record's payload can match, from its fixed-offset
+    /// header only (anything that does not look like an event can).
+    pub fn payload_ok(&self, payload: &[u8]) -> bool {
+        if self.is_all() {
+            return true;
+        }
+        let (Some((id, sev)), Some(t)) = (
+            crate::event::codec::peek_type_severity(payload),
+            crate::event::codec::peek_time(payload),
+        ) else {
+            return true;
+        };
+        self.key_ok(id, sev.code()) && t.0 >= self.since && t.0 <= self.until
+    }
+
+    fn is_all(&self) -> bool {
+        !self.keys_limited() && self.since == i64::MIN && self.until == i64::MAX
+    }
+
     fn keys_limited(&self) -> bool {
         self.types.is_some() || self.min_severity > 0 || self.max_severity < OPAQUE - 1
     }

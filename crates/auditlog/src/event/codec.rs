@@ -166,7 +166,8 @@ pub fn encode(e: &Event, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out:
 
 /// The length of the encoding of optional field `bit` at the start of
 /// `bytes` (the compactor stores each field in a column of its own and finds
-/// the boundaries again with this). `None` if it does not decode.
+/// the boundaries again with this). `None` if it does not decode (text is
+/// not checked for UTF-8 here).
 pub fn field_len(bit: usize, bytes: &[u8]) -> Option<usize> {
     let mut r = Reader { bytes, at: 0 };
     match bit {
@@ -192,11 +193,32 @@ pub fn field_len(bit: usize, bytes: &[u8]) -> Option<usize> {
             }
         }
         b if b < FIELDS.len() => {
-            r.str().ok()?;
+            // Boundaries only: UTF-8 is checked when the event is parsed.
+            let len = r.varint().ok()?;
+            r.take(len).ok()?;
         }
         _ => return None,
     }
     Some(r.at)
+}
+
+/// The type id, severity and time of `bytes` if they have the structure of
+/// an encoded event (fixed header, known presence bits, fields that end
+/// exactly at the end), without checking that text is UTF-8.
+pub fn peek_structure(bytes: &[u8]) -> Option<(u16, Severity, Timestamp)> {
+    let (id, sev) = peek_type_severity(bytes)?;
+    let time = peek_time(bytes)?;
+    let bits = u16::from_le_bytes(bytes.get(11..13)?.try_into().ok()?);
+    if bits >> FIELDS.len() != 0 {
+        return None;
+    }
+    let mut at = HEADER_LEN;
+    for i in 0..FIELDS.len() {
+        if bits & (1 << i) != 0 {
+            at += field_len(i, &bytes[at..])?;
+        }
+    }
+    (at == bytes.len()).then_some((id, sev, time))
 }
 
 /// The type id and severity of an encoded event, from its first three bytes.

@@ -351,7 +351,21 @@ impl Log {
     /// Opens (creating if needed, unless read-only) the log in directory `dir`,
     /// recovering from a crash as docs/DURABILITY.md describes.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
-        let shared = Arc::new(open::open(dir.as_ref(), opts)?);
+        let mut tries = 0;
+        let shared = loop {
+            match open::open(dir.as_ref(), opts.clone()) {
+                // Beside a live writer, a segment listed a moment ago may
+                // have been compacted or removed since: list again.
+                Err(Error::Io { source, .. })
+                    if opts.read_only
+                        && source.kind() == std::io::ErrorKind::NotFound
+                        && tries < 5 =>
+                {
+                    tries += 1;
+                }
+                other => break Arc::new(other?),
+            }
+        };
         let flusher = match shared.opts.durability {
             Durability::Interval(every) if !shared.opts.read_only => {
                 let s = shared.clone();

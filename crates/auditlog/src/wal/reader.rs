@@ -254,6 +254,12 @@ impl Cursor {
             let result = match frame::decode(&self.bytes, self.off, end, max) {
                 Ok(f) if f.lsn == self.lsn => {
                     let start = self.off as usize + FRAME_HEADER_LEN;
+                    if !self.pre.payload_ok(&self.bytes[start..f.next as usize]) {
+                        // Checked (CRC) and not wanted: no record to build.
+                        self.off = f.next;
+                        self.lsn = Lsn(self.lsn.0 + 1);
+                        continue;
+                    }
                     let rec = Record {
                         lsn: f.lsn,
                         payload: self.bytes.slice(start..f.next as usize),
