@@ -52,7 +52,10 @@ fn fill(dir: &Path, w: &Workload, compaction: Compaction) -> f64 {
 
 fn time_query(log: &AuditLog, f: &Filter) -> (u64, Duration) {
     let t = Instant::now();
-    let n = log.query(f, false).map(|r| r.expect("query")).count() as u64;
+    let n = log
+        .query(f, false)
+        .try_fold(0u64, |n, r| r.map(|_| n + 1))
+        .expect("query");
     (n, t.elapsed())
 }
 
@@ -138,7 +141,10 @@ fn main() {
         ..Filter::default()
     };
     let mut q = cmp.query_explained(&hour, false);
-    let n_hour = q.by_ref().map(|r| r.expect("query")).count();
+    let n_hour = q
+        .by_ref()
+        .try_fold(0u64, |n, r| r.map(|_| n + 1))
+        .expect("query");
     let (hour_read, hour_total) = q.explain().expect("explained").blocks();
     let (_, hour_ms) = median_query(&cmp, &hour);
     let (_, hour_raw_ms) = median_query(&raw, &hour);
