@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         let crc = crc32fast::hash(&file[..60]);
         file[60..64].copy_from_slice(&crc.to_le_bytes());
         let at = u64::from_le_bytes(file[48..56].try_into().unwrap());
-        if at >= 64 && at + 4 <= file.len() as u64 {
+        if at >= 64 && at.checked_add(4).is_some_and(|e| e <= file.len() as u64) {
             let at = at as usize;
             let crc = crc32fast::hash(&file[at + 4..]);
             file[at..at + 4].copy_from_slice(&crc.to_le_bytes());
