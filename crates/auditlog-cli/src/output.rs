@@ -164,6 +164,11 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
     } else {
         log.query(&filter, reverse)
     };
+    if count && limit.is_none() && !explain {
+        // Counting needs no decoded events.
+        println!("{}", q.count_matches()?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let events = q.by_ref().take(limit.unwrap_or(usize::MAX));
     if count {
         let mut n = 0u64;

@@ -385,6 +385,43 @@ impl Query<'_> {
     }
 }
 
+impl Query<'_> {
+    /// The decoded event of `rec` if it matches.
+    fn check<'r>(&self, rec: &'r crate::Record) -> Result<Option<EventRef<'r>>> {
+        let payload = rec.payload();
+        let type_ok = match self.compiled.header_matches(payload) {
+            Some(ok) => ok,
+            None => {
+                let id = codec::peek_type_severity(payload).map_or(u16::MAX, |(id, _)| id);
+                match self.log.type_name(id) {
+                    Some(name) => self.compiled.type_name_matches(&name),
+                    None => true, // decoding reports the unknown id
+                }
+            }
+        };
+        if !type_ok {
+            return Ok(None);
+        }
+        let r = EventRef::parse(payload).map_err(|source| Error::BadEvent {
+            lsn: rec.lsn(),
+            source,
+        })?;
+        Ok(self.compiled.rest_matches(&r).then_some(r))
+    }
+
+    /// How many of the remaining events match, without building them (what
+    /// `auditlog query --count` does).
+    pub fn count_matches(mut self) -> Result<u64> {
+        let mut n = 0;
+        while let Some(rec) = self.inner.next() {
+            if self.check(&rec?)?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 impl Iterator for Query<'_> {
     type Item = Result<(Lsn, Event)>;
 
@@ -394,33 +431,13 @@ impl Iterator for Query<'_> {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             };
-            let payload = rec.payload();
-            let type_ok = match self.compiled.header_matches(payload) {
-                Some(ok) => ok,
-                None => {
-                    let id = codec::peek_type_severity(payload).map_or(u16::MAX, |(id, _)| id);
-                    match self.log.type_name(id) {
-                        Some(name) => self.compiled.type_name_matches(&name),
-                        None => true, // decoding reports the unknown id
-                    }
+            match self.check(&rec) {
+                Ok(Some(r)) => {
+                    return Some(self.log.to_event(rec.lsn(), &r).map(|e| (rec.lsn(), e)))
                 }
-            };
-            if !type_ok {
-                continue;
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
             }
-            let r = match EventRef::parse(payload) {
-                Ok(r) => r,
-                Err(source) => {
-                    return Some(Err(Error::BadEvent {
-                        lsn: rec.lsn(),
-                        source,
-                    }))
-                }
-            };
-            if !self.compiled.rest_matches(&r) {
-                continue;
-            }
-            return Some(self.log.to_event(rec.lsn(), &r).map(|e| (rec.lsn(), e)));
         }
     }
 }
