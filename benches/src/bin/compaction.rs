@@ -1,7 +1,7 @@
 //! The compactor's goals, measured on the demo workload (issue 4):
 //!
 //! ```text
-//! cargo run --release -p auditlog-bench --bin compaction -- [--events N] [--dir PATH]
+//! cargo run --release -p auditlog-bench --bin compaction -- [--events N] [--dir PATH] [--segment-mib M]
 //! ```
 //!
 //! Writes N events (default 10,000,000) twice: one log is never compacted
@@ -21,10 +21,15 @@ use auditlog::{
 use auditlog_bench::median;
 use auditlog_cli::workload::Workload;
 
+/// Segment size in MiB (`--segment-mib`; default 64, the library's).
+static SEGMENT_MIB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(64);
+
 fn opts(compaction: Compaction) -> AuditOptions {
+    let mib = SEGMENT_MIB.load(std::sync::atomic::Ordering::Relaxed);
     AuditOptions {
         log: Options::default()
             .durability(Durability::Buffered)
+            .segment_bytes(mib << 20)
             .compaction(compaction),
         catalog: Catalog::builtin("filetransfer-2.0"),
         ..AuditOptions::default()
@@ -96,6 +101,12 @@ fn main() {
                     .expect("--events N")
             }
             "--dir" => base = args.next().map(PathBuf::from),
+            "--segment-mib" => SEGMENT_MIB.store(
+                args.next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--segment-mib N"),
+                std::sync::atomic::Ordering::Relaxed,
+            ),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -180,7 +191,10 @@ fn main() {
     let (sel_read, sel_total) = q.explain().expect("explained").blocks();
 
     let secs = r.elapsed.as_secs_f64();
-    println!("| measure ({events} demo events) | goal | measured |");
+    println!(
+        "| measure ({events} demo events, {} MiB segments) | goal | measured |",
+        SEGMENT_MIB.load(std::sync::atomic::Ordering::Relaxed)
+    );
     println!("|---|---|---|");
     println!(
         "| storage after compaction, index included | ≤ 20 B/event | {:.1} B/event ({} compacted events in {} bytes, index {} bytes = {:.2}%); raw log {:.1} B/event |",
