@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub mod compare;
+
 /// The `p`-th percentile (0.0..=1.0) of `samples`, which it sorts.
 pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     if samples.is_empty() {
