@@ -96,6 +96,17 @@ fn audit_opts(durability: Durability) -> AuditOptions {
     }
 }
 
+/// Q1 as an auditlog filter.
+fn auditlog_q1(q: &Questions) -> Filter {
+    Filter {
+        types: vec!["USER_AUTH_FAILED_*".into()],
+        ip: Some(q.attacker.to_string().parse().expect("an address")),
+        since: Some(q.day.0),
+        until: Some(Timestamp(q.day.1 .0 - 1)),
+        ..Filter::default()
+    }
+}
+
 fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
     let dir = store.join("auditlog");
     let log = AuditLog::open(&dir, audit_opts(Durability::Buffered)).expect("open");
@@ -113,13 +124,7 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
         "bytes_used",
         (compacted + tail_used) as f64 / evs.len() as f64,
     );
-    let q1 = Filter {
-        types: vec!["USER_AUTH_FAILED_*".into()],
-        ip: Some(q.attacker.to_string().parse().expect("an address")),
-        since: Some(q.day.0),
-        until: Some(Timestamp(q.day.1 .0 - 1)),
-        ..Filter::default()
-    };
+    let q1 = auditlog_q1(q);
     let q2 = Filter {
         types: q.two_types.iter().map(|s| s.to_string()).collect(),
         min_severity: Some(Severity::Warning),
@@ -612,14 +617,10 @@ fn reopen(engine: &str, store: &Path, q: &Questions) -> String {
         "auditlog" => {
             let log = AuditLog::open(store.join("auditlog"), audit_opts(Durability::Buffered))
                 .expect("open");
-            let f = Filter {
-                types: vec!["USER_AUTH_FAILED_*".into()],
-                ip: Some(q.attacker.to_string().parse().expect("an address")),
-                since: Some(q.day.0),
-                until: Some(Timestamp(q.day.1 .0 - 1)),
-                ..Filter::default()
-            };
-            let n = log.query(&f, false).count_matches().expect("query");
+            let n = log
+                .query(&auditlog_q1(q), false)
+                .count_matches()
+                .expect("query");
             format!("q1 {n} events")
         }
         "sqlite" => {

@@ -236,6 +236,8 @@ pub(crate) struct CSeg {
     pub(crate) raw_bytes: u64,
     /// Blocks quarantined by `Repair` (by block number), sorted.
     pub(crate) damaged: Vec<u32>,
+    /// Blocks holding records that are not events, sorted.
+    opaque: Vec<u32>,
     _file: Arc<dyn SegmentFile>,
 }
 
@@ -283,6 +285,13 @@ impl CSeg {
             (Err(_), Some((first, next))) => rebuild(id, &bytes, first, next),
         };
         let raw_bytes = index.blocks.iter().map(|b| u64::from(b.raw_len)).sum();
+        let mut opaque: Vec<u32> = index
+            .keys
+            .iter()
+            .filter(|k| k.severity == OPAQUE)
+            .flat_map(|k| k.postings.iter().map(|p| p.block))
+            .collect();
+        opaque.sort_unstable();
         Ok(CSeg {
             id,
             first_lsn: header.first_lsn,
@@ -294,6 +303,7 @@ impl CSeg {
             index,
             bytes,
             damaged: Vec::new(),
+            opaque,
             _file: file,
         })
     }
@@ -416,7 +426,7 @@ impl CSeg {
                 plan.skipped_by_key += 1;
                 continue;
             }
-            let has_opaque = b.min_time > b.max_time || self.has_opaque(n);
+            let has_opaque = self.has_opaque(n);
             if !pre.time_ok(b.min_time, b.max_time) && !has_opaque {
                 plan.skipped_by_time += 1;
                 continue;
@@ -475,10 +485,7 @@ impl CSeg {
     }
 
     fn has_opaque(&self, block: usize) -> bool {
-        self.index
-            .keys
-            .iter()
-            .any(|k| k.severity == OPAQUE && k.postings.iter().any(|p| p.block as usize == block))
+        self.opaque.binary_search(&(block as u32)).is_ok()
     }
 
     /// Checks every block (CRC, decompression, rows inside their stripe) and

@@ -215,6 +215,17 @@ impl FaultyFs {
     }
 }
 
+impl FsState {
+    /// Bytes of all files that exist now.
+    fn used_bytes(&self) -> u64 {
+        self.files
+            .values()
+            .filter(|e| e.exists)
+            .map(|e| e.file.state.lock().current.len() as u64)
+            .sum()
+    }
+}
+
 impl Inner {
     /// Counts a sync, failing it if a failure was scheduled.
     fn sync_allowed(&self) -> io::Result<()> {
@@ -264,13 +275,7 @@ impl Vfs for FaultyFs {
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
         if let Some(limit) = st.space_limit {
-            let used: u64 = st
-                .files
-                .values()
-                .filter(|e| e.exists)
-                .map(|e| e.file.state.lock().current.len() as u64)
-                .sum();
-            if used + len > limit {
+            if st.used_bytes() + len > limit {
                 return Err(io::Error::new(
                     io::ErrorKind::StorageFull,
                     "no space left on device",
@@ -357,13 +362,7 @@ impl Vfs for FaultyFs {
         let Some(limit) = st.space_limit else {
             return Ok(u64::MAX);
         };
-        let used: u64 = st
-            .files
-            .values()
-            .filter(|e| e.exists)
-            .map(|e| e.file.state.lock().current.len() as u64)
-            .sum();
-        Ok(limit.saturating_sub(used))
+        Ok(limit.saturating_sub(st.used_bytes()))
     }
 
     fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
