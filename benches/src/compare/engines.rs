@@ -424,6 +424,22 @@ fn okaywal_open(store: &Path) -> okaywal::WriteAheadLog {
     okaywal::WriteAheadLog::recover(store.join("okaywal"), KeepAll).expect("open okaywal")
 }
 
+/// One okaywal entry holding `chunk`'s events, committed (durable).
+fn okaywal_commit(
+    wal: &okaywal::WriteAheadLog,
+    enc: &mut Encoder,
+    buf: &mut Vec<u8>,
+    chunk: &[Event],
+) {
+    let mut entry = wal.begin_entry().expect("begin");
+    for e in chunk {
+        buf.clear();
+        enc.encode(e, buf);
+        entry.write_chunk(buf).expect("write");
+    }
+    entry.commit().expect("commit");
+}
+
 fn okaywal_load(store: &Path, evs: &[Event]) {
     let wal = okaywal_open(store);
     let mut enc = Encoder::default();
@@ -432,13 +448,7 @@ fn okaywal_load(store: &Path, evs: &[Event]) {
     // okaywal has no unsynced append: an entry is durable when committed.
     // Entries of 1,000 records, like SQLite's transactions.
     for chunk in evs.chunks(1000) {
-        let mut entry = wal.begin_entry().expect("begin");
-        for e in chunk {
-            buf.clear();
-            enc.encode(e, &mut buf);
-            entry.write_chunk(&buf).expect("write");
-        }
-        entry.commit().expect("commit");
+        okaywal_commit(&wal, &mut enc, &mut buf, chunk);
     }
     emit("buffered", evs.len() as f64 / t.elapsed().as_secs_f64());
 }
@@ -596,13 +606,7 @@ fn keep_appending(engine: &str, store: &Path, evs: &[Event]) {
         "okaywal" => {
             let wal = okaywal_open(store);
             for (i, chunk) in evs.chunks(100).cycle().enumerate() {
-                let mut entry = wal.begin_entry().expect("begin");
-                for e in chunk {
-                    buf.clear();
-                    enc.encode(e, &mut buf);
-                    entry.write_chunk(&buf).expect("write");
-                }
-                entry.commit().expect("commit");
+                okaywal_commit(&wal, &mut enc, &mut buf, chunk);
                 signal(i * 100);
             }
         }

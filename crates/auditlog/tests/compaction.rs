@@ -311,6 +311,13 @@ fn a_crash_at_any_step_of_compaction_keeps_every_event_exactly_once() {
     }
 }
 
+fn reopen_repair(fs: &FaultyFs, dir: &Path) -> AuditLog {
+    let o = log_opts()
+        .vfs(Arc::new(fs.clone()))
+        .recovery(RecoveryMode::Repair);
+    AuditLog::open(dir, opts(o)).unwrap()
+}
+
 fn fs_names(fs: &FaultyFs, dir: &Path) -> Vec<String> {
     use auditlog::io::Vfs;
     let mut v = fs.list_dir(dir).unwrap();
@@ -380,15 +387,7 @@ fn a_damaged_block_is_reported_never_returned_and_repair_keeps_the_rest() {
     assert!(matches!(strict_checked, Err(Error::Corruption(_))));
 
     // Repair: quarantines the block and returns every other event, unaltered.
-    let repaired = AuditLog::open(
-        dir,
-        opts(
-            log_opts()
-                .vfs(Arc::new(fs.clone()))
-                .recovery(RecoveryMode::Repair),
-        ),
-    )
-    .unwrap();
+    let repaired = reopen_repair(&fs, dir);
     assert_eq!(repaired.log().recovery_report().repaired.len(), 1);
     let got = query(&repaired, &Filter::default(), false);
     assert!(got.len() < evs.len() && got.len() > evs.len() / 2);
@@ -416,15 +415,7 @@ fn a_damaged_index_fails_a_strict_open_and_repair_rebuilds_it() {
         }
         other => panic!("{other:?}"),
     }
-    let repaired = AuditLog::open(
-        dir,
-        opts(
-            log_opts()
-                .vfs(Arc::new(fs.clone()))
-                .recovery(RecoveryMode::Repair),
-        ),
-    )
-    .unwrap();
+    let repaired = reopen_repair(&fs, dir);
     let got: Vec<Event> = query(&repaired, &Filter::default(), false)
         .into_iter()
         .map(|(_, e)| e)

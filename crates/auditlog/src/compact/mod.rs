@@ -412,7 +412,12 @@ impl CSeg {
                 }
             }
         }
-        let mut plan = SegmentPlan::default();
+        // What was read goes straight into the explain entry (or nowhere).
+        let mut scratch = SegmentPlan::default();
+        let plan = match explain {
+            Some(e) => e.entry(self.id, true, (self.first_lsn, self.next_lsn)),
+            None => &mut scratch,
+        };
         let mut buf = Vec::new();
         let mut rows = Vec::new();
         for (i, n) in blocks.clone().enumerate() {
@@ -460,18 +465,7 @@ impl CSeg {
                 return Err(self.corruption(b, p));
             }
         }
-        plan.records = rows.len() as u64;
-        if let Some(e) = explain {
-            let p = e.entry(self.id, true, (self.first_lsn, self.next_lsn));
-            p.blocks += plan.blocks;
-            p.blocks_read += plan.blocks_read;
-            p.skipped_by_key += plan.skipped_by_key;
-            p.skipped_by_time += plan.skipped_by_time;
-            p.skipped_by_lsn += plan.skipped_by_lsn;
-            p.skipped_damaged += plan.skipped_damaged;
-            p.bytes_read += plan.bytes_read;
-            p.records += plan.records;
-        }
+        plan.records += rows.len() as u64;
         rows.sort_unstable_by_key(|r| r.0);
         if rows.windows(2).any(|w| w[0].0 == w[1].0) {
             let p = Problem::BadCompacted(format!("an LSN appears twice in stripe {s}"));

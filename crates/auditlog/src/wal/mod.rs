@@ -295,6 +295,14 @@ impl Shared {
         }
     }
 
+    /// LSN of the oldest record still in the log.
+    pub(crate) fn first_lsn(&self) -> Lsn {
+        if let Some(c) = self.compacted.read().first() {
+            return c.first_lsn;
+        }
+        self.segments.read().first().map_or(Lsn(1), |s| s.first_lsn)
+    }
+
     /// The segment holding `lsn`, or the first one after it; `None` when
     /// `lsn` is past a sealed last segment (its successor is not there yet).
     pub(crate) fn find(&self, lsn: Lsn) -> Option<At> {
@@ -415,14 +423,7 @@ impl Log {
 
     /// LSN of the oldest record still in the log.
     pub fn first_lsn(&self) -> Lsn {
-        if let Some(c) = self.shared.compacted.read().first() {
-            return c.first_lsn;
-        }
-        self.shared
-            .segments
-            .read()
-            .first()
-            .map_or(Lsn(1), |s| s.first_lsn)
+        self.shared.first_lsn()
     }
 
     /// Every LSN below this one is durable.

@@ -534,14 +534,7 @@ pub(crate) fn planned(
     pre: Prefilter,
     explain: Option<Arc<Mutex<Explain>>>,
 ) -> Iter {
-    let first = match shared.compacted.read().first() {
-        Some(c) => c.first_lsn,
-        None => shared
-            .segments
-            .read()
-            .first()
-            .map_or(Lsn(1), |s| s.first_lsn),
-    };
+    let first = shared.first_lsn();
     let (lo, upto) = (
         first.max(Lsn(1)),
         Lsn(shared.visible.load(Ordering::Acquire)),
