@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use auditlog::event::json;
+use auditlog::io::{RealFs, Vfs, DEMO_MARKER};
 use auditlog::{
     AuditLog, AuditOptions, Catalog, Compaction, Durability, Event, Filter, Lsn, Options, Severity,
     Timestamp,
@@ -16,18 +17,80 @@ use auditlog_cli::workload::{self, Workload};
 use crate::output::{group_key, grouped};
 use crate::{progress, GroupBy};
 
-pub(crate) fn demo(dir: &Path, events: u64) -> Result<ExitCode> {
-    if dir.exists() {
-        // Replace only an earlier auditlog log, never anything else.
-        auditlog::Log::open(dir, Options::default().read_only(true)).with_context(|| {
-            format!(
-                "{} exists and is not an auditlog log; choose another --dir",
-                dir.display()
-            )
-        })?;
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("cannot remove the old demo log {}", dir.display()))?;
+/// Makes `dir` ready for a new demo log: creates it if missing, takes it if
+/// empty, and empties it only if an earlier demo created it (its `DEMO`
+/// marker) and no process holds its lock. Anything else is refused, and
+/// nothing is changed.
+fn prepare_dir(dir: &Path) -> Result<()> {
+    let choose = "nothing was changed; choose another directory with --dir";
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("cannot list {}", dir.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            Vec::new()
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("{} cannot be read; {choose}", dir.display()))
+        }
+    };
+    let marker = dir.join(DEMO_MARKER);
+    if !names.is_empty() {
+        let is_demo = std::fs::symlink_metadata(&marker).is_ok_and(|m| m.is_file());
+        anyhow::ensure!(
+            is_demo,
+            "{} is not empty and was not created by `auditlog demo` (it holds {}); {choose}",
+            dir.display(),
+            shown_names(&names)
+        );
+        // The lock is held on the directory for as long as the old files go.
+        let owner = format!("pid {} (auditlog demo)\n", std::process::id());
+        let lock = RealFs
+            .try_lock(dir, &owner)
+            .with_context(|| format!("cannot lock {}", dir.display()))?;
+        anyhow::ensure!(
+            lock.is_some(),
+            "{} is an earlier demo log, but another process is writing to it; {choose}",
+            dir.display()
+        );
+        for name in &names {
+            let path = dir.join(name);
+            let removed = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove {}", path.display()))?;
+        }
     }
+    std::fs::write(
+        &marker,
+        "created by `auditlog demo`: it replaces this directory's log\n",
+    )
+    .with_context(|| format!("cannot write {}", marker.display()))
+}
+
+/// At most five names, for a message.
+fn shown_names(names: &[String]) -> String {
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    let mut text = sorted
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if sorted.len() > 5 {
+        text.push_str(&format!(" and {} more", sorted.len() - 5));
+    }
+    text
+}
+
+pub(crate) fn demo(dir: &Path, events: u64) -> Result<ExitCode> {
+    prepare_dir(dir)?;
     let w = Workload {
         events,
         ..Workload::default()

@@ -35,7 +35,8 @@ struct DirArg {
 enum Command {
     /// Write a realistic month of audit events and answer audit questions about it.
     Demo {
-        /// Where to create the demo log (replaced if it is an earlier demo log).
+        /// Where to create the demo log: a missing or empty directory, or an earlier demo's
+        /// (replaced unless a process is writing to it). Anything else is refused.
         #[arg(long, short = 'd', default_value = "auditlog-demo")]
         dir: PathBuf,
         /// How many events.

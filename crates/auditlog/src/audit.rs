@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::catalog::registry::Registry;
+use crate::catalog::registry::{self, CatalogReport, Registry};
 use crate::catalog::Catalog;
 use crate::compact::Explain;
 use crate::error::{Error, Result};
@@ -60,6 +60,17 @@ pub struct AuditLog {
     retention: Retention,
     /// Markers of a removal a crash interrupted have been looked for.
     markers_checked: Arc<AtomicBool>,
+    catalog_report: CatalogReport,
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // The next open reads the log for catalog records only past this point.
+        if !self.log.shared.opts.read_only && self.log.shared.check_poison().is_ok() {
+            let next = self.log.next_lsn().0;
+            let _ = self.registry.write().mark_covered(&self.log.shared, next);
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -75,9 +86,10 @@ impl AuditLog {
     /// Opens (or creates) the audit log in `dir`.
     pub fn open(dir: impl AsRef<Path>, opts: AuditOptions) -> Result<AuditLog> {
         let log = Log::open(dir.as_ref(), opts.log.clone())?;
-        let mut registry = Registry::load(&opts.log.vfs, log.dir())?;
+        let repair = opts.log.recovery == crate::RecoveryMode::Repair;
+        let (mut registry, catalog_report) = registry::open(&log.shared, repair)?;
         if let (Some(v), false) = (&opts.app_version, opts.log.read_only) {
-            registry.declare_version(&opts.log.vfs, log.dir(), log.next_lsn().0, v)?;
+            registry.declare_version(&log.shared, log.next_lsn().0, v)?;
         }
         let registry = Arc::new(RwLock::new(registry));
         let markers_checked = Arc::new(AtomicBool::new(false));
@@ -99,7 +111,39 @@ impl AuditLog {
             strict: opts.strict,
             retention: opts.retention,
             markers_checked,
+            catalog_report,
         })
+    }
+
+    /// What opening found in the log's `CATALOG` beyond reading it: entries
+    /// completed from the log, or a rebuild by `Repair`.
+    pub fn catalog_report(&self) -> &CatalogReport {
+        &self.catalog_report
+    }
+
+    /// Checks the log's `CATALOG` file against every catalog record in the
+    /// log (part of what `auditlog verify` checks): an empty list when they agree.
+    ///
+    /// # Errors
+    /// Damage met while reading the log's catalog records.
+    pub fn verify_catalog(&self) -> Result<Vec<String>> {
+        self.registry.read().check_against_log(&self.log.shared)
+    }
+
+    /// Writes the log's `CATALOG` file anew from the catalog records in the
+    /// log alone (what `auditlog repair` does when [`verify_catalog`](Self::verify_catalog)
+    /// finds a disagreement).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only log; damage met while reading the
+    /// log; a failed write of the file.
+    pub fn rebuild_catalog(&self) -> Result<()> {
+        if self.log.shared.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut registry = self.registry.write();
+        *registry = Registry::rebuild(&self.log.shared)?;
+        Ok(())
     }
 
     /// Applies the retention policy now (the background compactor also does
@@ -140,6 +184,14 @@ impl AuditLog {
 
     /// Appends events with consecutive LSNs (one sync for all in `Sync` mode).
     pub fn append_batch(&self, events: &[Event]) -> Result<Range<Lsn>> {
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.event_type.starts_with(registry::ENGINE_PREFIX))
+        {
+            return Err(Error::ReservedType {
+                name: e.event_type.clone(),
+            });
+        }
         self.register(events)?;
         let registry = self.registry.read();
         // One buffer for the whole batch; the log copies each slice into its map.
@@ -205,13 +257,18 @@ impl AuditLog {
             .iter()
             .flat_map(|e| e.attrs.keys().map(String::as_str))
             .collect();
+        let time = events.first().map_or_else(Timestamp::now, |e| e.time);
         let mut registry = self.registry.write();
-        registry.register(&self.log.shared.opts.vfs, self.log.dir(), &types, &keys)
+        registry.register(&self.log.shared, time, &types, &keys)
     }
 
-    /// Reloads the log's catalog (a read-only log sees types another process registered).
+    /// Reloads the log's catalog (a read-only log sees types another process
+    /// registered). A writer's own catalog is always complete.
     fn reload_registry(&self) -> Result<()> {
-        let fresh = Registry::load(&self.log.shared.opts.vfs, self.log.dir())?;
+        if !self.log.shared.opts.read_only {
+            return Ok(());
+        }
+        let fresh = Registry::reload(&self.log.shared)?;
         *self.registry.write() = fresh;
         Ok(())
     }

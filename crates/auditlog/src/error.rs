@@ -92,6 +92,12 @@ pub enum Error {
         /// The closest known names.
         suggestions: Vec<String>,
     },
+    /// An event type of the engine's own (`AUDITLOG_…`): only the engine writes them.
+    #[error("event type {name:?} is reserved: names starting with AUDITLOG_ belong to auditlog's own events, which only auditlog writes")]
+    ReservedType {
+        /// The type given.
+        name: String,
+    },
     /// A name that cannot be stored (empty, too long, or with a line break).
     #[error("invalid {what} name {name:?}")]
     InvalidName {
@@ -107,6 +113,17 @@ pub enum Error {
         lsn: Lsn,
         /// What is wrong with it.
         source: crate::event::codec::DecodeError,
+    },
+    /// A batch larger than a segment was cut short: its first records are in
+    /// the log (and as durable as the batch asked), the rest are not.
+    #[error("only the first {} records of the batch were appended (LSN {}..={}), the rest were not: {source}", next.0 - first.0, first, next.0 - 1)]
+    BatchCut {
+        /// LSN of the batch's first record.
+        first: Lsn,
+        /// One past the last record appended; `next - first` records are in.
+        next: Lsn,
+        /// Why the rest could not be.
+        source: Box<Error>,
     },
     /// The quarantine file cannot be parsed.
     #[error("{}: line {line}: {what}", path.display())]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use crate::catalog::registry::Registry;
+use crate::catalog::registry::{engine_type_id, Registry};
 use crate::compact::{CSeg, Prefilter};
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef, TextField};
@@ -144,7 +144,7 @@ pub(crate) fn apply(
         let earlier = if checked.load(Ordering::Acquire) {
             None
         } else {
-            existing_marker(shared, registry, c.id)?
+            existing_marker(shared, c.id)?
         };
         let times = c.min_time().zip(c.max_time());
         let removal = Removal {
@@ -160,6 +160,10 @@ pub(crate) fn apply(
             Some(lsn) => lsn,
             None => append_marker(shared, registry, &removal, now)?,
         };
+        // The log keeps a copy of every registration the segment holds.
+        registry
+            .write()
+            .rerecord_range(shared, now, c.first_lsn, c.next_lsn)?;
         wal::remove_oldest(shared, c.id)?;
         removals.push(Removal { marker, ..removal });
     }
@@ -168,14 +172,8 @@ pub(crate) fn apply(
 }
 
 /// The LSN of a marker already recording the removal of `segment`.
-fn existing_marker(
-    shared: &Arc<Shared>,
-    registry: &RwLock<Registry>,
-    segment: SegmentId,
-) -> Result<Option<Lsn>> {
-    let Some(id) = registry.read().type_id(RETENTION_APPLIED) else {
-        return Ok(None);
-    };
+fn existing_marker(shared: &Arc<Shared>, segment: SegmentId) -> Result<Option<Lsn>> {
+    let id = engine_type_id(RETENTION_APPLIED).expect("an engine type");
     let mut types = vec![false; usize::from(id) + 1];
     types[usize::from(id)] = true;
     let pre = Prefilter {
@@ -222,14 +220,9 @@ fn append_marker(
         r.segment, r.lsns.0, r.lsns.1, r.records, r.policy
     ));
     let keys: Vec<&str> = e.attrs.keys().map(String::as_str).collect();
-    registry.write().register(
-        &shared.opts.vfs,
-        &shared.dir,
-        &[(RETENTION_APPLIED, Some(Severity::Notice))],
-        &keys,
-    )?;
+    registry.write().register(shared, now, &[], &keys)?;
     let reg = registry.read();
-    let id = reg.type_id(RETENTION_APPLIED).expect("registered above");
+    let id = engine_type_id(RETENTION_APPLIED).expect("an engine type");
     let mut buf = Vec::new();
     codec::encode(
         &e,
@@ -238,5 +231,5 @@ fn append_marker(
         &mut buf,
     );
     drop(reg);
-    wal::append_shared(shared, &buf, Durability::Sync)
+    wal::append_batch(shared, &[buf], Durability::Sync).map(|(lsn, _)| lsn)
 }

@@ -357,6 +357,10 @@ impl Vfs for FaultyFs {
         Ok(())
     }
 
+    fn writer_active(&self, dir: &Path) -> io::Result<bool> {
+        Ok(self.inner.state.lock().locks.contains(dir))
+    }
+
     fn free_bytes(&self, _path: &Path) -> io::Result<u64> {
         let st = self.inner.state.lock();
         let Some(limit) = st.space_limit else {
@@ -365,11 +369,12 @@ impl Vfs for FaultyFs {
         Ok(limit.saturating_sub(st.used_bytes()))
     }
 
-    fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
+    fn try_lock(&self, dir: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
         let mut st = self.inner.state.lock();
-        if !st.locks.insert(path.to_path_buf()) {
+        if !st.locks.insert(dir.to_path_buf()) {
             return Ok(None);
         }
+        let path = &dir.join(super::LOCK_FILE);
         let file = match st.files.get(path).filter(|e| e.exists) {
             Some(e) => e.file.clone(),
             None => self.new_file(path, Vec::new(), &mut st),
@@ -380,7 +385,7 @@ impl Vfs for FaultyFs {
         drop(f);
         Ok(Some(Box::new(FaultLock {
             fs: self.inner.clone(),
-            path: path.to_path_buf(),
+            path: dir.to_path_buf(),
             generation: self.inner.generation.load(Ordering::Acquire),
         })))
     }

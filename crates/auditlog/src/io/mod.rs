@@ -19,6 +19,14 @@ pub use fault::{FaultyFs, SplitMix64, SECTOR};
 pub use mmap::View;
 pub use real::RealFs;
 
+/// File name of the writer's lock file: it names the holder's pid, while the
+/// lock itself is held on the directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// File name of the marker `auditlog demo` leaves in a directory it created:
+/// the engine ignores it; the demo replaces only a directory that has it.
+pub const DEMO_MARKER: &str = "DEMO";
+
 /// A held exclusive lock on a log directory; dropping it releases the lock.
 pub type LockGuard = Box<dyn Send + Sync>;
 
@@ -35,7 +43,8 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     /// for writing. Fails with `AlreadyExists` if the file exists and with
     /// `StorageFull` if the space cannot be allocated (leaving no file behind).
     fn create_segment(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>>;
-    /// Opens an existing segment file, for writing or read-only.
+    /// Opens an existing segment file, for writing or read-only. No file of a
+    /// log is ever opened through a symbolic link: implementations refuse them.
     fn open_segment(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn SegmentFile>>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
@@ -48,9 +57,12 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     /// Appends `data` to a small file (created with mode 0600 if missing) and
     /// makes it durable before returning.
     fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
-    /// Takes an exclusive lock on `path` (created if missing) and writes
-    /// `owner` into it. `Ok(None)` when another holder has it.
-    fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>>;
+    /// Takes the exclusive writer's lock on the log directory `dir` itself
+    /// (so removing or replacing a file in it cannot break the lock) and
+    /// writes `owner` into `dir/LOCK`. `Ok(None)` when another holder has it.
+    fn try_lock(&self, dir: &Path, owner: &str) -> io::Result<Option<LockGuard>>;
+    /// Whether a writer holds the lock of log directory `dir` now.
+    fn writer_active(&self, dir: &Path) -> io::Result<bool>;
     /// Bytes free on the file system holding directory `path`.
     fn free_bytes(&self, path: &Path) -> io::Result<u64>;
 }

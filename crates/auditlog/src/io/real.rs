@@ -24,7 +24,12 @@ impl Vfs for RealFs {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in fs::read_dir(path)? {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_symlink() {
+                return Err(symlink_error(&path.join(&name)));
+            }
+            names.push(name);
         }
         Ok(names)
     }
@@ -45,7 +50,9 @@ impl Vfs for RealFs {
     }
 
     fn open_segment(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn SegmentFile>> {
-        let file = OpenOptions::new().read(true).write(writable).open(path)?;
+        let file = no_follow(OpenOptions::new().read(true).write(writable))
+            .open(path)
+            .map_err(|e| follow_error(path, e))?;
         let len = file.metadata()?.len();
         let mapped = MappedFile::new(path, file, len, writable)?;
         Ok(Arc::new(RealSegment(Arc::new(mapped))))
@@ -65,16 +72,17 @@ impl Vfs for RealFs {
 
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
-        File::open(path)?.read_to_end(&mut buf)?;
+        no_follow(OpenOptions::new().read(true))
+            .open(path)
+            .map_err(|e| follow_error(path, e))?
+            .read_to_end(&mut buf)?;
         Ok(buf)
     }
 
     fn append_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)?;
+        let mut file = no_follow(OpenOptions::new().append(true).create(true).mode(0o600))
+            .open(path)
+            .map_err(|e| follow_error(path, e))?;
         file.write_all(data)?;
         file.sync_data()
     }
@@ -83,22 +91,70 @@ impl Vfs for RealFs {
         super::mmap::free_space(path)
     }
 
-    fn try_lock(&self, path: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)?;
-        match file.try_lock() {
+    fn try_lock(&self, dir: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
+        // The lock is on the directory itself: removing or replacing the LOCK
+        // file cannot let a second writer in.
+        let dir_file = open_dir(dir)?;
+        match dir_file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Ok(None),
             Err(fs::TryLockError::Error(e)) => return Err(e),
         }
-        file.set_len(0)?;
+        let path = dir.join(super::LOCK_FILE);
+        let mut file = no_follow(
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600),
+        )
+        .open(&path)
+        .map_err(|e| follow_error(&path, e))?;
         file.write_all(owner.as_bytes())?;
-        Ok(Some(Box::new(file)))
+        Ok(Some(Box::new((dir_file, file))))
+    }
+
+    fn writer_active(&self, dir: &Path) -> io::Result<bool> {
+        let dir_file = open_dir(dir)?;
+        match dir_file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(fs::TryLockError::WouldBlock) => Ok(true),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// `options` set never to follow a symbolic link in the last component.
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    options.custom_flags(libc::O_NOFOLLOW)
+}
+
+fn open_dir(dir: &Path) -> io::Result<File> {
+    no_follow(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW),
+    )
+    .open(dir)
+    .map_err(|e| follow_error(dir, e))
+}
+
+fn symlink_error(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is a symbolic link: auditlog never follows links in a log directory",
+            path.display()
+        ),
+    )
+}
+
+/// `ELOOP` from an `O_NOFOLLOW` open means the path is a symbolic link.
+fn follow_error(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        symlink_error(path)
+    } else {
+        e
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::catalog::registry::Registry;
+use crate::catalog::registry::{engine_type_name, Registry, CATALOG_ENTRY, ENGINE_TYPE_BASE};
 use crate::event::codec::{self, EventRef, TextField};
 use crate::event::Timestamp;
 use crate::severity::Severity;
@@ -112,6 +112,9 @@ pub(crate) struct Compiled<'f> {
     filter: &'f Filter,
     /// Per type id: whether it matches (ids beyond it are looked up by name).
     types: Vec<bool>,
+    /// Per engine type id (from `ENGINE_TYPE_BASE`): whether it matches.
+    /// Catalog records match only a filter that names their type.
+    engine: Vec<bool>,
 }
 
 impl<'f> Compiled<'f> {
@@ -120,7 +123,25 @@ impl<'f> Compiled<'f> {
             .types()
             .map(|(_, name)| filter.type_matches(name))
             .collect();
-        Compiled { filter, types }
+        let engine = (ENGINE_TYPE_BASE..=u16::MAX)
+            .map(|id| match engine_type_name(id) {
+                Some(CATALOG_ENTRY) => filter.types.iter().any(|t| t == CATALOG_ENTRY),
+                Some(name) => filter.type_matches(name),
+                None => false,
+            })
+            .collect();
+        Compiled {
+            filter,
+            types,
+            engine,
+        }
+    }
+
+    fn type_id_matches(&self, id: u16) -> Option<bool> {
+        match id.checked_sub(ENGINE_TYPE_BASE) {
+            Some(i) => Some(self.engine[usize::from(i)]),
+            None => self.types.get(usize::from(id)).copied(),
+        }
     }
 
     /// Checks the fixed-offset header only. `None`: the type id is newer than
@@ -139,19 +160,29 @@ impl<'f> Compiled<'f> {
                 return Some(false);
             }
         }
-        self.types.get(usize::from(id)).copied()
+        self.type_id_matches(id)
     }
 
     /// What the index of compacted segments can check of this filter.
     pub(crate) fn prefilter(&self) -> crate::compact::Prefilter {
         let f = self.filter;
         crate::compact::Prefilter {
-            types: (!f.types.is_empty()).then(|| self.types.clone()),
+            types: Some(self.type_table()),
             min_severity: f.min_severity.map_or(0, Severity::code),
             max_severity: f.max_severity.map_or(u8::MAX, Severity::code),
             since: f.since.map_or(i64::MIN, |t| t.0),
             until: f.until.map_or(i64::MAX, |t| t.0),
         }
+    }
+
+    /// Per type id, whether it can match: ids past the registered ones may
+    /// be registered after this filter was compiled, so they can; engine
+    /// ids only as the filter says.
+    fn type_table(&self) -> Vec<bool> {
+        let mut table = self.types.clone();
+        table.resize(usize::from(ENGINE_TYPE_BASE), true);
+        table.extend_from_slice(&self.engine);
+        table
     }
 
     /// Whether a type name matches (for ids the compiled table lacks).

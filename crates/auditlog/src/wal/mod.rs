@@ -33,9 +33,10 @@ use crate::options::{Compaction, Durability, Options};
 use crate::{Lsn, SegmentId};
 pub(crate) use compactor::remove_oldest;
 pub use compactor::{CompactReport, CompactedInfo};
-pub(crate) use reader::planned;
+pub(crate) use reader::{planned, planned_from};
 pub use reader::{Follower, Iter, Record};
 use recovery::Skip;
+pub(crate) use writer::append_batch;
 
 /// Why [`Seg::create`] failed.
 pub(crate) enum CreateError {
@@ -326,15 +327,6 @@ impl Shared {
             None => (!seg.sealed.load(Ordering::Acquire)).then(|| At::Raw(seg.clone())),
         }
     }
-}
-
-/// Appends one record through the shared state (for the log's own events).
-pub(crate) fn append_shared(
-    shared: &Shared,
-    payload: &[u8],
-    durability: Durability,
-) -> Result<Lsn> {
-    writer::append_batch(shared, &[payload], durability).map(|(first, _)| first)
 }
 
 /// An open log. `Send + Sync`: share it between threads with `Arc` or `&`.

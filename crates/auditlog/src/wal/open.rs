@@ -20,8 +20,7 @@ use crate::wal::segment::{self, Footer, Header, DATA_START, FOOTER_LEN, HEADER_L
 use crate::wal::{CreateError, RecoveryReport, Seg, Shared, WriterState};
 use crate::{Lsn, SegmentId};
 
-/// File name of the writer's lock file.
-pub const LOCK_FILE: &str = "LOCK";
+pub use crate::io::LOCK_FILE;
 
 fn check_options(o: &Options) -> Result<()> {
     let min = (HEADER_LEN + FOOTER_LEN + FRAME_HEADER_LEN) as u64 + u64::from(o.record_bytes_max);
@@ -72,8 +71,10 @@ fn list_dir(o: &Options, dir: &Path) -> Result<Listing> {
         } else if compact::parse_writing_file_name(&name).is_some() {
             l.writing.push(name);
         } else if name != LOCK_FILE
+            && name != crate::io::DEMO_MARKER
             && name != QUARANTINE_FILE
             && name != crate::catalog::registry::CATALOG_FILE
+            && name != crate::catalog::registry::CATALOG_TMP_FILE
         {
             let what = if name.ends_with(segment::SEGMENT_SUFFIX) {
                 "a segment name must be 20 digits and .seg"
@@ -116,8 +117,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         let path = dir.join(LOCK_FILE);
         let owner = format!("pid {}\n", std::process::id());
         match vfs
-            .try_lock(&path, &owner)
-            .map_err(|e| Error::io("lock", &path, e))?
+            .try_lock(dir, &owner)
+            .map_err(|e| Error::io("lock", dir, e))?
         {
             Some(guard) => Some(guard),
             None => {

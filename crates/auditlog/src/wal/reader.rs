@@ -528,6 +528,18 @@ impl Log {
 
 /// Every record, forward or newest first, through a prefilter (see
 /// [`Log::iter_planned`]).
+/// Records from `from` on, oldest first, of which compacted segments return
+/// only those `pre` may match.
+pub(crate) fn planned_from(shared: &Arc<Shared>, from: Lsn, pre: Prefilter) -> Iter {
+    let lo = shared.first_lsn().max(from).max(Lsn(1));
+    let upto = Lsn(shared.visible.load(Ordering::Acquire));
+    let mut cursor = Cursor::new(shared.clone(), lo);
+    cursor.pre = Arc::new(pre);
+    Iter {
+        inner: IterInner::Forward { cursor, upto },
+    }
+}
+
 pub(crate) fn planned(
     shared: &Arc<Shared>,
     reverse: bool,

@@ -58,6 +58,8 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
         // Larger than a whole segment: write it across rollovers without
         // letting go of the lock, so its LSNs stay consecutive.
         let first = st.next_lsn;
+        // One past the last record of the batch written and published.
+        let mut done = first;
         let mut rest = payloads;
         while !rest.is_empty() {
             let room = st.tail.data_limit() - st.off;
@@ -69,13 +71,33 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
                     n += 1;
                 }
             }
-            if n == 0 {
-                rollover(shared, st)?;
-                continue;
+            let step = if n == 0 {
+                rollover(shared, st)
+            } else {
+                let (off, lsn0) = reserve(st, n, bytes);
+                let written = write_and_publish(shared, &st.tail, off, lsn0, &rest[..n], bytes);
+                if written.is_ok() {
+                    done = st.next_lsn;
+                    rest = &rest[n..];
+                }
+                written
+            };
+            if let Err(e) = step {
+                if done == first {
+                    return Err(e);
+                }
+                // Part of the batch is in: say exactly which part.
+                drop(guard);
+                let source = Box::new(match finish(shared, first, done, durability) {
+                    Ok(_) => e,
+                    Err(sync) => sync,
+                });
+                return Err(Error::BatchCut {
+                    first,
+                    next: done,
+                    source,
+                });
             }
-            let (off, lsn0) = reserve(st, n, bytes);
-            write_and_publish(shared, &st.tail, off, lsn0, &rest[..n], bytes)?;
-            rest = &rest[n..];
         }
         let next = st.next_lsn;
         drop(guard);

@@ -1,0 +1,57 @@
+//! Helpers shared by the CLI test files: run the tool, read its output,
+//! write a workload as JSON lines.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use auditlog::event::json;
+use auditlog::Event;
+use auditlog_cli::workload::Workload;
+
+pub fn auditlog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let o = auditlog(args);
+    assert!(
+        o.status.success(),
+        "auditlog {args:?} failed: {}",
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// A small workload written as JSON lines to `file`.
+pub fn events_file(dir: &Path, n: u64) -> (std::path::PathBuf, Vec<Event>) {
+    let w = Workload {
+        events: n,
+        ..Workload::default()
+    };
+    let events: Vec<Event> = w.generate().collect();
+    let path = dir.join("events.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for e in &events {
+        writeln!(f, "{}", json::to_json(e, None)).unwrap();
+    }
+    (path, events)
+}
+
+pub fn lines_as_events(text: &str) -> Vec<Event> {
+    text.lines()
+        .map(|l| json::from_json(l, &|_| None).unwrap())
+        .collect()
+}
