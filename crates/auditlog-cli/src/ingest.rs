@@ -1,19 +1,36 @@
-//! `append` and `import`: reading events in a format and appending them in batches.
+//! `append` and `import`: reading events in a format and appending them.
+//!
+//! A thread reads and parses the input; this one appends whatever has
+//! arrived as one batch (up to [`BATCH_MAX`]), so lines from a slow pipe are
+//! committed as soon as they are read and a big file still goes in big
+//! batches. SIGINT and SIGTERM stop the reading: what was read is committed,
+//! then a summary is printed.
 
 use std::io::BufRead;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use auditlog::event::json;
-use auditlog::{AuditLog, AuditOptions, Durability, Event, Lsn, Options};
+use auditlog::{AuditLog, AuditOptions, Durability, Error, Event, Lsn, Options};
 use auditlog_cli::formats;
+use auditlog_cli::terminal::visible;
 
 use crate::{builtin, progress, DurabilityArg, ImportFormat, IngestArgs};
 
-/// Reads events in `format` and appends them in batches. Stops at the first
-/// invalid record (unless skipping), after appending everything before it.
+/// The most records appended as one batch.
+const BATCH_MAX: usize = 1000;
+
+/// One record of the input: its line, the bytes read so far, and the event
+/// or why it is not one.
+type Item = (u64, u64, Result<Event, String>);
+
+/// Reads events in `format` and appends them. Stops at the first invalid
+/// record (unless skipping), after appending everything before it.
 pub(crate) fn ingest(
     dir: &Path,
     file: Option<&Path>,
@@ -26,20 +43,10 @@ pub(crate) fn ingest(
         DurabilityArg::Interval => Durability::Interval(Duration::from_millis(200)),
         DurabilityArg::Sync => Durability::Sync,
     };
-    let opts = AuditOptions {
-        log: Options::default().durability(durability),
-        catalog: Some(builtin(&how.catalog)?),
-        strict: how.strict,
-        app_version: how.app_version.clone(),
-        retention: Default::default(),
-    };
-    let log =
-        AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))?;
-    let (name, size, input): (String, Option<u64>, Box<dyn BufRead>) = match file {
-        None => ("<stdin>".into(), None, Box::new(std::io::stdin().lock())),
-        Some(p) if p == Path::new("-") => {
-            ("<stdin>".into(), None, Box::new(std::io::stdin().lock()))
-        }
+    // The input first: a file that cannot be read leaves no log behind.
+    let (name, size, input): (String, Option<u64>, Box<dyn BufRead + Send>) = match file {
+        None => ("<stdin>".into(), None, stdin()),
+        Some(p) if p == Path::new("-") => ("<stdin>".into(), None, stdin()),
         Some(p) => {
             let f =
                 std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -51,121 +58,267 @@ pub(crate) fn ingest(
             )
         }
     };
+    let opts = AuditOptions {
+        log: Options::default().durability(durability),
+        catalog: Some(builtin(&how.catalog)?),
+        strict: how.strict,
+        app_version: how.app_version.clone(),
+        retention: Default::default(),
+    };
+    let log = Arc::new(
+        AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))?,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot handle signals")?;
+    }
+    let (tx, rx) = mpsc::sync_channel::<Item>(4 * BATCH_MAX);
+    {
+        let (log, skip) = (log.clone(), how.skip_invalid);
+        // Not joined: on a signal it may be blocked reading a pipe.
+        std::thread::spawn(move || parse(format, input, &log, &tx, skip));
+    }
     let bar = progress(size.unwrap_or(0), "importing");
-    let dflt = |t: &str| log.default_severity(t);
-    // Each record: (line, bytes read so far, event or error).
-    let records: Box<dyn Iterator<Item = (u64, u64, Result<Event, String>)>> = match format {
-        ImportFormat::Jsonl | ImportFormat::SapUme => {
-            let mut read = 0u64;
-            Box::new(input.lines().enumerate().filter_map(move |(i, line)| {
-                let n = i as u64 + 1;
-                let line = match line {
-                    Ok(l) => l,
-                    Err(e) => return Some((n, read, Err(format!("cannot read: {e}")))),
-                };
-                read += line.len() as u64 + 1;
-                if line.trim().is_empty() {
-                    return None;
-                }
-                let parsed = match format {
-                    ImportFormat::Jsonl => json::from_json(&line, &dflt).map_err(|e| e.to_string()),
-                    _ => formats::sap::parse_line(&line).map_err(|e| e.to_string()),
-                };
-                Some((n, read, parsed))
-            }))
-        }
-        ImportFormat::NetopCsv => {
-            let mut rdr = csv::ReaderBuilder::new()
-                .has_headers(true)
-                .flexible(true)
-                .from_reader(input);
-            let headers = rdr
-                .headers()
-                .with_context(|| format!("{name}:1: cannot read the header"))?
-                .clone();
-            if headers.iter().collect::<Vec<_>>() != formats::netop::COLUMNS {
-                bail!(
-                    "{name}:1: the header is not the Netop report's columns ({})",
-                    formats::netop::COLUMNS.join(",")
-                );
-            }
-            Box::new(rdr.into_records().map(move |r| match r {
-                Ok(rec) => {
-                    let pos = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
-                    let fields: Vec<&str> = rec.iter().collect();
-                    (
-                        pos.0,
-                        pos.1,
-                        formats::netop::parse_record(&fields, &dflt).map_err(|e| e.to_string()),
-                    )
-                }
-                Err(e) => (e.position().map_or(0, |p| p.line()), 0, Err(e.to_string())),
-            }))
-        }
-    };
+    let mut out = Outcome::default();
     let mut batch: Vec<(u64, Event)> = Vec::new();
-    let (mut first, mut last, mut appended, mut skipped) = (None::<Lsn>, None::<Lsn>, 0u64, 0u64);
-    let mut flush = |batch: &mut Vec<(u64, Event)>| -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let events: Vec<Event> = batch.iter().map(|(_, e)| e.clone()).collect();
-        let range = match log.append_batch(&events) {
-            Ok(r) => r,
-            Err(_) => {
-                // Find the record at fault: append one by one up to it.
-                for (line, e) in batch.iter() {
-                    let lsn = log.append(e).with_context(|| format!("{name}:{line}"))?;
-                    first.get_or_insert(lsn);
-                    last = Some(lsn);
-                    appended += 1;
-                }
-                batch.clear();
-                return Ok(());
-            }
-        };
-        first.get_or_insert(range.start);
-        last = Some(Lsn(range.end.0 - 1));
-        appended += events.len() as u64;
-        batch.clear();
-        Ok(())
-    };
     let mut failure = None;
-    for (line, read, parsed) in records {
+    let push = |item: Item, batch: &mut Vec<(u64, Event)>, out: &mut Outcome| {
+        let (line, read, parsed) = item;
         bar.set_position(read);
         match parsed {
             Ok(e) => batch.push((line, e)),
             Err(e) if how.skip_invalid => {
-                bar.suspend(|| eprintln!("auditlog: {name}:{line}: skipped: {e}"));
-                skipped += 1;
+                bar.suspend(|| eprintln!("auditlog: {name}:{line}: skipped: {}", visible(&e)));
+                out.skipped += 1;
             }
-            Err(e) => {
-                failure = Some(anyhow::anyhow!("{name}:{line}: {e}"));
-                break;
+            Err(e) => return Some(anyhow::anyhow!("{name}:{line}: {e}")),
+        }
+        None
+    };
+    'read: loop {
+        // Wait for a record, looking up now and then for a signal.
+        let first = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(item) => break item,
+                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => {}
+                Err(_) => break 'read,
+            }
+        };
+        failure = push(first, &mut batch, &mut out);
+        // Then everything that is here already, as one batch.
+        while failure.is_none() && batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(item) => failure = push(item, &mut batch, &mut out),
+                Err(_) => break,
             }
         }
-        if batch.len() >= 1000 {
-            flush(&mut batch)?;
+        out.append(&log, &mut batch, how.skip_invalid, &name)?;
+        if failure.is_some() {
+            break;
         }
     }
-    // What came before a bad record stays appended.
-    flush(&mut batch)?;
     bar.finish_and_clear();
+    let interrupted = stop.load(Ordering::Relaxed);
     if durability != Durability::Sync {
         log.log().sync().context("sync")?;
     }
-    match (first, last) {
-        (Some(a), Some(b)) => println!(
-            "appended {appended} event{}, LSN {a}..={b}",
-            if appended == 1 { "" } else { "s" }
-        ),
-        _ => println!("appended 0 events"),
-    }
-    if skipped > 0 {
-        println!("skipped {skipped} invalid records");
-    }
+    out.print(interrupted);
     match failure {
         Some(e) => Err(e.context("stopped at the first invalid record; the records before it were appended (use --skip-invalid to go on)")),
+        None if interrupted => Ok(ExitCode::from(130)),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Standard input, for the reading thread (std's own buffer serves: a line
+/// is handed on as soon as it is complete).
+fn stdin() -> Box<dyn BufRead + Send> {
+    Box::new(std::io::BufReader::new(std::io::stdin()))
+}
+
+/// What was appended and skipped so far.
+#[derive(Default)]
+struct Outcome {
+    first: Option<Lsn>,
+    last: Option<Lsn>,
+    appended: u64,
+    skipped: u64,
+    /// The last input line appended.
+    last_line: Option<u64>,
+}
+
+impl Outcome {
+    fn took(&mut self, first: Lsn, next: Lsn, last_line: u64) {
+        self.first.get_or_insert(first);
+        self.last = Some(Lsn(next.0 - 1));
+        self.appended += next.0 - first.0;
+        self.last_line = Some(last_line);
+    }
+
+    /// Appends `batch` and empties it. A record the log refuses for what it
+    /// is (an unknown type, a reserved or bad name, too large) is found by
+    /// appending one by one, and skipped with `skip`; a storage failure
+    /// stops everything with an error saying exactly which lines are in.
+    fn append(
+        &mut self,
+        log: &AuditLog,
+        batch: &mut Vec<(u64, Event)>,
+        skip: bool,
+        name: &str,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<Event> = batch.iter().map(|(_, e)| e.clone()).collect();
+        let lines: Vec<u64> = batch.iter().map(|(l, _)| *l).collect();
+        batch.clear();
+        match log.append_batch(&events) {
+            Ok(r) => {
+                self.took(r.start, r.end, *lines.last().expect("a batch"));
+                Ok(())
+            }
+            Err(e) if refuses_the_record(&e) => {
+                for (e, line) in events.iter().zip(&lines) {
+                    match log.append(e) {
+                        Ok(lsn) => self.took(lsn, Lsn(lsn.0 + 1), *line),
+                        Err(err) if skip && refuses_the_record(&err) => {
+                            let err = err.to_string();
+                            eprintln!("auditlog: {name}:{line}: skipped: {}", visible(&err));
+                            self.skipped += 1;
+                        }
+                        Err(err) => return Err(self.stopped(err, name, *line)),
+                    }
+                }
+                Ok(())
+            }
+            Err(Error::BatchCut {
+                first,
+                next,
+                source,
+            }) => {
+                let n = (next.0 - first.0) as usize;
+                self.took(first, next, lines[n - 1]);
+                Err(self.stopped(*source, name, lines[n]))
+            }
+            Err(e) => Err(self.stopped(e, name, lines[0])),
+        }
+    }
+
+    /// The error that stops an import at `line`, saying what is in.
+    fn stopped(&self, e: Error, name: &str, line: u64) -> anyhow::Error {
+        let done = match (self.first, self.last, self.last_line) {
+            (Some(a), Some(b), Some(l)) => format!(
+                "{} events up to {name}:{l} are in the log (LSN {a}..={b}); nothing from line {line} on was appended",
+                self.appended
+            ),
+            _ => format!("nothing from line {line} on was appended"),
+        };
+        anyhow::Error::new(e).context(format!("{name}:{line}: {done}"))
+    }
+
+    fn print(&self, interrupted: bool) {
+        let s = if self.appended == 1 { "" } else { "s" };
+        match (self.first, self.last) {
+            (Some(a), Some(b)) => println!("appended {} event{s}, LSN {a}..={b}", self.appended),
+            _ => println!("appended 0 events"),
+        }
+        if self.skipped > 0 {
+            println!("skipped {} invalid records", self.skipped);
+        }
+        if interrupted {
+            println!("interrupted: everything read before the signal was appended");
+        }
+    }
+}
+
+/// Errors that concern the record itself, not the log: nothing was written.
+fn refuses_the_record(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::UnknownType { .. }
+            | Error::InvalidName { .. }
+            | Error::ReservedType { .. }
+            | Error::RecordTooLarge { .. }
+    )
+}
+
+/// Parses `input` in `format` and sends each record; returns at the end of
+/// the input, after an invalid record unless `skip`, or when nobody listens
+/// any more.
+fn parse(
+    format: ImportFormat,
+    input: Box<dyn BufRead + Send>,
+    log: &AuditLog,
+    tx: &mpsc::SyncSender<Item>,
+    skip: bool,
+) {
+    let dflt = |t: &str| log.default_severity(t);
+    match format {
+        ImportFormat::Jsonl | ImportFormat::SapUme => {
+            let mut read = 0u64;
+            for (i, line) in input.lines().enumerate() {
+                let n = i as u64 + 1;
+                let item = match line {
+                    Ok(line) => {
+                        read += line.len() as u64 + 1;
+                        if line.trim().is_empty() {
+                            continue;
+                        }
+                        let parsed = match format {
+                            ImportFormat::Jsonl => {
+                                json::from_json(&line, &dflt).map_err(|e| e.to_string())
+                            }
+                            _ => formats::sap::parse_line(&line).map_err(|e| e.to_string()),
+                        };
+                        (n, read, parsed)
+                    }
+                    Err(e) => (n, read, Err(format!("cannot read: {e}"))),
+                };
+                let stop = item.2.is_err() && !skip;
+                if tx.send(item).is_err() || stop {
+                    return;
+                }
+            }
+        }
+        ImportFormat::NetopCsv => {
+            if let Err(e) = parse_netop(input, &dflt, tx, skip) {
+                let _ = tx.send((1, 0, Err(format!("{e:#}"))));
+            }
+        }
+    }
+}
+
+fn parse_netop(
+    input: Box<dyn BufRead + Send>,
+    dflt: &dyn Fn(&str) -> Option<auditlog::Severity>,
+    tx: &mpsc::SyncSender<Item>,
+    skip: bool,
+) -> Result<()> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input);
+    let headers = rdr.headers().context("cannot read the header")?.clone();
+    if headers.iter().collect::<Vec<_>>() != formats::netop::COLUMNS {
+        bail!(
+            "the header is not the Netop report's columns ({})",
+            formats::netop::COLUMNS.join(",")
+        );
+    }
+    for r in rdr.into_records() {
+        let item = match r {
+            Ok(rec) => {
+                let pos = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
+                let fields: Vec<&str> = rec.iter().collect();
+                let parsed = formats::netop::parse_record(&fields, dflt).map_err(|e| e.to_string());
+                (pos.0, pos.1, parsed)
+            }
+            Err(e) => (e.position().map_or(0, |p| p.line()), 0, Err(e.to_string())),
+        };
+        let stop = item.2.is_err() && !skip;
+        if tx.send(item).is_err() || stop {
+            break;
+        }
+    }
+    Ok(())
 }

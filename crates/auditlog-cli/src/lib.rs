@@ -2,4 +2,5 @@
 //! the demo workload generator (also the benchmarks' workload).
 
 pub mod formats;
+pub mod terminal;
 pub mod workload;

@@ -276,9 +276,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let mut text = format!("{e:#}");
-            text.retain(|c| c != '\n');
-            eprintln!("auditlog: {text}");
+            // One line, and nothing in it (a name from a file) can drive the terminal.
+            let text = format!("{e:#}");
+            eprintln!("auditlog: {}", auditlog_cli::terminal::visible(&text));
             ExitCode::FAILURE
         }
     }

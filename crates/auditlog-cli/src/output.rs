@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use auditlog::event::json;
-use auditlog::{Event, Lsn, Severity};
+use auditlog::{Event, Filter, Lsn, Severity};
 use auditlog_cli::formats;
+use auditlog_cli::terminal::visible;
 
 use crate::{open_read, progress, ExportFormat, FilterArgs, Format, GroupBy};
 
@@ -99,14 +100,15 @@ impl Printer {
                 } else {
                     ("", "")
                 };
+                // Fields come from whoever wrote the events: never raw to a terminal.
                 writeln!(
                     self.out,
                     "{on}{:>10}  {:<27}  {:<8}  {:<36}  {:<12}  {:<15}  {}{off}",
                     lsn.0,
                     e.time.to_string(),
                     e.severity.as_str(),
-                    e.event_type,
-                    o(&e.actor),
+                    visible(&e.event_type),
+                    visible(&o(&e.actor)),
                     e.ip.map(|i| i.to_string()).unwrap_or_default(),
                     e.result.map(|r| r.to_string()).unwrap_or_default()
                 )?;
@@ -183,7 +185,7 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
             *counts.entry(group_key(g, &r?.1)).or_insert(0u64) += 1;
         }
         for (k, n) in grouped(counts) {
-            println!("{n}\t{k}");
+            println!("{n}\t{}", visible(&k));
         }
     } else {
         let mut p = Printer::new(format);
@@ -201,8 +203,11 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
 
 pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> Result<ExitCode> {
     let log = open_read(dir)?;
-    let next = log.log().next_lsn();
-    let from = Lsn(next.0.saturating_sub(n).max(log.log().first_lsn().0));
+    // From the n-th newest event (the log's own catalog records are not events).
+    let from = match log.query(&Filter::default(), true).take(n as usize).last() {
+        Some(r) => r?.0,
+        None => log.log().next_lsn(),
+    };
     let mut p = Printer::new(format);
     let mut f = log.follow(from);
     loop {

@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use auditlog::{Filter, Timestamp};
 use indicatif::ProgressBar;
 
+use auditlog_cli::terminal::visible;
+
 use crate::output::grouped;
 use crate::{builtin, open_read, CatalogCommand};
 
@@ -62,7 +64,7 @@ pub(crate) fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
     }
     println!("by type");
     for (t, c) in grouped(per_type) {
-        println!("  {t:<40} {c}");
+        println!("  {:<40} {c}", visible(&t));
     }
     let v = log.version_report(&catalog)?;
     let outside: u64 = v.outside.values().sum();

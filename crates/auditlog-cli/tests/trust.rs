@@ -96,3 +96,129 @@ fn demo_never_replaces_a_log_or_anything_else_it_did_not_create() {
     // And its event is still there.
     assert!(ok(&["query", "--dir", demo.to_str().unwrap(), "--actor", "live"]).contains("live"));
 }
+
+fn login_line(i: u32) -> String {
+    format!(
+        r#"{{"time":"2026-11-23T09:{:02}:{:02}Z","type":"USER_LOGGED_IN","actor":"p{i}"}}"#,
+        i / 60 % 60,
+        i % 60
+    )
+}
+
+fn count(dir: &Path) -> u64 {
+    ok(&["query", "--dir", dir.to_str().unwrap(), "--count"])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A producer that writes a line now and then: each is committed (and seen
+/// by a reader in another process) as soon as it is read, and SIGTERM keeps
+/// everything read.
+#[test]
+fn a_piped_append_is_durable_as_it_reads_and_a_signal_keeps_what_was_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(["append", "--dir", dir.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = 8;
+    for i in 0..lines {
+        writeln!(stdin, "{}", login_line(i)).unwrap();
+        stdin.flush().unwrap();
+        // Seen by a reader within a second, with the producer still running.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while dir.join("CATALOG").exists().then(|| count(&dir)) != Some(u64::from(i) + 1) {
+            assert!(Instant::now() < deadline, "line {i} not visible after 1 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // SIGTERM with the input still open: what was read stays, and a summary says so.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(
+        text.contains(&format!("appended {lines} events")) && text.contains("interrupted"),
+        "{text}"
+    );
+    assert_eq!(count(&dir), u64::from(lines));
+}
+
+/// Fields holding every C0 and C1 control, escape sequences and line breaks
+/// reach a table, a grouped count and `stats` only as visible escapes.
+#[test]
+fn human_output_never_passes_control_bytes_to_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let controls: String = (0u32..0x20)
+        .chain(0x7f..0xa0)
+        .filter_map(char::from_u32)
+        .collect();
+    let nasty = [
+        "\x1b]0;owned\x07".to_string(),
+        "\x1b[31mred\x1b[0m".to_string(),
+        "two\nlines\r\n".to_string(),
+        format!("all{controls}end"),
+    ];
+    let input: String = nasty
+        .iter()
+        .map(|actor| {
+            // Type names cannot hold line breaks; anything else goes.
+            let ty = format!("T{}", actor.replace(['\n', '\r'], ""));
+            let mut line = serde_json::json!({
+                "time": "2026-11-23T09:00:00Z",
+                "type": ty,
+                "severity": "INFO",
+                "actor": actor,
+            })
+            .to_string();
+            line.push('\n');
+            line
+        })
+        .collect();
+    let file = tmp.path().join("in.jsonl");
+    std::fs::write(&file, input).unwrap();
+    ok(&["append", "--dir", d, file.to_str().unwrap()]);
+    let outputs = [
+        ok(&["query", "--dir", d, "--format", "table"]),
+        ok(&["query", "--dir", d, "--group-by", "actor"]),
+        ok(&["query", "--dir", d, "--group-by", "type"]),
+        ok(&["stats", "--dir", d]),
+    ];
+    for out in &outputs {
+        // Line breaks and the grouped count's tab are the tool's own layout.
+        let raw: Vec<char> = out
+            .chars()
+            .filter(|&c| c.is_control() && c != '\n' && c != '\t')
+            .collect();
+        assert!(raw.is_empty(), "raw controls {raw:?} in\n{out}");
+        assert!(out.contains(r"\x1b]0;owned\x07"), "{out}");
+    }
+    for out in &outputs[1..3] {
+        assert!(out.lines().all(|l| l.matches('\t').count() == 1), "{out}");
+    }
+    // A table row per event: no field broke its line.
+    assert_eq!(
+        outputs[0].lines().count(),
+        1 + nasty.len(),
+        "{}",
+        outputs[0]
+    );
+    // JSON lines stay exact.
+    let back = lines_as_events(&ok(&["query", "--dir", d, "--format", "jsonl"]));
+    let actors: Vec<String> = back.into_iter().map(|e| e.actor.unwrap()).collect();
+    assert_eq!(actors, nasty);
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::catalog::registry::{self, CatalogReport, Registry};
+use crate::catalog::registry::{self, CatalogReport, Registry, CATALOG_ENTRY_ID};
 use crate::catalog::Catalog;
 use crate::compact::Explain;
 use crate::error::{Error, Result};
@@ -415,13 +415,22 @@ pub struct AuditFollower<'a> {
 
 impl AuditFollower<'_> {
     /// The next event, waiting up to `timeout`; `Ok(None)` if none came.
+    /// The log's own catalog records are passed over.
     pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Result<Option<(Lsn, Event)>> {
-        match self.inner.next_timeout(timeout)? {
-            Some(r) => self
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some(r) = self.inner.next_timeout(left)? else {
+                return Ok(None);
+            };
+            if codec::peek_type_severity(r.payload()).is_some_and(|(id, _)| id == CATALOG_ENTRY_ID)
+            {
+                continue;
+            }
+            return self
                 .log
                 .decode(r.lsn(), r.payload())
-                .map(|e| Some((r.lsn(), e))),
-            None => Ok(None),
+                .map(|e| Some((r.lsn(), e)));
         }
     }
 }

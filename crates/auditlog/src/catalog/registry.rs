@@ -36,9 +36,12 @@ pub const CATALOG_ENTRY: &str = "AUDITLOG_CATALOG_ENTRY";
 /// Names with this prefix are reserved for the engine's own event types.
 pub const ENGINE_PREFIX: &str = "AUDITLOG_";
 
+/// The fixed type id of [`CATALOG_ENTRY`].
+pub const CATALOG_ENTRY_ID: u16 = 0xFFFF;
+
 /// The engine's event types: fixed id, name, severity.
 const ENGINE_TYPES: [(u16, &str, Severity); 2] = [
-    (0xFFFF, CATALOG_ENTRY, Severity::Info),
+    (CATALOG_ENTRY_ID, CATALOG_ENTRY, Severity::Info),
     (
         0xFFFE,
         crate::retention::RETENTION_APPLIED,
@@ -626,15 +629,19 @@ fn record_payload(time: Timestamp, entry: &str) -> Vec<u8> {
     e.source = Some("auditlog".into());
     e.data = Some(entry.to_string());
     let mut out = Vec::with_capacity(32 + entry.len());
-    let id = engine_type_id(CATALOG_ENTRY).expect("an engine type");
-    codec::encode(&e, id, &mut |_| unreachable!("no attributes"), &mut out);
+    codec::encode(
+        &e,
+        CATALOG_ENTRY_ID,
+        &mut |_| unreachable!("no attributes"),
+        &mut out,
+    );
     out
 }
 
 /// The catalog records of the log from `from` on: (LSN, entry text). Found
 /// through the index in compacted segments; raw segments are scanned.
 fn records_in_log(shared: &Arc<Shared>, from: Lsn) -> Result<Vec<(u64, String)>> {
-    let id = engine_type_id(CATALOG_ENTRY).expect("an engine type");
+    let id = CATALOG_ENTRY_ID;
     let mut types = vec![false; usize::from(u16::MAX) + 1];
     types[usize::from(id)] = true;
     let pre = Prefilter {
