@@ -140,6 +140,17 @@ impl Entry {
         }
     }
 
+    /// Types by id, then keys by id, then versions: the order in which
+    /// entries can be taken in.
+    fn order(&self) -> (u8, u64) {
+        match self {
+            Entry::Type { id, .. } => (0, u64::from(*id)),
+            Entry::Key { id, .. } => (1, u64::from(*id)),
+            Entry::Version { from, .. } => (2, *from),
+            Entry::Format(_) | Entry::Covered(_) => (3, 0),
+        }
+    }
+
     fn text(&self) -> String {
         match self {
             Entry::Format(v) => format!("format {v}"),
@@ -501,9 +512,13 @@ impl Registry {
         self.record(shared, time, entries)
     }
 
-    /// Appends `entries` as catalog records (synced), then as `CATALOG`
-    /// lines, then takes them in. A failure of either write stops all
-    /// registration in this process; a failed sync also poisons the log.
+    /// Appends `entries` as catalog records (synced), takes them in, then
+    /// writes them as `CATALOG` lines. Once the records are in the log the
+    /// names are registered, whatever happens to the file: a full disk
+    /// leaves the file to be written whole next time (the next open
+    /// completes it from the log anyway); any other failure of the file
+    /// (a failed sync may have dropped lines that a later sync would claim)
+    /// stops all registration in this process and poisons the log.
     fn record(&mut self, shared: &Shared, time: Timestamp, entries: Vec<Entry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -520,28 +535,33 @@ impl Registry {
         let (first, _) = wal::append_batch(shared, &payloads, Durability::Sync)?;
         let mut text = String::new();
         for (i, e) in entries.iter().enumerate() {
-            text.push_str(&line(first.0 + i as u64, e));
-        }
-        if let Err(e) = self.write_lines(shared, &text) {
-            self.failed = Some(e.to_string());
-            shared.poison(format!("write to {CATALOG_FILE} failed: {e}"));
-            return Err(e);
-        }
-        for (i, e) in entries.iter().enumerate() {
-            self.apply(first.0 + i as u64, e)
+            let lsn = first.0 + i as u64;
+            text.push_str(&line(lsn, e));
+            self.apply(lsn, e)
                 .expect("new entries follow the known ones");
         }
-        Ok(())
+        match self.write_lines(shared, &text) {
+            Ok(()) => Ok(()),
+            Err(Error::StorageFull { .. }) => {
+                self.needs_rewrite = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                shared.poison(format!("write to {CATALOG_FILE} failed: {e}"));
+                Err(e)
+            }
+        }
     }
 
-    /// Appends lines to `CATALOG` (starting the file if there is none) and
-    /// makes them durable.
+    /// Appends lines to `CATALOG` and makes them durable; `text` must be
+    /// taken in already (a file that must be written anew is written whole).
     fn write_lines(&mut self, shared: &Shared, text: &str) -> Result<()> {
         let path = shared.dir.join(CATALOG_FILE);
         if self.needs_rewrite {
-            // Nothing sound to append to: write the whole file anew.
-            let mut all = self.file_text();
-            all.push_str(text);
+            // Nothing sound to append to: write the whole file anew (what is
+            // known already includes `text`).
+            let all = self.file_text();
             return self.replace_file(shared, &all);
         }
         shared
@@ -667,7 +687,7 @@ fn records_in_log(shared: &Arc<Shared>, from: Lsn) -> Result<Vec<(u64, String)>>
 /// Takes the log's catalog records from `from` on into `r`.
 fn take_from_log(r: &mut Registry, shared: &Arc<Shared>, from: Lsn) -> Result<usize> {
     let path = shared.dir.join(CATALOG_FILE);
-    let mut added = 0;
+    let mut entries = Vec::new();
     for (lsn, text) in records_in_log(shared, from)? {
         let entry = Entry::parse(&text).map_err(|e| {
             bad(
@@ -676,6 +696,13 @@ fn take_from_log(r: &mut Registry, shared: &Arc<Shared>, from: Lsn) -> Result<us
                 format!("the log's catalog record at LSN {lsn} is not an entry: {e}"),
             )
         })?;
+        entries.push((lsn, entry));
+    }
+    // Retention records a removed segment's entries again at the end of the
+    // log, so the log need not hold them in id order.
+    entries.sort_by_key(|(lsn, e)| (e.order(), *lsn));
+    let mut added = 0;
+    for (lsn, entry) in entries {
         let before = (r.types.len(), r.keys.len(), r.versions.len());
         r.apply(lsn, &entry).map_err(|e| {
             bad(
@@ -781,16 +808,19 @@ impl Registry {
         let mut problems = Vec::new();
         let mut from_log = Registry::default();
         let mut at: HashMap<u64, String> = HashMap::new();
+        let mut entries = Vec::new();
         for (lsn, text) in records_in_log(shared, Lsn(0))? {
             match Entry::parse(&text) {
-                Ok(e) => {
-                    if let Err(why) = from_log.apply(lsn, &e) {
-                        problems.push(format!("the log's catalog records disagree: {why}"));
-                    }
-                }
+                Ok(e) => entries.push((lsn, e)),
                 Err(why) => problems.push(format!("catalog record at LSN {lsn}: {why}")),
             }
             at.insert(lsn, text);
+        }
+        entries.sort_by_key(|(lsn, e)| (e.order(), *lsn));
+        for (lsn, e) in entries {
+            if let Err(why) = from_log.apply(lsn, &e) {
+                problems.push(format!("the log's catalog records disagree: {why}"));
+            }
         }
         let first = shared.first_lsn().0;
         for (lsn, e) in self.entries() {

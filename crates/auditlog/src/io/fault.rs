@@ -9,7 +9,8 @@
 //!   error and, as Linux does, forgets the dirty data it could not write, so a
 //!   later sync "succeeds" without persisting it;
 //! - **a full disk** ([`FaultyFs::set_space_limit`]): creating a file whose
-//!   blocks would exceed the limit fails with `StorageFull`.
+//!   blocks would exceed the limit fails with `StorageFull`, and an append to
+//!   a small file is cut short where the space ends;
 //!
 //! Handles opened before a crash stop working after it (every call fails with
 //! an I/O error), as the process that held them would be gone.
@@ -350,9 +351,21 @@ impl Vfs for FaultyFs {
                 self.new_file(path, Vec::new(), &mut st)
             }
         };
+        // The write reaches the page cache as far as space allows (a full
+        // disk cuts it short), then the sync makes it durable, or fails and
+        // leaves it to be lost at a crash.
+        let room = {
+            let st = self.inner.state.lock();
+            st.space_limit
+                .map_or(usize::MAX, |l| l.saturating_sub(st.used_bytes()) as usize)
+        };
+        let fits = room.min(data.len());
+        file.state.lock().current.extend_from_slice(&data[..fits]);
+        if fits < data.len() {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
         self.inner.sync_allowed()?;
         let mut f = file.state.lock();
-        f.current.extend_from_slice(data);
         f.durable = f.current.clone();
         Ok(())
     }
