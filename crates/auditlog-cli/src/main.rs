@@ -17,7 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(
     name = "auditlog",
     version,
-    about = "An append-only store for application audit events"
+    about = "An append-only store for application audit events",
+    after_help = "Exit status: 0 done; 1 an error; 2 a usage error; 3 damage on disk (readers print \
+                  what they could read first; `auditlog repair` quarantines it)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -135,8 +137,14 @@ enum Command {
         #[arg(long, default_value = "filetransfer-2.0")]
         catalog: String,
     },
-    /// Check every frame's checksum; exit non-zero on any damage.
+    /// Check every frame's and block's checksum and the catalog; exit non-zero on any damage.
     Verify {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Quarantine damaged ranges and rebuild what can be rebuilt, say what was kept and
+    /// dropped, and leave a log that opens Strict (no other process may be writing).
+    Repair {
         #[command(flatten)]
         dir: DirArg,
     },
@@ -271,10 +279,39 @@ enum GroupBy {
     Source,
 }
 
+/// Exit status when damage kept records from being read (what could be read
+/// was printed).
+const DAMAGE_STATUS: u8 = 3;
+
+/// `Ok` after the output: or, if a reader met damage it had to read past,
+/// a warning naming each range and the damage status.
+fn finish(log: &AuditLog) -> ExitCode {
+    let unreadable = &log.log().recovery_report().unreadable;
+    for c in unreadable {
+        eprintln!(
+            "auditlog: warning: the output is missing records: {}",
+            auditlog_cli::terminal::visible(&c.to_string())
+        );
+    }
+    if unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "auditlog: no writer holds the log: run `auditlog repair` to quarantine the damage"
+        );
+        ExitCode::from(DAMAGE_STATUS)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if is_damage(&e) => {
+            let text = format!("{e:#}");
+            eprintln!("auditlog: {}", auditlog_cli::terminal::visible(&text));
+            ExitCode::from(DAMAGE_STATUS)
+        }
         Err(e) => {
             // One line, and nothing in it (a name from a file) can drive the terminal.
             let text = format!("{e:#}");
@@ -356,8 +393,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => output::tail(&dir.dir, lines, follow, format),
         Command::Stats { dir, catalog } => report::stats(&dir.dir, &catalog),
         Command::Verify { dir } => report::verify(&dir.dir),
+        Command::Repair { dir } => report::repair(&dir.dir),
         Command::Catalog { command } => report::catalog(command),
     }
+}
+
+/// Whether damage on disk caused `e`.
+fn is_damage(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<auditlog::Error>(),
+            Some(auditlog::Error::Corruption(_) | auditlog::Error::BadCatalogFile { .. })
+        )
+    })
 }
 
 fn builtin(name: &str) -> Result<Catalog> {

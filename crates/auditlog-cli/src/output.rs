@@ -169,7 +169,7 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
     if count && limit.is_none() && !explain {
         // Counting needs no decoded events.
         println!("{}", q.count_matches()?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(crate::finish(&log));
     }
     let events = q.by_ref().take(limit.unwrap_or(usize::MAX));
     if count {
@@ -198,7 +198,7 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
     if let Some(plan) = q.explain() {
         eprintln!("{plan}; {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::finish(&log))
 }
 
 pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> Result<ExitCode> {
@@ -209,6 +209,10 @@ pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> 
         None => log.log().next_lsn(),
     };
     let mut p = Printer::new(format);
+    if follow {
+        // Following never ends on its own: say now what cannot be read.
+        crate::finish(&log);
+    }
     let mut f = log.follow(from);
     loop {
         match f.next_timeout(if follow {
@@ -222,7 +226,7 @@ pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> 
         }
     }
     p.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::finish(&log))
 }
 
 pub(crate) fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result<ExitCode> {
@@ -265,5 +269,5 @@ pub(crate) fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result
         }
     }
     bar.finish_and_clear();
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::finish(&log))
 }

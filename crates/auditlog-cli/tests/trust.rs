@@ -222,3 +222,81 @@ fn human_output_never_passes_control_bytes_to_the_terminal() {
     let actors: Vec<String> = back.into_iter().map(|e| e.actor.unwrap()).collect();
     assert_eq!(actors, nasty);
 }
+
+/// With no writer running, damage in the middle of the active segment is
+/// never hidden: every reader prints what it can, warns naming the file and
+/// range, and exits 3; `repair` quarantines it and leaves a log that opens
+/// Strict.
+#[test]
+fn readers_report_damage_in_the_active_segment_and_repair_fixes_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let (file, events) = events_file(tmp.path(), 3000);
+    ok(&[
+        "import",
+        "--dir",
+        d,
+        "--format",
+        "jsonl",
+        file.to_str().unwrap(),
+    ]);
+    let seg = dir.join("00000000000000000001.seg");
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"\xde\xad\xbe\xef", 150_000).unwrap();
+    drop(f);
+
+    let damaged = |args: &[&str]| {
+        let o = auditlog(args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("missing records") && err.contains("00000000000000000001.seg"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("at bytes 1"), "{args:?}: {err}");
+        stdout(&o)
+    };
+    let n: usize = damaged(&["query", "--dir", d, "--count"])
+        .trim()
+        .parse()
+        .unwrap();
+    // Everything but the damaged records: the reader went on after them.
+    assert!(n < events.len() && n > events.len() - 20, "{n}");
+    assert_eq!(
+        damaged(&["tail", "--dir", d, "-n", "3", "--format", "jsonl"])
+            .lines()
+            .count(),
+        3
+    );
+    assert!(damaged(&["stats", "--dir", d]).contains(&format!("events      {n}")));
+    assert_eq!(
+        damaged(&["export", "--dir", d, "--format", "jsonl"])
+            .lines()
+            .count(),
+        n
+    );
+    assert!(!auditlog(&["verify", "--dir", d]).status.success());
+
+    let out = ok(&["repair", "--dir", d]);
+    assert!(
+        out.contains("dropped: corruption in") && out.contains("opens Strict"),
+        "{out}"
+    );
+    assert_eq!(ok(&["query", "--dir", d, "--count"]).trim(), n.to_string());
+    assert!(ok(&["verify", "--dir", d]).contains("ok"));
+    // And the log takes appends again.
+    let line = login_line(1);
+    let mut w = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(["append", "--dir", d])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(w.stdin.take().unwrap(), "{line}").unwrap();
+    assert!(w.wait().unwrap().success());
+    assert_eq!(
+        ok(&["query", "--dir", d, "--count"]).trim(),
+        (n + 1).to_string()
+    );
+}

@@ -192,7 +192,9 @@ impl fmt::Display for Corruption {
         match self.lsns_lost {
             Some((a, b)) if a == b => write!(f, "; record {a} lost"),
             Some((a, b)) => write!(f, "; records {a}..={b} lost"),
-            None => write!(f, "; no record lost"),
+            // Not "no record lost": a damaged block or frame run may hold
+            // records whose LSNs cannot be read from it.
+            None => write!(f, "; which LSNs it held is not known"),
         }
     }
 }

@@ -55,6 +55,10 @@ pub struct RecoveryReport {
     pub torn_tail_bytes: u64,
     /// Damage found and quarantined by [`RecoveryMode::Repair`](crate::RecoveryMode::Repair).
     pub repaired: Vec<Corruption>,
+    /// Damage a read-only open found with no writer running: the records in
+    /// these ranges cannot be read (the rest of the log can). A reader must
+    /// say so: the log is not whole.
+    pub unreadable: Vec<Corruption>,
     /// An interrupted segment creation that was undone.
     pub removed_incomplete_segment: Option<PathBuf>,
     /// Raw segments removed because their compacted form was complete (a

@@ -111,6 +111,9 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
             .map_err(|e| Error::io("create log directory", dir, e))?;
     }
     let listing = list_dir(&opts, dir)?;
+    // A read-only open beside a live writer treats a gap in the last segment
+    // as an append still being copied; with no writer, it is damage.
+    let live_writer = opts.read_only && vfs.writer_active(dir).unwrap_or(true);
     let lock = if opts.read_only {
         None
     } else {
@@ -202,6 +205,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
             },
             next_first: next_firsts[i],
             is_last: i + 1 == ids.len(),
+            live_writer,
         };
         match load_segment(&opts, &place, file, skips_for(&entries, id)) {
             Ok(found) => {
@@ -226,17 +230,24 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
     }
 
     if !new_damage.is_empty() {
-        if opts.recovery == RecoveryMode::Strict {
+        if opts.recovery == RecoveryMode::Strict && !opts.read_only {
             // The first damaged range; `verify` lists them all.
             let (id, path, d) = &new_damage[0];
             return Err(Error::from(corruption(*id, path, d)));
         }
+        // A reader skips damage in memory and says what it could not read.
+        let unread = opts.read_only && opts.recovery == RecoveryMode::Strict;
         let mut text = String::new();
         for (id, path, d) in &new_damage {
             let e = quarantine::Entry::from_damage(*id, d);
             text.push_str(&e.to_line());
             entries.push(e);
-            report.repaired.push(corruption(*id, path, d));
+            let c = corruption(*id, path, d);
+            if unread {
+                report.unreadable.push(c);
+            } else {
+                report.repaired.push(c);
+            }
         }
         if !opts.read_only {
             vfs.append_file(&qpath, text.as_bytes())
@@ -341,6 +352,8 @@ struct Place<'a> {
     /// Its successor's first LSN, from that one's header.
     next_first: Option<Lsn>,
     is_last: bool,
+    /// Read-only, beside a writer holding the lock.
+    live_writer: bool,
 }
 
 fn load_segment(
@@ -355,6 +368,7 @@ fn load_segment(
         expected_first,
         next_first,
         is_last,
+        live_writer,
     } = *place;
     let len = file.file_len();
     let mut header = Err(Problem::Zeroed);
@@ -503,7 +517,7 @@ fn load_segment(
                 }
                 seg.sealed.store(true, Ordering::Relaxed);
                 lost_end_next = Some(next_lsn);
-            } else if opts.read_only && !s.damage.is_empty() {
+            } else if live_writer && !s.damage.is_empty() {
                 // Beside a live writer, frames after a gap may be appends
                 // still being copied: the visible log ends at the gap.
                 let d = s.damage[0].clone();

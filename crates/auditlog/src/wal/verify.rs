@@ -16,7 +16,9 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
     let segs: Vec<Arc<Seg>> = shared.segments.read().clone();
     let mut report = VerifyReport {
         segments: compacted.len() + segs.len(),
-        quarantined: shared.quarantined,
+        quarantined: shared.quarantined - shared.report.unreadable.len(),
+        // Damage a reader skipped in memory at open is damage, not quarantine.
+        damage: shared.report.unreadable.clone(),
         ..Default::default()
     };
     for c in &compacted {
