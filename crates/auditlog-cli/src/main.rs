@@ -108,12 +108,17 @@ enum Command {
         /// Remove compacted segments whose newest event is older than this (30d, 12h, 90m).
         #[arg(long)]
         max_age: Option<String>,
-        /// Remove the oldest compacted segments while the log takes more than this (500M, 10G).
+        /// Remove the oldest compacted segments while the log takes more than this; a size
+        /// with its unit (500MiB, 10G, 4096B).
         #[arg(long)]
         max_bytes: Option<String>,
-        /// Remove the oldest compacted segments while the disk has less free than this.
+        /// Remove the oldest compacted segments while the disk has less free than this
+        /// (a size with its unit).
         #[arg(long)]
         min_free: Option<String>,
+        /// Compact nothing and remove nothing: list what retention would remove now.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the last events, and with -f keep printing new ones.
     Tail {
@@ -368,6 +373,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             max_age,
             max_bytes,
             min_free,
+            dry_run,
         } => {
             let retention = auditlog::Retention {
                 max_age: max_age
@@ -383,7 +389,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map(|s| parse_size(s, "min-free"))
                     .transpose()?,
             };
-            report::compact(&dir.dir, retention)
+            report::compact(&dir.dir, retention, dry_run)
         }
         Command::Tail {
             dir,
@@ -447,20 +453,32 @@ fn parse_age(s: &str, what: &str) -> Result<std::time::Duration> {
     }
 }
 
-/// A size in bytes: `1048576`, `500K`, `500M`, `10G`, `1T` (powers of 1024).
+/// A size with its unit: `4096B`, `500K`/`500KiB`, `500M`/`500MiB`, `10G`/`10GiB`,
+/// `1T`/`1TiB` (powers of 1024), `500KB`, `500MB`, `10GB`, `1TB` (powers of 1000).
+/// A bare number is refused: `--max-bytes 10` meaning ten bytes would delete data.
 fn parse_size(s: &str, what: &str) -> Result<u64> {
-    let (digits, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M') => (&s[..s.len() - 1], 1 << 20),
-        Some('G') => (&s[..s.len() - 1], 1 << 30),
-        Some('T') => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[digits.len()..];
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "B" => 1,
+        "K" | "KIB" => 1 << 10,
+        "M" | "MIB" => 1 << 20,
+        "G" | "GIB" => 1 << 30,
+        "T" | "TIB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "" => anyhow::bail!(
+            "--{what}: {s:?} has no unit; give one, as in 500MiB, 10G or 4096B"
+        ),
+        _ => anyhow::bail!("--{what}: {s:?} has an unknown unit (B, K, KiB, M, MiB, G, GiB, T, TiB, KB, MB, GB, TB)"),
     };
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .with_context(|| format!("--{what}: {s:?} is not a size like 500M or 10G"))
+        .with_context(|| format!("--{what}: {s:?} is not a size like 500MiB or 10G"))
 }
 
 /// RFC 3339, or an age before now: `90s`, `30m`, `2h`, `7d`.

@@ -86,9 +86,15 @@ pub(crate) fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
     Ok(crate::finish(&log))
 }
 
-pub(crate) fn compact(dir: &Path, retention: auditlog::Retention) -> Result<ExitCode> {
+pub(crate) fn compact(
+    dir: &Path,
+    retention: auditlog::Retention,
+    dry_run: bool,
+) -> Result<ExitCode> {
     let opts = auditlog::AuditOptions {
-        log: auditlog::Options::default().compaction(auditlog::Compaction::Manual),
+        log: auditlog::Options::default()
+            .compaction(auditlog::Compaction::Manual)
+            .read_only(dry_run),
         catalog: auditlog::Catalog::builtin("filetransfer-2.0"),
         retention,
         ..Default::default()
@@ -98,11 +104,37 @@ pub(crate) fn compact(dir: &Path, retention: auditlog::Retention) -> Result<Exit
     }
     let log = auditlog::AuditLog::open(dir, opts)
         .with_context(|| format!("cannot open {}", dir.display()))?;
+    if dry_run {
+        let plan = log.retention_plan_at(Timestamp::now())?;
+        let sealed = log.log().raw_segments().len().saturating_sub(1);
+        if sealed > 0 {
+            println!("{sealed} sealed raw segments would be compacted first (not counted below)");
+        }
+        for r in &plan {
+            println!(
+                "would remove segment {} (LSNs {}..={}, {} events, {} bytes): {}",
+                r.segment, r.lsns.0, r.lsns.1, r.records, r.bytes, r.policy
+            );
+        }
+        if plan.is_empty() {
+            println!("retention would remove nothing");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let spinner = ProgressBar::new_spinner().with_message("compacting");
     spinner.enable_steady_tick(Duration::from_millis(100));
     let r = log.log().compact();
     spinner.finish_and_clear();
-    let r = r?;
+    // On a full disk compaction cannot write; retention is how space comes
+    // back, so it runs anyway, and compaction is tried again after it.
+    let r = match r {
+        Err(auditlog::Error::StorageFull { .. }) => {
+            println!("the disk is full: applying retention before compacting");
+            print_removals(&log.apply_retention()?);
+            log.log().compact()?
+        }
+        other => other?,
+    };
     if r.segments == 0 {
         println!("nothing to compact (only the active segment is raw)");
     } else {
@@ -123,7 +155,12 @@ pub(crate) fn compact(dir: &Path, retention: auditlog::Retention) -> Result<Exit
             r.raw_file_bytes.saturating_sub(r.compacted_bytes)
         );
     }
-    for removed in log.apply_retention()? {
+    print_removals(&log.apply_retention()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_removals(removals: &[auditlog::Removal]) {
+    for removed in removals {
         println!(
             "retention removed segment {} (LSNs {}..={}, {} events, {} bytes): {}; recorded as LSN {}",
             removed.segment,
@@ -135,7 +172,6 @@ pub(crate) fn compact(dir: &Path, retention: auditlog::Retention) -> Result<Exit
             removed.marker
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn verify(dir: &Path) -> Result<ExitCode> {

@@ -633,7 +633,18 @@ fn compact_stats_explain_and_retention() {
     ]);
     assert_eq!(scanned.trim().parse::<u64>().unwrap(), n);
 
-    // Retention: the oldest compacted segment goes, and the trail says so.
+    // Retention: a size without its unit is refused, and nothing changes.
+    let files_before = std::fs::read_dir(d).unwrap().count();
+    let bare = auditlog(&["compact", "--dir", d, "--max-bytes", "10"]);
+    assert!(!bare.status.success());
+    assert!(stderr(&bare).contains("has no unit"), "{}", stderr(&bare));
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), files_before);
+    // A dry run lists what would go, and removes nothing.
+    let dry = ok(&["compact", "--dir", d, "--max-bytes", "20MiB", "--dry-run"]);
+    assert!(dry.contains("would remove segment 1 "), "{dry}");
+    assert!(!dry.contains("segment 3"), "{dry}");
+    assert!(Path::new(d).join("00000000000000000001.cseg").exists());
+    // The real run removes what the dry run listed, and the trail says so.
     let out = ok(&["compact", "--dir", d, "--max-bytes", "20M"]);
     assert!(out.contains("retention removed segment 1"), "{out}");
     assert!(!out.contains("segment 3"), "{out}");

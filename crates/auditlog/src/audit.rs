@@ -164,6 +164,16 @@ impl AuditLog {
         )
     }
 
+    /// What [`apply_retention_at`](Self::apply_retention_at) would remove at
+    /// `now`, removing nothing (`auditlog compact --dry-run`); each
+    /// [`Removal::marker`] is `Lsn(0)`.
+    ///
+    /// # Errors
+    /// Reading the free space of the file system, if a free-space limit is set.
+    pub fn retention_plan_at(&self, now: Timestamp) -> Result<Vec<Removal>> {
+        retention::dry_run(&self.log.shared, &self.retention, now)
+    }
+
     /// The storage log underneath.
     pub fn log(&self) -> &Log {
         &self.log

@@ -68,44 +68,129 @@ pub struct Removal {
     pub marker: Lsn,
 }
 
-fn why(
+/// What retention needs to know of one compacted segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) segment: SegmentId,
+    pub(crate) lsns: (Lsn, Lsn),
+    pub(crate) times: Option<(Timestamp, Timestamp)>,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+}
+
+impl Candidate {
+    fn of(c: &CSeg) -> Candidate {
+        Candidate {
+            segment: c.id,
+            lsns: (c.first_lsn, Lsn(c.next_lsn.0 - 1)),
+            times: c
+                .min_time()
+                .zip(c.max_time())
+                .map(|(a, b)| (Timestamp(a), Timestamp(b))),
+            records: c.records,
+            bytes: c.file_len(),
+        }
+    }
+}
+
+/// Which of `segments` (compacted, oldest first) `policy` removes, with
+/// why: oldest first, while a limit asks for it, each removal counted as
+/// freeing its bytes. `total` is what all segment files take; `free` what
+/// the file system has free (asked only if a free-space limit is set).
+/// Pure: the same facts give the same plan.
+pub(crate) fn plan(
     policy: &Retention,
-    c: &CSeg,
-    total: u64,
+    segments: &[Candidate],
+    mut total: u64,
     free: impl FnOnce() -> Result<u64>,
     now: Timestamp,
-) -> Result<Option<String>> {
-    if let (Some(age), Some(newest)) = (policy.max_age, c.max_time()) {
+) -> Result<Vec<Removal>> {
+    let mut free = match policy.min_free_bytes {
+        Some(_) => Some(free()?),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for c in segments {
+        let Some(reason) = why(policy, c, total, free, now) else {
+            break;
+        };
+        out.push(Removal {
+            segment: c.segment,
+            lsns: c.lsns,
+            times: c.times,
+            records: c.records,
+            bytes: c.bytes,
+            policy: reason,
+            marker: Lsn(0),
+        });
+        total = total.saturating_sub(c.bytes);
+        free = free.map(|f| f.saturating_add(c.bytes));
+    }
+    Ok(out)
+}
+
+fn why(
+    policy: &Retention,
+    c: &Candidate,
+    total: u64,
+    free: Option<u64>,
+    now: Timestamp,
+) -> Option<String> {
+    if let (Some(age), Some((_, newest))) = (policy.max_age, c.times) {
         let limit = now
             .0
             .saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX));
-        if newest < limit {
-            return Ok(Some(format!(
+        if newest.0 < limit {
+            return Some(format!(
                 "max_age={}s: newest event {} is older than {}",
                 age.as_secs(),
-                Timestamp(newest),
+                newest,
                 Timestamp(limit)
-            )));
+            ));
         }
     }
     if let Some(max) = policy.max_bytes {
         if total > max {
-            return Ok(Some(format!(
-                "max_bytes={max}: the log takes {total} bytes"
-            )));
+            return Some(format!("max_bytes={max}: the log takes {total} bytes"));
         }
     }
-    if let Some(min) = policy.min_free_bytes {
-        let free = free()?;
+    if let (Some(min), Some(free)) = (policy.min_free_bytes, free) {
         if free < min {
-            return Ok(Some(format!("min_free_bytes={min}: {free} bytes free")));
+            return Some(format!("min_free_bytes={min}: {free} bytes free"));
         }
     }
-    Ok(None)
+    None
 }
 
-/// Applies `policy` now: removes compacted segments, oldest first, while a
-/// limit asks for it. `checked` says whether markers left by an interrupted
+/// What `policy` would remove now, without removing anything.
+pub(crate) fn dry_run(
+    shared: &Arc<Shared>,
+    policy: &Retention,
+    now: Timestamp,
+) -> Result<Vec<Removal>> {
+    let (segments, total) = facts(shared);
+    plan(policy, &segments, total, || free_bytes(shared), now)
+}
+
+/// The compacted segments, oldest first, and the bytes of all segment files.
+fn facts(shared: &Shared) -> (Vec<Candidate>, u64) {
+    let compacted = shared.compacted.read();
+    let raw = shared.segments.read();
+    let total = compacted.iter().map(|c| c.file_len()).sum::<u64>()
+        + raw.iter().map(|s| s.capacity).sum::<u64>();
+    (compacted.iter().map(|c| Candidate::of(c)).collect(), total)
+}
+
+fn free_bytes(shared: &Shared) -> Result<u64> {
+    shared
+        .opts
+        .vfs
+        .free_bytes(&shared.dir)
+        .map_err(|e| Error::io("read free space of", &shared.dir, e))
+}
+
+/// Applies `policy` now: removes compacted segments, oldest first, as
+/// [`plan`] says. `checked` says whether markers left by an interrupted
 /// removal have been looked for since the log was opened.
 pub(crate) fn apply(
     shared: &Arc<Shared>,
@@ -117,54 +202,28 @@ pub(crate) fn apply(
     if shared.opts.read_only {
         return Err(Error::ReadOnly);
     }
-    let mut removals = Vec::new();
     if policy.is_none() {
-        return Ok(removals);
+        return Ok(Vec::new());
     }
     let _one_at_a_time = shared.compact_lock.lock();
-    loop {
-        let (oldest, total) = {
-            let compacted = shared.compacted.read();
-            let raw = shared.segments.read();
-            let total = compacted.iter().map(|c| c.file_len()).sum::<u64>()
-                + raw.iter().map(|s| s.capacity).sum::<u64>();
-            (compacted.first().cloned(), total)
-        };
-        let Some(c) = oldest else { break };
-        let free = || {
-            shared
-                .opts
-                .vfs
-                .free_bytes(&shared.dir)
-                .map_err(|e| Error::io("read free space of", &shared.dir, e))
-        };
-        let Some(reason) = why(policy, &c, total, free, now)? else {
-            break;
-        };
+    let (segments, total) = facts(shared);
+    let planned = plan(policy, &segments, total, || free_bytes(shared), now)?;
+    let mut removals = Vec::new();
+    for removal in planned {
         let earlier = if checked.load(Ordering::Acquire) {
             None
         } else {
-            existing_marker(shared, c.id)?
-        };
-        let times = c.min_time().zip(c.max_time());
-        let removal = Removal {
-            segment: c.id,
-            lsns: (c.first_lsn, Lsn(c.next_lsn.0 - 1)),
-            times: times.map(|(a, b)| (Timestamp(a), Timestamp(b))),
-            records: c.records,
-            bytes: c.file_len(),
-            policy: reason,
-            marker: Lsn(0),
-        };
-        let marker = match earlier {
-            Some(lsn) => lsn,
-            None => append_marker(shared, registry, &removal, now)?,
+            existing_marker(shared, removal.segment)?
         };
         // The log keeps a copy of every registration the segment holds.
         registry
             .write()
-            .rerecord_range(shared, now, c.first_lsn, c.next_lsn)?;
-        wal::remove_oldest(shared, c.id)?;
+            .rerecord_range(shared, now, removal.lsns.0, Lsn(removal.lsns.1 .0 + 1))?;
+        let marker = match earlier {
+            Some(lsn) => lsn,
+            None => append_marker(shared, registry, &removal, now)?,
+        };
+        wal::remove_oldest(shared, removal.segment)?;
         removals.push(Removal { marker, ..removal });
     }
     checked.store(true, Ordering::Release);
@@ -232,4 +291,58 @@ fn append_marker(
     );
     drop(reg);
     wal::append_batch(shared, &[buf], Durability::Sync).map(|(lsn, _)| lsn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: u64, newest: i64, bytes: u64) -> Candidate {
+        Candidate {
+            segment: SegmentId(id),
+            lsns: (Lsn(id * 10), Lsn(id * 10 + 9)),
+            times: Some((Timestamp(newest - 5), Timestamp(newest))),
+            records: 10,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn the_plan_frees_oldest_first_and_counts_what_each_removal_frees() {
+        let segs = [seg(1, 100, 40), seg(2, 200, 40), seg(3, 300, 40)];
+        let ids = |p: Vec<Removal>| p.iter().map(|r| r.segment.0).collect::<Vec<_>>();
+        let bytes = |max| Retention {
+            max_bytes: Some(max),
+            ..Retention::default()
+        };
+        // 200 bytes in all: removing two segments brings it to 120 <= 130.
+        let p = plan(&bytes(130), &segs, 200, || unreachable!(), Timestamp(0)).unwrap();
+        assert_eq!(ids(p), [1, 2]);
+        assert_eq!(
+            ids(plan(&bytes(200), &segs, 200, || unreachable!(), Timestamp(0)).unwrap()),
+            Vec::<u64>::new()
+        );
+        // Free space: 50 free, 100 wanted: two removals of 40 give 130.
+        let free = Retention {
+            min_free_bytes: Some(100),
+            ..Retention::default()
+        };
+        assert_eq!(
+            ids(plan(&free, &segs, 200, || Ok(50), Timestamp(0)).unwrap()),
+            [1, 2]
+        );
+        // Age: only segments whose newest event is older than the limit, oldest first.
+        let age = Retention {
+            max_age: Some(Duration::from_nanos(100)),
+            ..Retention::default()
+        };
+        assert_eq!(
+            ids(plan(&age, &segs, 0, || unreachable!(), Timestamp(300)).unwrap()),
+            [1]
+        );
+        assert_eq!(
+            ids(plan(&age, &segs, 0, || unreachable!(), Timestamp(301)).unwrap()),
+            [1, 2]
+        );
+    }
 }
