@@ -269,6 +269,13 @@ pub enum Problem {
     },
     /// A segment file missing from the sequence.
     MissingSegment,
+    /// A segment whose header names another log: copied or moved in from elsewhere.
+    ForeignSegment {
+        /// The identity of this log (held by its other segments).
+        log_id: u128,
+        /// The identity the segment's header holds.
+        found: u128,
+    },
     /// A compacted segment's block or index that does not decode.
     BadCompacted(String),
 }
@@ -314,6 +321,10 @@ impl fmt::Display for Problem {
                 write!(f, "file is {len} bytes, expected {expected}")
             }
             Problem::MissingSegment => write!(f, "segment file is missing"),
+            Problem::ForeignSegment { log_id, found } => write!(
+                f,
+                "the segment belongs to another log (its header says log {found:032x}, this log is {log_id:032x})"
+            ),
             Problem::BadCompacted(what) => write!(f, "compacted segment: {what}"),
         }
     }

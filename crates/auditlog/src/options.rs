@@ -58,6 +58,7 @@ pub struct Options {
     pub(crate) vfs: Arc<dyn Vfs>,
     pub(crate) compaction: Compaction,
     pub(crate) compact: crate::compact::build::Params,
+    pub(crate) new_log_id: Option<u128>,
 }
 
 impl Default for Options {
@@ -72,6 +73,7 @@ impl Default for Options {
             vfs: Arc::new(RealFs),
             compaction: Compaction::Background(Duration::from_secs(1)),
             compact: Default::default(),
+            new_log_id: None,
         }
     }
 }
@@ -84,7 +86,17 @@ impl Options {
         self
     }
 
-    /// Largest record payload accepted (default 1 MiB).
+    /// The identity a log created by this open gets, instead of a random
+    /// one (for byte-exact fixtures and tools; an existing log keeps its own).
+    #[doc(hidden)]
+    pub fn new_log_id(mut self, id: u128) -> Self {
+        self.new_log_id = Some(id);
+        self
+    }
+
+    /// Largest record payload accepted (default 1 MiB). Each segment records
+    /// the limit it was written with, and is read with that limit, so a
+    /// reopen with another one misreads nothing.
     pub fn record_bytes_max(mut self, bytes: u32) -> Self {
         self.record_bytes_max = bytes;
         self

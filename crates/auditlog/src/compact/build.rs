@@ -43,9 +43,11 @@ pub struct Built {
     pub raw_bytes: u64,
 }
 
-/// Builds the compacted form of segment `segment`, which covers LSNs
-/// `first_lsn..next_lsn` and holds `rows` (in LSN order, inside that range).
+/// Builds the compacted form of segment `segment` of the log tagged
+/// `log_tag`, which covers LSNs `first_lsn..next_lsn` and holds `rows` (in
+/// LSN order, inside that range).
 pub fn build(
+    log_tag: u32,
     segment: SegmentId,
     first_lsn: Lsn,
     next_lsn: Lsn,
@@ -156,6 +158,7 @@ pub fn build(
         records,
         index_offset,
         index_len: encoded.len() as u32,
+        log_tag,
     };
     bytes[..HEADER_LEN].copy_from_slice(&header.encode());
     Ok(Built {

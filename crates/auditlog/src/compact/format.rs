@@ -68,6 +68,9 @@ pub struct Header {
     pub index_offset: u64,
     /// Bytes of the index.
     pub index_len: u32,
+    /// The low 32 bits of the identity of the log it belongs to (0: unknown,
+    /// as in files written before it was recorded, or rebuilt by `Repair`).
+    pub log_tag: u32,
 }
 
 impl Header {
@@ -76,6 +79,7 @@ impl Header {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(MAGIC);
         b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.log_tag.to_le_bytes());
         b[16..24].copy_from_slice(&self.segment.0.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.0.to_le_bytes());
         b[32..40].copy_from_slice(&self.next_lsn.0.to_le_bytes());
@@ -118,6 +122,7 @@ impl Header {
             records: le64(&b[40..48]),
             index_offset: le64(&b[48..56]),
             index_len: le32(&b[56..60]),
+            log_tag: le32(&b[12..16]),
         };
         let index_end = h.index_offset.checked_add(u64::from(h.index_len));
         if h.index_offset < HEADER_LEN as u64 || index_end != Some(file.len() as u64) {

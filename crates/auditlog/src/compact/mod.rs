@@ -234,6 +234,8 @@ pub(crate) struct CSeg {
     pub(crate) index_len: u64,
     /// Raw bytes of all blocks (for the compression ratio).
     pub(crate) raw_bytes: u64,
+    /// The low 32 bits of its log's identity (0: unknown).
+    pub(crate) log_tag: u32,
     /// Blocks quarantined by `Repair` (by block number), sorted.
     pub(crate) damaged: Vec<u32>,
     /// Blocks holding records that are not events, sorted.
@@ -299,6 +301,7 @@ impl CSeg {
             path: path.to_path_buf(),
             records: header.records,
             index_len: u64::from(header.index_len),
+            log_tag: header.log_tag,
             raw_bytes,
             index,
             bytes,
@@ -605,6 +608,7 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Lsn, next: Lsn) -> (Header, Index
         records,
         index_offset: 0,
         index_len: 0,
+        log_tag: 0,
     };
     (header, index)
 }

@@ -116,7 +116,8 @@ fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport)
         .iter()
         .map(|r| RowIn::new(r.lsn(), r.payload()))
         .collect();
-    let built = build::build(seg.id, seg.first_lsn, next, rows, &shared.opts.compact)
+    let tag = shared.log_id as u32;
+    let built = build::build(tag, seg.id, seg.first_lsn, next, rows, &shared.opts.compact)
         .map_err(|e| Error::io("compress segment", &seg.path, e))?;
     let tmp = dir.join(compact::writing_file_name(seg.id));
     let path = dir.join(compact::file_name(seg.id));

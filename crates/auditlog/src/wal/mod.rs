@@ -92,6 +92,8 @@ pub(crate) struct Seg {
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<dyn SegmentFile>,
     pub(crate) capacity: u64,
+    /// The largest payload its frames may have (from its header).
+    pub(crate) record_max: u32,
     /// One past the last visible frame.
     pub(crate) end: AtomicU64,
     /// One past the last visible LSN in this segment.
@@ -111,6 +113,7 @@ impl Seg {
     pub(crate) fn new(
         id: SegmentId,
         first_lsn: Lsn,
+        record_max: u32,
         path: PathBuf,
         file: Arc<dyn SegmentFile>,
     ) -> Seg {
@@ -118,6 +121,7 @@ impl Seg {
             id,
             first_lsn,
             path,
+            record_max,
             capacity: file.file_len(),
             file,
             end: segment::DATA_START.into(),
@@ -137,6 +141,7 @@ impl Seg {
     pub(crate) fn create(
         opts: &Options,
         dir: &Path,
+        log_id: u128,
         id: SegmentId,
         first_lsn: Lsn,
     ) -> Result<Seg, CreateError> {
@@ -159,6 +164,8 @@ impl Seg {
             segment: id,
             first_lsn,
             len,
+            log_id,
+            record_max: opts.record_bytes_max,
         };
         file.write_at(0, &header.encode())
             .and_then(|()| file.sync_range(0, segment::DATA_START))
@@ -173,7 +180,7 @@ impl Seg {
             })
             .map_err(CreateError::Failed)?;
         file.freeze(segment::DATA_START);
-        Ok(Seg::new(id, first_lsn, path, file))
+        Ok(Seg::new(id, first_lsn, opts.record_bytes_max, path, file))
     }
 
     /// The largest offset frames may reach.
@@ -245,6 +252,8 @@ pub(crate) type MaintenanceHook = Arc<dyn Fn(&Arc<Shared>) -> Result<()> + Send 
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
+    /// The log's identity, in every segment header it writes.
+    pub(crate) log_id: u128,
     /// Compacted segments: always older than every raw one. Lock order:
     /// `compacted` before `segments`.
     pub(crate) compacted: RwLock<Vec<Arc<CSeg>>>,

@@ -75,6 +75,7 @@ fn list_dir(o: &Options, dir: &Path) -> Result<Listing> {
             && name != QUARANTINE_FILE
             && name != crate::catalog::registry::CATALOG_FILE
             && name != crate::catalog::registry::CATALOG_TMP_FILE
+            && name != quarantine::QUARANTINE_TMP_FILE
         {
             let what = if name.ends_with(segment::SEGMENT_SUFFIX) {
                 "a segment name must be 20 digits and .seg"
@@ -188,15 +189,40 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         let file = vfs
             .open_segment(&path, writable)
             .map_err(|e| Error::io("open segment", &path, e))?;
-        let mut first = None;
-        file.inspect(&mut |b| first = Header::decode(b).ok().map(|h| h.first_lsn));
-        files.push((id, path, file, first));
+        let mut header = None;
+        file.inspect(&mut |b| header = Header::decode(b).ok());
+        files.push((id, path, file, header));
+    }
+    // Compacted segments carry the identity's low 32 bits: a log left with
+    // none but those keeps them in the identity it gets.
+    let tag = compacted.iter().map(|c| c.log_tag).find(|&t| t != 0);
+    let log_id = log_identity(
+        &opts,
+        files.iter().filter_map(|f| f.3.map(|h| h.log_id)),
+        tag,
+    );
+    if let Some(c) = compacted
+        .iter()
+        .find(|c| c.log_tag != 0 && c.log_tag != log_id as u32)
+    {
+        return Err(Error::from(Corruption {
+            path: c.path.clone(),
+            segment: c.id,
+            offset: 0,
+            end: compact::format::HEADER_LEN as u64,
+            lsns_lost: None,
+            problem: Problem::ForeignSegment {
+                log_id,
+                found: u128::from(c.log_tag),
+            },
+        }));
     }
     let next_firsts: Vec<Option<Lsn>> = (0..files.len())
-        .map(|i| files.get(i + 1).and_then(|f| f.3))
+        .map(|i| files.get(i + 1).and_then(|f| f.3.map(|h| h.first_lsn)))
         .collect();
     for (i, (id, path, file, _)) in files.into_iter().enumerate() {
         let place = Place {
+            log_id,
             id,
             path: &path,
             expected_first: match segs.last() {
@@ -250,10 +276,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
             }
         }
         if !opts.read_only {
-            vfs.append_file(&qpath, text.as_bytes())
-                .map_err(|e| Error::io("write", &qpath, e))?;
-            vfs.sync_dir(dir)
-                .map_err(|e| Error::io("sync directory", dir, e))?;
+            quarantine::append(&vfs, dir, &text)?;
         }
         for seg in &mut segs {
             seg.skips = skips_for(&entries, seg.id);
@@ -264,7 +287,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         let (id, first) = compacted.last().map_or((SegmentId(1), Lsn(1)), |c| {
             (SegmentId(c.id.0 + 1), c.next_lsn)
         });
-        match Seg::create(&opts, dir, id, first) {
+        match Seg::create(&opts, dir, log_id, id, first) {
             Ok(seg) => segs.push(seg),
             Err(CreateError::NotCreated(e) | CreateError::Failed(e)) => return Err(e),
         }
@@ -294,6 +317,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
     Ok(Shared {
         dir: dir.to_path_buf(),
         opts,
+        log_id,
         compacted: RwLock::new(compacted.into_iter().map(Arc::new).collect()),
         segments: RwLock::new(segs),
         compact_lock: Mutex::new(()),
@@ -315,6 +339,45 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         report,
         _lock: lock,
     })
+}
+
+/// The log's identity: the one most of its segment headers hold (version-1
+/// headers hold none); a new log gets a random one, ending in `tag` if its
+/// compacted segments have one.
+fn log_identity(opts: &Options, ids: impl Iterator<Item = u128>, tag: Option<u32>) -> u128 {
+    let mut counts: Vec<(u128, usize)> = Vec::new();
+    for id in ids.filter(|&id| id != 0) {
+        match counts.iter_mut().find(|c| c.0 == id) {
+            Some(c) => c.1 += 1,
+            None => counts.push((id, 1)),
+        }
+    }
+    // The most common; on a tie, the oldest segment's.
+    let best = counts.iter().map(|c| c.1).max();
+    match counts.iter().find(|c| Some(c.1) == best) {
+        Some(&(id, _)) => id,
+        None => {
+            let id = opts.new_log_id.unwrap_or_else(random_id);
+            tag.map_or(id, |t| id >> 32 << 32 | u128::from(t))
+        }
+    }
+}
+
+/// 128 bits no other log has: the process's random hash keys, the time and
+/// the pid, mixed.
+fn random_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    let a = h.finish();
+    h.write_u64(a);
+    let b = h.finish();
+    (u128::from(a) << 64 | u128::from(b)).max(1)
 }
 
 fn skips_for(entries: &[quarantine::Entry], id: SegmentId) -> Vec<Skip> {
@@ -354,6 +417,8 @@ struct Place<'a> {
     is_last: bool,
     /// Read-only, beside a writer holding the lock.
     live_writer: bool,
+    /// The log's identity.
+    log_id: u128,
 }
 
 fn load_segment(
@@ -369,6 +434,7 @@ fn load_segment(
         next_first,
         is_last,
         live_writer,
+        log_id,
     } = *place;
     let len = file.file_len();
     let mut header = Err(Problem::Zeroed);
@@ -394,6 +460,21 @@ fn load_segment(
     if header.segment != id {
         return Err(mismatch("segment number in header", id.0, header.segment.0));
     }
+    if header.log_id != 0 && header.log_id != log_id {
+        return Err(LoadError::Corrupt(
+            Problem::ForeignSegment {
+                log_id,
+                found: header.log_id,
+            },
+            0,
+            HEADER_LEN as u64,
+        ));
+    }
+    // Read with the limit it was written with (version 1: the options').
+    let record_max = match header.record_max {
+        0 => opts.record_bytes_max,
+        m => m,
+    };
     // A file shorter than its header says lost its end; `Repair` keeps the rest.
     let truncated = len < header.len && len >= (HEADER_LEN + FOOTER_LEN) as u64;
     if header.len != len && !(truncated && opts.recovery == RecoveryMode::Repair) {
@@ -428,13 +509,16 @@ fn load_segment(
             && f.first_lsn == header.first_lsn
             && f.data_end <= len - FOOTER_LEN as u64
     });
-    let mut seg = Seg::new(id, header.first_lsn, path.to_path_buf(), file);
+    let mut seg = Seg::new(id, header.first_lsn, record_max, path.to_path_buf(), file);
     seg.sealed.store(footer.is_some(), Ordering::Relaxed);
     seg.skips = skips;
     let mut found_damage = Vec::new();
     let mut torn_bytes = 0;
     match footer {
-        Some(f) if !opts.check_sealed => {
+        // A sealed segment is trusted by its footer, except the last: the
+        // writer continues after it, so its footer is checked against its
+        // frames (a footer claiming more records would leave a gap of LSNs).
+        Some(f) if !opts.check_sealed && !is_last => {
             seg.end.store(f.data_end, Ordering::Relaxed);
             seg.next_lsn.store(f.last_lsn.0 + 1, Ordering::Relaxed);
         }
@@ -453,11 +537,10 @@ fn load_segment(
                     DATA_START,
                     limit,
                     header.first_lsn,
-                    opts.record_bytes_max,
+                    record_max,
                     &seg.skips,
                 );
-                end_problem =
-                    crate::wal::frame::decode(b, s.valid_end, limit, opts.record_bytes_max).err();
+                end_problem = crate::wal::frame::decode(b, s.valid_end, limit, record_max).err();
                 if let Some(f) = footer {
                     data_crc = crc32fast::hash(&b[..f.data_end as usize]);
                 }
@@ -574,7 +657,7 @@ pub(crate) fn refresh(shared: &Shared) -> Result<()> {
         if !tail.sealed.load(Ordering::Acquire) {
             let start = tail.end.load(Ordering::Acquire);
             let first = Lsn(tail.next_lsn.load(Ordering::Acquire));
-            let max = shared.opts.record_bytes_max;
+            let max = tail.record_max;
             let mut found = None;
             tail.file.inspect(&mut |b| {
                 let footer = Footer::decode(b).ok().flatten();
@@ -646,11 +729,28 @@ fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
             },
         }));
     }
+    if h.log_id != 0 && h.log_id != shared.log_id {
+        return Err(Error::from(Corruption {
+            path,
+            segment: id,
+            offset: 0,
+            end: HEADER_LEN as u64,
+            lsns_lost: None,
+            problem: Problem::ForeignSegment {
+                log_id: shared.log_id,
+                found: h.log_id,
+            },
+        }));
+    }
+    let record_max = match h.record_max {
+        0 => shared.opts.record_bytes_max,
+        m => m,
+    };
     file.freeze(DATA_START);
     shared
         .segments
         .write()
-        .push(Arc::new(Seg::new(id, h.first_lsn, path, file)));
+        .push(Arc::new(Seg::new(id, h.first_lsn, record_max, path, file)));
     Ok(true)
 }
 
@@ -853,9 +953,7 @@ fn load_compacted(
         out.push(c);
     }
     if writable && !new_entries.is_empty() {
-        let qpath = dir.join(QUARANTINE_FILE);
-        vfs.append_file(&qpath, new_entries.as_bytes())
-            .map_err(|e| Error::io("write", &qpath, e))?;
+        quarantine::append(vfs, dir, &new_entries)?;
     }
     if changed {
         vfs.sync_dir(dir)

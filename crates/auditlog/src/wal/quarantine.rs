@@ -2,12 +2,18 @@
 //! See docs/FORMAT.md, "Quarantine file". The damaged bytes stay in the
 //! segment (for forensics); readers skip the listed ranges.
 //!
-//! Line format (ASCII, fields separated by one space):
-//! `skip segment=<id> bytes=<start>-<end> next_lsn=<lsn> lost=<a>-<b>|none problem=<text to end of line>`
+//! Line format (ASCII, fields separated by one space), each line led by the
+//! CRC-32 (8 hex digits) of the rest of it:
+//! `<crc> skip segment=<id> bytes=<start>-<end> next_lsn=<lsn> lost=<a>-<b>|none problem=<text to end of line>`
+//! Lines without a CRC (`skip …`, written by earlier versions) are read as
+//! they are. A last line cut short (a crash or a full disk while appending)
+//! never took effect and is left out; the next append rewrites the file.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::io::Vfs;
 use crate::wal::recovery::{Damage, Skip};
 use crate::{Lsn, SegmentId};
 
@@ -56,10 +62,26 @@ impl Entry {
         } else {
             ""
         };
-        format!(
-            "skip segment={}{file} bytes={}-{} next_lsn={} lost={} problem={}\n",
+        let rest = format!(
+            "skip segment={}{file} bytes={}-{} next_lsn={} lost={} problem={}",
             self.segment.0, self.skip.start, self.skip.end, self.skip.next_lsn, lost, self.problem
-        )
+        );
+        format!("{:08x} {rest}\n", crc32fast::hash(rest.as_bytes()))
+    }
+
+    /// Parses one line (without its newline), checking its CRC if it has one.
+    pub fn parse_checked(line: &str) -> std::result::Result<Entry, String> {
+        if line.starts_with("skip ") {
+            return Entry::parse(line);
+        }
+        let (crc, rest) = line.split_once(' ').ok_or("expected `CRC skip …`")?;
+        let computed = crc32fast::hash(rest.as_bytes());
+        if crc.len() != 8 || u32::from_str_radix(crc, 16).ok() != Some(computed) {
+            return Err(format!(
+                "checksum mismatch (stored {crc}, computed {computed:08x})"
+            ));
+        }
+        Entry::parse(rest)
     }
 
     /// Parses one line (without its newline).
@@ -115,8 +137,11 @@ impl Entry {
     }
 }
 
-/// Parses the whole quarantine file.
+/// Parses the whole quarantine file. A last line without its newline was
+/// cut short and is left out.
 pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>> {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let bytes = &bytes[..complete];
     let text = std::str::from_utf8(bytes).map_err(|e| Error::BadQuarantineFile {
         path: path.to_path_buf(),
         line: bytes[..e.valid_up_to()]
@@ -131,13 +156,54 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Entry>> {
         if line.is_empty() {
             continue;
         }
-        out.push(Entry::parse(line).map_err(|what| Error::BadQuarantineFile {
-            path: path.to_path_buf(),
-            line: i + 1,
-            what,
-        })?);
+        out.push(
+            Entry::parse_checked(line).map_err(|what| Error::BadQuarantineFile {
+                path: path.to_path_buf(),
+                line: i + 1,
+                what: format!(
+                    "{what}; `auditlog repair` finds the damage again if this line is removed"
+                ),
+            })?,
+        );
     }
     Ok(out)
+}
+
+/// Name under which a new quarantine file is written before it replaces the old.
+pub const QUARANTINE_TMP_FILE: &str = "QUARANTINE.tmp";
+
+/// Appends `lines` to the quarantine file of `dir` durably: the file's
+/// data and, since it may have just been created, the directory. A file
+/// ending in a line cut short is first rewritten without it (atomically:
+/// a temporary file, synced, renamed over it, the directory synced).
+pub fn append(vfs: &Arc<dyn Vfs>, dir: &Path, lines: &str) -> Result<()> {
+    let path = dir.join(QUARANTINE_FILE);
+    let old = match vfs.read_file(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    if old.is_empty() || old.ends_with(b"\n") {
+        vfs.append_file(&path, lines.as_bytes())
+            .map_err(|e| Error::io("write", &path, e))?;
+    } else {
+        let keep = old.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut whole = old[..keep].to_vec();
+        whole.extend_from_slice(lines.as_bytes());
+        let tmp = dir.join(QUARANTINE_TMP_FILE);
+        match vfs.remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove", &tmp, e))
+            }
+            _ => {}
+        }
+        vfs.append_file(&tmp, &whole)
+            .map_err(|e| Error::io("write", &tmp, e))?;
+        vfs.rename(&tmp, &path)
+            .map_err(|e| Error::io("rename", &tmp, e))?;
+    }
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))
 }
 
 #[cfg(test)]
@@ -156,9 +222,28 @@ mod tests {
         };
         let e = Entry::from_damage(SegmentId(2), &d);
         let line = e.to_line();
-        assert_eq!(Entry::parse(line.trim_end()), Ok(e.clone()));
+        assert_eq!(Entry::parse_checked(line.trim_end()), Ok(e.clone()));
         let file = format!("{line}skip segment=x bytes=1-2 next_lsn=3 lost=none problem=p\n");
         let err = parse_file(Path::new("Q"), file.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
+        // A line without a CRC (an earlier version's) still reads.
+        let old = line.split_once(' ').unwrap().1;
+        let alone = parse_file(Path::new("Q"), old.as_bytes()).unwrap();
+        assert_eq!(alone, std::slice::from_ref(&e));
+        assert_eq!(
+            parse_file(Path::new("Q"), format!("{old}{line}").as_bytes()).unwrap(),
+            [e.clone(), e.clone()]
+        );
+        // Any flipped bit of a line is caught by its CRC (or leaves no valid line).
+        for bit in 0..(line.len() - 1) * 8 {
+            let mut bytes = line.clone().into_bytes();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            if let Ok(got) = parse_file(Path::new("Q"), &bytes) {
+                assert!(got.is_empty() || got == [e.clone()], "bit {bit}: {got:?}");
+            }
+        }
+        // A last line cut short never took effect.
+        let cut = format!("{line}{}", &line[..20]);
+        assert_eq!(parse_file(Path::new("Q"), cut.as_bytes()).unwrap(), [e]);
     }
 }

@@ -250,7 +250,7 @@ impl Cursor {
                 self.seg = None;
                 continue;
             }
-            let max = self.shared.opts.record_bytes_max;
+            let max = seg.record_max;
             let result = match frame::decode(&self.bytes, self.off, end, max) {
                 Ok(f) if f.lsn == self.lsn => {
                     let start = self.off as usize + FRAME_HEADER_LEN;

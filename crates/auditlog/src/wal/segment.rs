@@ -7,12 +7,13 @@ use crate::{Lsn, SegmentId};
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AUDITSEG";
 /// Magic at byte 0 of a segment footer.
 pub const FOOTER_MAGIC: [u8; 8] = *b"AUDITEND";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes; it reads this one and version 1.
+pub const FORMAT_VERSION: u32 = 2;
 /// Segment header: magic (8) | version u32 | reserved u32 | segment id u64 |
-/// first LSN u64 | segment length u64 | reserved (20) | CRC-32 u32 of bytes 0..60.
+/// first LSN u64 | segment length u64 | log id (16) | record limit u32 |
+/// CRC-32 u32 of bytes 0..60. (Version 1: bytes 40..60 are zero.)
 pub const HEADER_LEN: usize = 64;
-const _: () = assert!(HEADER_LEN == 8 + 4 + 4 + 8 + 8 + 8 + 20 + 4);
+const _: () = assert!(HEADER_LEN == 8 + 4 + 4 + 8 + 8 + 8 + 16 + 4 + 4);
 /// Segment footer, in the last 64 bytes of a sealed segment: magic (8) |
 /// segment id u64 | first LSN u64 | last LSN u64 | record count u64 |
 /// data end u64 | data CRC u32 | reserved (8) | CRC-32 u32 of bytes 0..60.
@@ -65,6 +66,12 @@ pub struct Header {
     pub first_lsn: Lsn,
     /// The segment's length in bytes.
     pub len: u64,
+    /// The identity of the log the segment belongs to (random, the same in
+    /// every segment of a log); 0 in a version-1 header.
+    pub log_id: u128,
+    /// The largest record payload the segment may hold, as its writer was
+    /// configured; 0 in a version-1 header (unknown).
+    pub record_max: u32,
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -88,6 +95,8 @@ impl Header {
         b[16..24].copy_from_slice(&self.segment.0.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.0.to_le_bytes());
         b[32..40].copy_from_slice(&self.len.to_le_bytes());
+        b[40..56].copy_from_slice(&self.log_id.to_le_bytes());
+        b[56..60].copy_from_slice(&self.record_max.to_le_bytes());
         let c = crc(&b[0..60]);
         b[60..64].copy_from_slice(&c.to_le_bytes());
         b
@@ -116,13 +125,15 @@ impl Header {
             });
         }
         let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
+        if version != 1 && version != FORMAT_VERSION {
             return Err(Problem::UnsupportedVersion(version));
         }
         Ok(Header {
             segment: SegmentId(u64_at(b, 16)),
             first_lsn: Lsn(u64_at(b, 24)),
             len: u64_at(b, 32),
+            log_id: u128::from_le_bytes(b[40..56].try_into().unwrap()),
+            record_max: u32_at(b, 56),
         })
     }
 }
@@ -234,6 +245,8 @@ mod tests {
             segment: SegmentId(3),
             first_lsn: Lsn(100),
             len: 4096,
+            log_id: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+            record_max: 1024,
         };
         let b = h.encode();
         assert_eq!(Header::decode(&b), Ok(h));

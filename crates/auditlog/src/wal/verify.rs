@@ -40,12 +40,12 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
             }
         }
     }
-    let max = shared.opts.record_bytes_max;
     for seg in segs {
         let sealed = seg.sealed.load(Ordering::Acquire);
         let end = seg.end.load(Ordering::Acquire);
         let view = seg.view_to(if sealed { seg.capacity } else { end })?;
         let bytes = view.bytes();
+        let max = seg.record_max;
         let s = recovery::scan(bytes, DATA_START, end, seg.first_lsn, max, &seg.skips);
         report.records += s.count;
         for d in &s.damage {
@@ -104,7 +104,7 @@ fn tail_damage_beyond_visible(shared: &Shared) -> Vec<Corruption> {
                 DATA_START,
                 tail.data_limit(),
                 tail.first_lsn,
-                shared.opts.record_bytes_max,
+                tail.record_max,
                 &tail.skips,
             );
             found = s.damage;

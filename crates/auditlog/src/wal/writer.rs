@@ -66,7 +66,8 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
             let mut n = 0;
             let mut bytes = 0;
             if !st.tail.sealed.load(Ordering::Acquire) {
-                while n < rest.len() && bytes + frame(&rest[n]) <= room {
+                let fits = |p: &P| p.as_ref().len() <= st.tail.record_max as usize;
+                while n < rest.len() && bytes + frame(&rest[n]) <= room && fits(&rest[n]) {
                     bytes += frame(&rest[n]);
                     n += 1;
                 }
@@ -104,7 +105,13 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
         return finish(shared, first, next, durability);
     }
     shared.check_poison()?;
-    if st.tail.sealed.load(Ordering::Acquire) || st.off + total > st.tail.data_limit() {
+    // A segment holds records up to the limit in its header: a larger one
+    // (the limit was raised since it was created) starts a new segment.
+    let largest = payloads.iter().map(|p| p.as_ref().len()).max().unwrap_or(0);
+    if st.tail.sealed.load(Ordering::Acquire)
+        || st.off + total > st.tail.data_limit()
+        || largest > st.tail.record_max as usize
+    {
         rollover(shared, st)?;
     }
     let (off, lsn0) = reserve(st, payloads.len(), total);
@@ -219,7 +226,7 @@ fn rollover(shared: &Shared, st: &mut WriterState) -> Result<()> {
         seal(shared, &old)?;
     }
     let id = SegmentId(old.id.0 + 1);
-    let seg = match Seg::create(&shared.opts, &shared.dir, id, st.next_lsn) {
+    let seg = match Seg::create(&shared.opts, &shared.dir, shared.log_id, id, st.next_lsn) {
         Ok(seg) => Arc::new(seg),
         Err(CreateError::NotCreated(e)) => return Err(e),
         Err(CreateError::Failed(e)) => {

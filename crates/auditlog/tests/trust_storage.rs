@@ -1,0 +1,123 @@
+//! Issue 9, the storage layer: files edited by hand, copied from another
+//! log, or reopened with other limits are found out, never misread.
+
+mod common;
+
+use std::path::Path;
+
+use auditlog::wal::segment::{Footer, FOOTER_LEN};
+use auditlog::{Compaction, Durability, Error, Log, Lsn, Options};
+use common::{all, payload, segment_files};
+
+fn opts() -> Options {
+    Options::default()
+        .compaction(Compaction::Manual)
+        .segment_bytes(64 << 10)
+        .record_bytes_max(16 << 10)
+        .durability(Durability::Buffered)
+}
+
+/// A log of `n` records over several segments; returns the segment files.
+fn make(dir: &Path, n: u64, o: Options) -> Vec<std::path::PathBuf> {
+    let log = Log::open(dir, o).unwrap();
+    for i in 1..=n {
+        log.append(&payload(i, 200 + (i as usize * 37) % 900))
+            .unwrap();
+    }
+    drop(log);
+    segment_files(dir)
+}
+
+#[test]
+fn a_last_sealed_segment_whose_footer_claims_more_records_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make(dir.path(), 300, opts());
+    assert!(files.len() >= 3);
+    // The writer sealed the second-to-last and crashed before the next one
+    // held anything: drop the tail, so a sealed segment is last.
+    std::fs::remove_file(files.last().unwrap()).unwrap();
+    let last = &files[files.len() - 2];
+    let mut bytes = std::fs::read(last).unwrap();
+    let at = bytes.len() - FOOTER_LEN;
+    let mut f = Footer::decode(&bytes).unwrap().unwrap();
+    let before = Log::open(dir.path(), opts().read_only(true))
+        .unwrap()
+        .next_lsn();
+    assert_eq!(before, Lsn(f.last_lsn.0 + 1));
+    // A footer edited with its CRC fixed up: 500 records that are not there.
+    f.last_lsn = Lsn(f.last_lsn.0 + 500);
+    f.count += 500;
+    bytes[at..].copy_from_slice(&f.encode());
+    std::fs::write(last, &bytes).unwrap();
+    match Log::open(dir.path(), opts()) {
+        Err(Error::Corruption(c)) => assert_eq!(&c.path, last, "{c}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_log_reopened_with_a_smaller_record_limit_keeps_its_large_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = opts().record_bytes_max(32 << 10).segment_bytes(256 << 10);
+    let log = Log::open(dir.path(), big.clone()).unwrap();
+    for i in 1..=5u64 {
+        log.append(&payload(i, 100)).unwrap();
+    }
+    // The last record is larger than the limit the next open gives.
+    let large = payload(6, 20 << 10);
+    log.append(&large).unwrap();
+    log.sync().unwrap();
+    drop(log);
+    let small = big.clone().record_bytes_max(4 << 10);
+    let log = Log::open(dir.path(), small).unwrap();
+    assert_eq!(log.recovery_report().torn_tail_bytes, 0);
+    let got = all(&log);
+    assert_eq!(got.len(), 6);
+    assert_eq!(got[5].1, large);
+    // Appends go on under the new limit; the large record stays readable.
+    log.append(&payload(7, 100)).unwrap();
+    assert!(matches!(
+        log.append(&payload(8, 5 << 10)),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    drop(log);
+    let log = Log::open(dir.path(), big).unwrap();
+    assert_eq!(all(&log)[5].1, large);
+    assert!(log.verify().unwrap().damage.is_empty());
+}
+
+#[test]
+fn a_segment_copied_from_another_log_is_refused_naming_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Two logs of the same records: their segments' numbers and LSNs fit each other.
+    let files_a = make(a.path(), 300, opts());
+    let files_b = make(b.path(), 300, opts());
+    assert_eq!(files_a.len(), files_b.len());
+    let victim = files_a[1].clone();
+    let original = std::fs::read(&victim).unwrap();
+    std::fs::copy(&files_b[1], &victim).unwrap();
+    for o in [opts(), opts().read_only(true)] {
+        match Log::open(a.path(), o) {
+            Err(Error::Corruption(c)) => {
+                assert_eq!(c.path, victim);
+                assert!(c.to_string().contains("belongs to another log"), "{c}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    std::fs::write(&victim, original).unwrap();
+
+    // Compacted segments carry the log's identity too.
+    for dir in [a.path(), b.path()] {
+        Log::open(dir, opts()).unwrap().compact().unwrap();
+    }
+    let cseg = "00000000000000000001.cseg";
+    std::fs::copy(b.path().join(cseg), a.path().join(cseg)).unwrap();
+    match Log::open(a.path(), opts()) {
+        Err(Error::Corruption(c)) => {
+            assert_eq!(c.path, a.path().join(cseg));
+            assert!(c.to_string().contains("belongs to another log"), "{c}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
