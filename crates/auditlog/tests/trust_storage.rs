@@ -121,3 +121,41 @@ fn a_segment_copied_from_another_log_is_refused_naming_it() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A read-only follower that was not looking (SIGSTOP, a slow consumer)
+/// while the writer went on and compacted what it had not read yet picks up
+/// where it was, with nothing lost or repeated.
+#[test]
+fn a_follower_survives_compaction_of_what_it_has_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Log::open(dir.path(), opts()).unwrap();
+    for i in 1..=20u64 {
+        writer.append(&payload(i, 300)).unwrap();
+    }
+    let reader = Log::open(dir.path(), opts().read_only(true)).unwrap();
+    let mut follower = reader.follow(Lsn(1));
+    let timeout = std::time::Duration::from_secs(5);
+    for i in 1..=10u64 {
+        let r = follower.next_timeout(timeout).unwrap().unwrap();
+        assert_eq!((r.lsn(), r.payload()), (Lsn(i), &payload(i, 300)[..]));
+    }
+    // Meanwhile: several segments more, and all but the tail compacted.
+    for i in 21..=900u64 {
+        writer.append(&payload(i, 300)).unwrap();
+    }
+    writer.sync().unwrap();
+    let report = writer.compact().unwrap();
+    assert!(report.segments >= 3, "{report:?}");
+    assert!(!dir.path().join("00000000000000000001.seg").exists());
+    for i in 11..=900u64 {
+        let r = follower
+            .next_timeout(timeout)
+            .unwrap()
+            .unwrap_or_else(|| panic!("the follower hung before LSN {i}"));
+        assert_eq!((r.lsn(), r.payload()), (Lsn(i), &payload(i, 300)[..]));
+    }
+    // Compacted again after the follower caught up, beyond what it saw.
+    writer.append(&payload(901, 300)).unwrap();
+    let r = follower.next_timeout(timeout).unwrap().unwrap();
+    assert_eq!(r.lsn(), Lsn(901));
+}

@@ -686,19 +686,50 @@ pub(crate) fn refresh(shared: &Shared) -> Result<()> {
             tail.sealed.store(true, Ordering::Release);
         }
         let next_id = SegmentId(tail.id.0 + 1);
-        match shared.opts.vfs.list_dir(&shared.dir) {
-            Ok(names)
-                if names
-                    .iter()
-                    .any(|n| Path::new(n) == Path::new(&segment::file_name(next_id))) => {}
-            Ok(_) => return Ok(()),
+        let names = match shared.opts.vfs.list_dir(&shared.dir) {
+            Ok(names) => names,
             Err(e) => return Err(Error::io("list log directory", &shared.dir, e)),
+        };
+        let has = |name: String| names.iter().any(|n| *n == name);
+        if !has(segment::file_name(next_id)) {
+            // The writer's compactor may have compacted what follows (and
+            // the tail this reader knew) while it was not looking: read
+            // the directory again.
+            if has(compact::file_name(next_id)) || has(compact::file_name(tail.id)) {
+                return reload(shared);
+            }
+            return Ok(());
         }
         let next = Lsn(tail.next_lsn.load(Ordering::Acquire));
         if !add_segment(shared, next_id, next)? {
             return Ok(());
         }
     }
+}
+
+/// Read-only logs: takes the segments as the directory lists them now (the
+/// writer compacted or removed some). Readers holding the old ones keep them.
+fn reload(shared: &Shared) -> Result<()> {
+    let mut tries = 0;
+    let fresh = loop {
+        match open(&shared.dir, shared.opts.clone()) {
+            // A segment listed a moment ago was compacted since: list again.
+            Err(Error::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && tries < 5 =>
+            {
+                tries += 1;
+            }
+            other => break other?,
+        }
+    };
+    let mut compacted = shared.compacted.write();
+    let mut segments = shared.segments.write();
+    *compacted = fresh.compacted.into_inner();
+    *segments = fresh.segments.into_inner();
+    shared
+        .visible
+        .fetch_max(fresh.visible.load(Ordering::SeqCst), Ordering::SeqCst);
+    Ok(())
 }
 
 /// Opens a segment the writer created after this read-only log was opened.
