@@ -434,6 +434,48 @@ fn a_damaged_index_fails_a_strict_open_and_repair_rebuilds_it() {
         .filter(|(_, e)| e.event_type == "PACKAGE_QUARANTINED")
         .count();
     assert_eq!(query(&repaired, &f, true).len(), want);
+    drop(repaired);
+    // Repair wrote what it rebuilt: the next open is Strict, and checks every block.
+    let strict = AuditLog::open(
+        dir,
+        opts(log_opts().vfs(Arc::new(fs.clone())).check_sealed(true)),
+    )
+    .unwrap();
+    assert_eq!(query(&strict, &Filter::default(), false), evs);
+    assert!(strict.log().verify().unwrap().damage.is_empty());
+}
+
+#[test]
+fn repair_after_retention_rebuilds_the_first_compacted_segment_with_its_own_lsns() {
+    let (fs, dir) = (FaultyFs::new(), Path::new("/log"));
+    let evs = compacted_log(&fs, dir);
+    let log = AuditLog::open(
+        dir,
+        retention_opts(
+            &fs,
+            Retention {
+                max_bytes: Some(0),
+                ..Retention::default()
+            },
+        ),
+    )
+    .unwrap();
+    let segs = log.log().compacted_segments();
+    // Retention removes the oldest; the next becomes the first.
+    let removed = log.log().remove_oldest_compacted(segs[0].segment).unwrap();
+    drop(log);
+    let first = &segs[1];
+    let path = dir.join(format!("{:020}.cseg", first.segment.0));
+    damage(&fs, &path, 30); // inside the header
+    assert!(AuditLog::open(dir, opts(log_opts().vfs(Arc::new(fs.clone())))).is_err());
+    let repaired = reopen_repair(&fs, dir);
+    assert_eq!(repaired.log().first_lsn(), first.first_lsn);
+    assert_eq!(Lsn(removed.next_lsn.0), first.first_lsn);
+    let kept: Vec<(Lsn, Event)> = evs
+        .into_iter()
+        .filter(|(lsn, _)| *lsn >= first.first_lsn)
+        .collect();
+    assert_eq!(query(&repaired, &Filter::default(), false), kept);
 }
 
 fn retention_opts(fs: &FaultyFs, retention: Retention) -> AuditOptions {

@@ -236,6 +236,9 @@ pub(crate) struct CSeg {
     pub(crate) raw_bytes: u64,
     /// The low 32 bits of its log's identity (0: unknown).
     pub(crate) log_tag: u32,
+    /// Its header and index were rebuilt from the blocks (`Repair`): how
+    /// many block-shaped regions did not check and were left out.
+    pub(crate) rebuilt: Option<usize>,
     /// Blocks quarantined by `Repair` (by block number), sorted.
     pub(crate) damaged: Vec<u32>,
     /// Blocks holding records that are not events, sorted.
@@ -248,13 +251,14 @@ pub(crate) type LoadError = (Problem, u64, u64);
 
 impl CSeg {
     /// Loads the compacted segment in `file`. With `repair`, a damaged header
-    /// or index is rebuilt from the blocks (taking the LSN range from
-    /// `lsns`, what the neighbours say, when the header is gone).
+    /// or index is rebuilt from the blocks (taking the LSN range from what
+    /// the neighbours say: the previous segment's end, if there is one, else
+    /// the least LSN of the blocks; and the next segment's start).
     pub(crate) fn load(
         id: SegmentId,
         path: &Path,
         file: Arc<dyn SegmentFile>,
-        repair: Option<(Lsn, Lsn)>,
+        repair: Option<(Option<Lsn>, Lsn)>,
     ) -> std::result::Result<CSeg, LoadError> {
         file.freeze(file.file_len());
         let view = file
@@ -281,10 +285,13 @@ impl CSeg {
                     .map(|i| (h, i))
                     .map_err(|p| (p, h.index_offset, len))
             });
-        let (header, index) = match (loaded, repair) {
-            (Ok(loaded), _) => loaded,
+        let (header, index, rebuilt) = match (loaded, repair) {
+            (Ok((h, i)), _) => (h, i, None),
             (Err(e), None) => return Err(e),
-            (Err(_), Some((first, next))) => rebuild(id, &bytes, first, next),
+            (Err(_), Some((first, next))) => {
+                let (h, i, skipped) = rebuild(id, &bytes, first, next);
+                (h, i, Some(skipped))
+            }
         };
         let raw_bytes = index.blocks.iter().map(|b| u64::from(b.raw_len)).sum();
         let mut opaque: Vec<u32> = index
@@ -302,6 +309,7 @@ impl CSeg {
             records: header.records,
             index_len: u64::from(header.index_len),
             log_tag: header.log_tag,
+            rebuilt,
             raw_bytes,
             index,
             bytes,
@@ -309,6 +317,34 @@ impl CSeg {
             opaque,
             _file: file,
         })
+    }
+
+    /// The file anew: this header and index (rebuilt by `Repair`) around the
+    /// blocks, which stay where they are. `None` if the blocks do not follow
+    /// each other from the header on (a damaged one was left out), as a
+    /// valid file's must.
+    pub(crate) fn rewritten(&self, log_tag: u32) -> Option<Vec<u8>> {
+        let mut at = format::HEADER_LEN as u64;
+        for b in &self.index.blocks {
+            if b.offset != at {
+                return None;
+            }
+            at = b.end();
+        }
+        let index = self.index.encode();
+        let header = Header {
+            segment: self.id,
+            first_lsn: self.first_lsn,
+            next_lsn: self.next_lsn,
+            records: self.records,
+            index_offset: at,
+            index_len: u32::try_from(index.len()).ok()?,
+            log_tag,
+        };
+        let mut bytes = header.encode().to_vec();
+        bytes.extend_from_slice(&self.bytes[format::HEADER_LEN..at as usize]);
+        bytes.extend_from_slice(&index);
+        Some(bytes)
     }
 
     /// Bytes of the file.
@@ -524,7 +560,11 @@ impl CSeg {
 /// Rebuilds a damaged header or index from the blocks that are intact:
 /// walks the block headers from the start of the data, keeps each block
 /// whose CRC and rows check, and puts them all in one stripe.
-fn rebuild(id: SegmentId, bytes: &[u8], first: Lsn, next: Lsn) -> (Header, Index) {
+/// A header and index for the intact blocks of `bytes`, and how many
+/// block-shaped regions did not check. With no `first` (no segment before
+/// this one), the range starts at the least LSN the blocks hold.
+fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Header, Index, usize) {
+    let mut skipped = 0;
     let mut index = Index::default();
     let mut keys: std::collections::BTreeMap<(u16, u8), Vec<format::Posting>> = Default::default();
     let mut at = format::HEADER_LEN;
@@ -539,9 +579,11 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Lsn, next: Lsn) -> (Header, Index
         };
         at = start + comp_len as usize;
         if crc32fast::hash(comp) != crc || raw_len > format::MAX_BLOCK_RAW {
+            skipped += 1;
             continue;
         }
         let Ok(raw) = zstd::bulk::decompress(comp, raw_len as usize) else {
+            skipped += 1;
             continue;
         };
         let mut metas = Vec::new();
@@ -556,7 +598,9 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Lsn, next: Lsn) -> (Header, Index
             &mut buf,
             &mut out,
         );
-        if ok.is_err() || metas.iter().any(|k| k.lsn < first || k.lsn >= next) {
+        let outside = |k: &format::RowKey| first.is_some_and(|f| k.lsn < f) || k.lsn >= next;
+        if ok.is_err() || metas.iter().any(outside) {
+            skipped += 1;
             continue;
         }
         let n = index.blocks.len() as u32;
@@ -567,8 +611,8 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Lsn, next: Lsn) -> (Header, Index
             raw_len,
             rows: metas.len() as u32,
             stripe: 0,
-            min_lsn: metas.iter().map(|k| k.lsn).min().unwrap_or(first),
-            max_lsn: metas.iter().map(|k| k.lsn).max().unwrap_or(first),
+            min_lsn: metas.iter().map(|k| k.lsn).min().unwrap_or(next),
+            max_lsn: metas.iter().map(|k| k.lsn).max().unwrap_or(next),
             min_time: events.clone().map(|k| k.time).min().unwrap_or(i64::MAX),
             max_time: events.map(|k| k.time).max().unwrap_or(i64::MIN),
         });
@@ -585,6 +629,8 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Lsn, next: Lsn) -> (Header, Index
         }
         records += metas.len() as u64;
     }
+    let first =
+        first.unwrap_or_else(|| index.blocks.iter().map(|b| b.min_lsn).min().unwrap_or(next));
     if next > first {
         index.stripes.push(format::StripeMeta {
             first_lsn: first,
@@ -610,5 +656,5 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Lsn, next: Lsn) -> (Header, Index
         index_len: 0,
         log_tag: 0,
     };
-    (header, index)
+    (header, index, skipped)
 }

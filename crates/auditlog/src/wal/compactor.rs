@@ -12,13 +12,15 @@
 //! 2, both files may exist and the next open keeps the compacted one (whose
 //! header and index it checks) and removes the raw one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::compact::{self, build, format::RowIn, CSeg};
 use crate::error::{Error, Result};
+use crate::io::SegmentFile;
+use crate::options::Options;
 use crate::wal::{reader, Seg, Shared};
 use crate::{Lsn, SegmentId};
 
@@ -119,30 +121,8 @@ fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport)
     let tag = shared.log_id as u32;
     let built = build::build(tag, seg.id, seg.first_lsn, next, rows, &shared.opts.compact)
         .map_err(|e| Error::io("compress segment", &seg.path, e))?;
-    let tmp = dir.join(compact::writing_file_name(seg.id));
-    let path = dir.join(compact::file_name(seg.id));
     let len = built.bytes.len() as u64;
-    let file = match vfs.create_segment(&tmp, len) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            // Left by an attempt that failed.
-            vfs.remove_file(&tmp)
-                .map_err(|e| Error::io("remove incomplete compacted segment", &tmp, e))?;
-            vfs.create_segment(&tmp, len)
-        }
-        other => other,
-    }
-    .map_err(|e| Error::io("create compacted segment", &tmp, e))?;
-    let written = file
-        .write_at(0, &built.bytes)
-        .and_then(|()| file.sync_range(0, len))
-        .map_err(|e| Error::io("write compacted segment", &tmp, e));
-    if let Err(e) = written {
-        let _ = vfs.remove_file(&tmp);
-        return Err(e);
-    }
-    vfs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename compacted segment", &tmp, e))?;
-    sync_dir(shared, dir)?;
+    let (path, file) = write_compacted(&shared.opts, dir, seg.id, &built.bytes)?;
     let cseg = CSeg::load(seg.id, &path, file, None).map_err(|(problem, offset, end)| {
         Error::from(crate::Corruption {
             path: path.clone(),
@@ -175,6 +155,43 @@ fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport)
     report.index_bytes += built.index_len as u64;
     report.blocks += built.blocks as u64;
     Ok(())
+}
+
+/// Writes `bytes` as compacted segment `id` of `dir`, whole or not at all:
+/// as `N.cseg.tmp`, synced, renamed over `N.cseg`, the directory synced.
+pub(crate) fn write_compacted(
+    opts: &Options,
+    dir: &Path,
+    id: SegmentId,
+    bytes: &[u8],
+) -> Result<(PathBuf, Arc<dyn SegmentFile>)> {
+    let vfs = &opts.vfs;
+    let tmp = dir.join(compact::writing_file_name(id));
+    let path = dir.join(compact::file_name(id));
+    let len = bytes.len() as u64;
+    let file = match vfs.create_segment(&tmp, len) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Left by an attempt that failed.
+            vfs.remove_file(&tmp)
+                .map_err(|e| Error::io("remove incomplete compacted segment", &tmp, e))?;
+            vfs.create_segment(&tmp, len)
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io("create compacted segment", &tmp, e))?;
+    let written = file
+        .write_at(0, bytes)
+        .and_then(|()| file.sync_range(0, len))
+        .map_err(|e| Error::io("write compacted segment", &tmp, e));
+    if let Err(e) = written {
+        let _ = vfs.remove_file(&tmp);
+        return Err(e);
+    }
+    vfs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename compacted segment", &tmp, e))?;
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))?;
+    Ok((path, file))
 }
 
 fn sync_dir(shared: &Shared, dir: &Path) -> Result<()> {

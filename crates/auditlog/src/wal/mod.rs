@@ -31,7 +31,7 @@ use crate::error::{Corruption, Error, Result};
 use crate::io::{LockGuard, SegmentFile, View};
 use crate::options::{Compaction, Durability, Options};
 use crate::{Lsn, SegmentId};
-pub(crate) use compactor::remove_oldest;
+pub(crate) use compactor::{remove_oldest, write_compacted};
 pub use compactor::{CompactReport, CompactedInfo};
 pub(crate) use reader::{planned, planned_from};
 pub use reader::{Follower, Iter, Record};

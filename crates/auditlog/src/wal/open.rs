@@ -867,11 +867,19 @@ fn load_compacted(
                     });
                     first
                 });
-                let first = prev_next.unwrap_or(Lsn(1));
                 match next_first.or(raw_first) {
                     Some(next) => {
-                        let c = CSeg::load(id, &path, file, Some((first, next)))
+                        let mut c = CSeg::load(id, &path, file, Some((prev_next, next)))
                             .map_err(|e| io_corruption(&path, id, e))?;
+                        // What was rebuilt stays rebuilt: when every block
+                        // checked, the file is written anew, so the next
+                        // open is Strict again.
+                        let whole = c.rebuilt == Some(0);
+                        if let (true, true, Some(bytes)) = (writable, whole, c.rewritten(0)) {
+                            let (_, file) = crate::wal::write_compacted(opts, dir, id, &bytes)?;
+                            c = CSeg::load(id, &path, file, None)
+                                .map_err(|e| io_corruption(&path, id, e))?;
+                        }
                         report.repaired.push(Corruption {
                             path: path.clone(),
                             segment: id,
