@@ -159,3 +159,46 @@ fn a_follower_survives_compaction_of_what_it_has_not_read() {
     let r = follower.next_timeout(timeout).unwrap().unwrap();
     assert_eq!(r.lsn(), Lsn(901));
 }
+
+/// An idle writer on a full disk does not spin on compaction: each failed
+/// background pass doubles the wait before the next, and a pass that
+/// succeeds brings it back.
+#[test]
+fn background_compaction_backs_off_while_it_fails() {
+    use auditlog::io::FaultyFs;
+    use std::time::{Duration, Instant};
+    let fs = FaultyFs::new();
+    let every = Duration::from_millis(5);
+    let o = opts().vfs(std::sync::Arc::new(fs.clone()));
+    let log = Log::open("/log", o.clone()).unwrap();
+    for i in 1..=600u64 {
+        log.append(&payload(i, 300)).unwrap();
+    }
+    assert!(log.raw_segments().len() >= 3);
+    drop(log);
+    fs.set_space_limit(Some(0)); // nothing new fits: compaction fails
+    let log = Log::open("/log", o.compaction(Compaction::Background(every))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while log.background_retry_in().is_none_or(|w| w < every * 16) {
+        assert!(Instant::now() < deadline, "no back-off: {seen:?}");
+        if let Some(w) = log.background_retry_in() {
+            if seen.last() != Some(&w) {
+                seen.push(w);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(log.background_error().unwrap().contains("no space left"));
+    // Each wait is double the one before.
+    assert!(seen.windows(2).all(|w| w[1] == w[0] * 2), "{seen:?}");
+    fs.set_space_limit(None);
+    while log.background_error().is_some() || log.background_retry_in().is_some() {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "never recovered"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!log.compacted_segments().is_empty());
+}

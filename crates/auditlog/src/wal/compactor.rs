@@ -229,11 +229,12 @@ pub(crate) fn remove_oldest(shared: &Shared, id: SegmentId) -> Result<CompactedI
 /// The background thread: compacts, then runs the maintenance hook
 /// (retention), every `every` until the log is dropped.
 pub(crate) fn background(shared: &Arc<Shared>, every: Duration) {
+    let mut wait = every;
     loop {
         {
             let mut stop = shared.shutdown.lock();
             if !*stop {
-                shared.shutdown_cv.wait_for(&mut stop, every);
+                shared.shutdown_cv.wait_for(&mut stop, wait);
             }
             if *stop {
                 return;
@@ -249,6 +250,16 @@ pub(crate) fn background(shared: &Arc<Shared>, every: Duration) {
                 None => Ok(()),
             }
         });
+        // A pass that fails (a full disk) is tried again later and later,
+        // not every `every`: an idle writer must not spin on it.
+        wait = match &result {
+            Ok(()) => every,
+            Err(_) => (wait * 2).clamp(every, BACKOFF_MAX.max(every)),
+        };
+        *shared.background_retry.lock() = result.is_err().then_some(wait);
         *shared.background_error.lock() = result.err().map(|e| e.to_string());
     }
 }
+
+/// The longest wait between background passes that keep failing.
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(60);

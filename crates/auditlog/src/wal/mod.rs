@@ -263,6 +263,8 @@ pub(crate) struct Shared {
     pub(crate) maintenance: Mutex<Option<MaintenanceHook>>,
     /// The last background compaction or retention error, if the last pass failed.
     pub(crate) background_error: Mutex<Option<String>>,
+    /// After a failed background pass: how long until the next one.
+    pub(crate) background_retry: Mutex<Option<std::time::Duration>>,
     pub(crate) writer: Mutex<Option<WriterState>>,
     /// One past the last LSN readers may see.
     pub(crate) visible: AtomicU64,
@@ -484,6 +486,13 @@ impl Log {
     /// The error of the last background compaction or retention pass, if it failed.
     pub fn background_error(&self) -> Option<String> {
         self.shared.background_error.lock().clone()
+    }
+
+    /// After a failed background pass, how long the compactor waits before
+    /// the next: it doubles with each failure in a row (up to a minute) and
+    /// is back to the configured interval after a pass succeeds.
+    pub fn background_retry_in(&self) -> Option<std::time::Duration> {
+        *self.shared.background_retry.lock()
     }
 
     /// Records in an LSN range, forward or newest first, of which the

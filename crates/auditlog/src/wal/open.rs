@@ -323,6 +323,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         compact_lock: Mutex::new(()),
         maintenance: Mutex::new(None),
         background_error: Mutex::new(None),
+        background_retry: Mutex::new(None),
         writer: Mutex::new(writer),
         visible: next.into(),
         durable: next.into(),
@@ -690,7 +691,7 @@ pub(crate) fn refresh(shared: &Shared) -> Result<()> {
             Ok(names) => names,
             Err(e) => return Err(Error::io("list log directory", &shared.dir, e)),
         };
-        let has = |name: String| names.iter().any(|n| *n == name);
+        let has = |name: String| names.contains(&name);
         if !has(segment::file_name(next_id)) {
             // The writer's compactor may have compacted what follows (and
             // the tail this reader knew) while it was not looking: read
