@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use auditlog::wal::frame::FRAME_HEADER_LEN;
-use auditlog::wal::segment::DATA_START;
+use auditlog::wal::segment::{DATA_START, FOOTER_LEN, MARK_LEN};
 use auditlog::{Error, Log, Lsn, Options, Problem, RecoveryMode, SegmentId};
 use common::{all, payload, segment_files};
 
@@ -32,7 +32,7 @@ fn make_log(dir: &Path, n: u64) {
 }
 
 fn per_segment() -> u64 {
-    (SEG - DATA_START - 64) / FRAME
+    (SEG - DATA_START - (MARK_LEN + FOOTER_LEN) as u64) / FRAME
 }
 
 /// Offset in its segment of the frame holding `lsn`, and that segment's file.
@@ -227,11 +227,47 @@ fn truncation_and_garbage_at_the_very_end_of_the_tail_are_a_torn_tail() {
     let n = per_segment() + 20;
     make_log(dir.path(), n);
     let (file, off) = place(dir.path(), n);
-    // Half of the last record, as a crash mid-write leaves it.
+    // A crash before the last sync: its sync mark does not cover the last
+    // record (here: no mark at all), and half of that record is on disk.
+    poke(
+        &file,
+        SEG - (MARK_LEN + FOOTER_LEN) as u64,
+        &[0u8; MARK_LEN],
+    );
     poke(&file, off + FRAME / 2, &vec![0u8; FRAME as usize / 2]);
     let log = Log::open(dir.path(), opts()).unwrap();
     assert_eq!(log.recovery_report().torn_tail_bytes, FRAME / 2);
     expect_all_but(&log, n - 1, &[]);
+}
+
+#[test]
+fn a_synced_last_record_that_fails_its_crc_is_damage_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = per_segment() + 20;
+    make_log(dir.path(), n); // closed: synced, and the sync mark says so
+    let (file, off) = place(dir.path(), n);
+    for damage in [&[0u8; 8][..], b"\xff"] {
+        poke(&file, off + FRAME / 2, damage);
+        let err = Log::open(dir.path(), opts()).unwrap_err();
+        let c = err.corruption().expect("a corruption");
+        assert_eq!((&c.path, c.offset), (&file, off), "{err}");
+        assert_eq!(c.lsns_lost, Some((Lsn(n), Lsn(n))), "{err}");
+        // Nothing was cleared: the bytes are still there for Repair to keep.
+        let bytes = std::fs::read(&file).unwrap();
+        assert_ne!(
+            &bytes[off as usize..(off + FRAME) as usize],
+            &[0u8; FRAME as usize][..]
+        );
+    }
+    // Repair quarantines it, keeps the rest, and never gives LSN n again.
+    let log = Log::open(dir.path(), opts().recovery(RecoveryMode::Repair)).unwrap();
+    assert_eq!(log.recovery_report().repaired.len(), 1);
+    expect_all_but(&log, n - 1, &[]);
+    assert_eq!(log.append(b"next").unwrap(), Lsn(n + 1));
+    drop(log);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.read(Lsn(n + 1)).unwrap().unwrap().payload(), b"next");
+    assert!(log.read(Lsn(n)).unwrap().is_none());
 }
 
 #[test]

@@ -94,6 +94,10 @@ pub(crate) struct Seg {
     pub(crate) capacity: u64,
     /// The largest payload its frames may have (from its header).
     pub(crate) record_max: u32,
+    /// It has a sync mark before its footer (format version 2).
+    pub(crate) has_mark: bool,
+    /// Held to write the sync mark, and to seal (after which it is frozen).
+    pub(crate) mark_lock: Mutex<()>,
     /// One past the last visible frame.
     pub(crate) end: AtomicU64,
     /// One past the last visible LSN in this segment.
@@ -111,17 +115,19 @@ impl Seg {
     /// A segment holding no visible frame yet (callers set `end`, `next_lsn`,
     /// `sealed` and `skips` from what recovery found).
     pub(crate) fn new(
-        id: SegmentId,
-        first_lsn: Lsn,
+        header: &segment::Header,
         record_max: u32,
         path: PathBuf,
         file: Arc<dyn SegmentFile>,
     ) -> Seg {
+        let first_lsn = header.first_lsn;
         Seg {
-            id,
+            id: header.segment,
             first_lsn,
             path,
             record_max,
+            has_mark: header.has_mark(),
+            mark_lock: Mutex::new(()),
             capacity: file.file_len(),
             file,
             end: segment::DATA_START.into(),
@@ -166,6 +172,7 @@ impl Seg {
             len,
             log_id,
             record_max: opts.record_bytes_max,
+            version: segment::FORMAT_VERSION,
         };
         file.write_at(0, &header.encode())
             .and_then(|()| file.sync_range(0, segment::DATA_START))
@@ -180,12 +187,37 @@ impl Seg {
             })
             .map_err(CreateError::Failed)?;
         file.freeze(segment::DATA_START);
-        Ok(Seg::new(id, first_lsn, opts.record_bytes_max, path, file))
+        Ok(Seg::new(&header, opts.record_bytes_max, path, file))
     }
 
     /// The largest offset frames may reach.
     pub(crate) fn data_limit(&self) -> u64 {
-        self.capacity - segment::FOOTER_LEN as u64
+        self.mark_offset()
+            .unwrap_or(self.capacity - segment::FOOTER_LEN as u64)
+    }
+
+    /// Where its sync mark is, if it has one.
+    pub(crate) fn mark_offset(&self) -> Option<u64> {
+        self.has_mark
+            .then(|| self.capacity - (segment::FOOTER_LEN + segment::MARK_LEN) as u64)
+    }
+
+    /// Records in the sync mark that everything below `end` (LSNs below
+    /// `next`) is durable; the next sync of the mark makes that durable.
+    /// Nothing once the segment is sealed (its footer says more).
+    pub(crate) fn write_mark(&self, end: u64, next: Lsn) -> std::io::Result<()> {
+        let Some(at) = self.mark_offset() else {
+            return Ok(());
+        };
+        let _g = self.mark_lock.lock();
+        if self.sealed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mark = segment::SyncMark {
+            synced_end: end,
+            next_lsn: next,
+        };
+        self.file.write_at(at, &mark.encode())
     }
 
     /// A view covering at least `0..end`.
@@ -530,10 +562,13 @@ impl Drop for Log {
             let _ = h.join();
         }
         if !self.shared.opts.read_only && !self.shared.poisoned.load(Ordering::Acquire) {
-            let _ = writer::sync_to(
+            let synced = writer::sync_to(
                 &self.shared,
                 Lsn(self.shared.visible.load(Ordering::Acquire)),
             );
+            if synced.is_ok() {
+                let _ = writer::close_mark(&self.shared);
+            }
         }
     }
 }

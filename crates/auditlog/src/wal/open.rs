@@ -16,14 +16,15 @@ use crate::wal::frame::FRAME_HEADER_LEN;
 use crate::wal::quarantine::{self, QUARANTINE_FILE};
 use crate::wal::reader::SparseIndex;
 use crate::wal::recovery::{self, Damage, Skip};
-use crate::wal::segment::{self, Footer, Header, DATA_START, FOOTER_LEN, HEADER_LEN};
+use crate::wal::segment::{self, Footer, Header, SyncMark, DATA_START, FOOTER_LEN, HEADER_LEN};
 use crate::wal::{CreateError, RecoveryReport, Seg, Shared, WriterState};
 use crate::{Lsn, SegmentId};
 
 pub use crate::io::LOCK_FILE;
 
 fn check_options(o: &Options) -> Result<()> {
-    let min = (HEADER_LEN + FOOTER_LEN + FRAME_HEADER_LEN) as u64 + u64::from(o.record_bytes_max);
+    let min = (HEADER_LEN + segment::MARK_LEN + FOOTER_LEN + FRAME_HEADER_LEN) as u64
+        + u64::from(o.record_bytes_max);
     if o.segment_bytes < min {
         return Err(Error::InvalidOptions(format!(
             "segment_bytes {} is too small for records of up to {} bytes (needs at least {min})",
@@ -510,7 +511,7 @@ fn load_segment(
             && f.first_lsn == header.first_lsn
             && f.data_end <= len - FOOTER_LEN as u64
     });
-    let mut seg = Seg::new(id, header.first_lsn, record_max, path.to_path_buf(), file);
+    let mut seg = Seg::new(&header, record_max, path.to_path_buf(), file);
     seg.sealed.store(footer.is_some(), Ordering::Relaxed);
     seg.skips = skips;
     let mut found_damage = Vec::new();
@@ -527,12 +528,16 @@ fn load_segment(
             let limit = match footer {
                 Some(f) => f.data_end,
                 None if truncated => len,
-                None => len - FOOTER_LEN as u64,
+                None => seg.data_limit(),
             };
             let mut scan = None;
             let mut data_crc = 0;
             let mut end_problem = None;
+            let mut mark = None;
             seg.file.inspect(&mut |b| {
+                if seg.has_mark && !truncated {
+                    mark = SyncMark::decode(b).filter(|m| m.synced_end <= limit);
+                }
                 let s = recovery::scan(
                     b,
                     DATA_START,
@@ -600,6 +605,25 @@ fn load_segment(
                     });
                 }
                 seg.sealed.store(true, Ordering::Relaxed);
+                lost_end_next = Some(next_lsn);
+            } else if let Some(m) = mark.filter(|m| s.valid_end < m.synced_end && !live_writer) {
+                // The writer had synced past where the valid frames end: not
+                // a write cut short by a crash but damage to durable records.
+                let next_lsn = m.next_lsn.max(s.next_lsn);
+                let end = m.synced_end.max(s.garbage_end);
+                if !seg.skips.iter().any(|k| k.start == s.valid_end) {
+                    found_damage.push(Damage {
+                        start: s.valid_end,
+                        end,
+                        lsns_lost: (next_lsn > s.next_lsn)
+                            .then(|| (s.next_lsn, Lsn(next_lsn.0 - 1))),
+                        problem: end_problem.clone().unwrap_or(Problem::Zeroed),
+                        next_lsn,
+                    });
+                }
+                // Kept for inspection, never cleared: appends go after it.
+                s.valid_end = end;
+                s.garbage_end = end;
                 lost_end_next = Some(next_lsn);
             } else if live_writer && !s.damage.is_empty() {
                 // Beside a live writer, frames after a gap may be appends
@@ -782,7 +806,7 @@ fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
     shared
         .segments
         .write()
-        .push(Arc::new(Seg::new(id, h.first_lsn, record_max, path, file)));
+        .push(Arc::new(Seg::new(&h, record_max, path, file)));
     Ok(true)
 }
 

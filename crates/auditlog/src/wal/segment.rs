@@ -21,6 +21,13 @@ pub const FOOTER_LEN: usize = 64;
 const _: () = assert!(FOOTER_LEN == 8 + 8 + 8 + 8 + 8 + 8 + 4 + 8 + 4);
 /// Offset of the first frame.
 pub const DATA_START: u64 = HEADER_LEN as u64;
+/// Magic at byte 0 of a sync mark.
+pub const MARK_MAGIC: [u8; 8] = *b"AUDITSYN";
+/// Sync mark, in the 64 bytes before the footer of a version-2 segment:
+/// magic (8) | synced end u64 | next LSN u64 | reserved (36) | CRC-32 u32
+/// of bytes 0..60. All zeros until the first sync.
+pub const MARK_LEN: usize = 64;
+const _: () = assert!(MARK_LEN == 8 + 8 + 8 + 36 + 4);
 /// Suffix of segment file names.
 pub const SEGMENT_SUFFIX: &str = ".seg";
 /// Suffix of a segment being created (renamed to its final name once its
@@ -72,6 +79,53 @@ pub struct Header {
     /// The largest record payload the segment may hold, as its writer was
     /// configured; 0 in a version-1 header (unknown).
     pub record_max: u32,
+    /// The header's format version (1 or 2; [`encode`](Header::encode) writes 2).
+    pub version: u32,
+}
+
+impl Header {
+    /// Whether the segment has a sync mark before its footer (version 2).
+    pub fn has_mark(&self) -> bool {
+        self.version >= 2
+    }
+}
+
+/// How far a segment was synced, as its writer last recorded: every frame
+/// below `synced_end` (LSNs below `next_lsn`) was durable. Written after a
+/// sync, and made durable by the next one (or at close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncMark {
+    /// Offset one past the last synced frame.
+    pub synced_end: u64,
+    /// LSN after the last synced frame.
+    pub next_lsn: Lsn,
+}
+
+impl SyncMark {
+    /// The 64 bytes of the mark.
+    pub fn encode(&self) -> [u8; MARK_LEN] {
+        let mut b = [0u8; MARK_LEN];
+        b[0..8].copy_from_slice(&MARK_MAGIC);
+        b[8..16].copy_from_slice(&self.synced_end.to_le_bytes());
+        b[16..24].copy_from_slice(&self.next_lsn.0.to_le_bytes());
+        let c = crc(&b[0..60]);
+        b[60..64].copy_from_slice(&c.to_le_bytes());
+        b
+    }
+
+    /// The mark of a version-2 segment of `bytes.len()` bytes, if one was
+    /// written and checks (a damaged mark counts as none).
+    pub fn decode(bytes: &[u8]) -> Option<SyncMark> {
+        let at = bytes.len().checked_sub(FOOTER_LEN + MARK_LEN)?;
+        let b = &bytes[at..at + MARK_LEN];
+        if b[0..8] != MARK_MAGIC || u32_at(b, 60) != crc(&b[0..60]) {
+            return None;
+        }
+        Some(SyncMark {
+            synced_end: u64_at(b, 8),
+            next_lsn: Lsn(u64_at(b, 16)),
+        })
+    }
 }
 
 fn crc(bytes: &[u8]) -> u32 {
@@ -134,6 +188,7 @@ impl Header {
             len: u64_at(b, 32),
             log_id: u128::from_le_bytes(b[40..56].try_into().unwrap()),
             record_max: u32_at(b, 56),
+            version,
         })
     }
 }
@@ -247,6 +302,7 @@ mod tests {
             len: 4096,
             log_id: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
             record_max: 1024,
+            version: FORMAT_VERSION,
         };
         let b = h.encode();
         assert_eq!(Header::decode(&b), Ok(h));

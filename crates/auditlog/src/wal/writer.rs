@@ -50,7 +50,8 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
     let total: u64 = payloads.iter().map(frame).sum();
     let mut guard = shared.writer.lock();
     let st = guard.as_mut().ok_or(Error::ReadOnly)?;
-    let fresh = shared.opts.segment_bytes - DATA_START - segment::FOOTER_LEN as u64;
+    let fresh =
+        shared.opts.segment_bytes - DATA_START - (segment::MARK_LEN + segment::FOOTER_LEN) as u64;
     if payloads.is_empty() {
         return Ok((st.next_lsn, st.next_lsn));
     }
@@ -254,6 +255,8 @@ fn seal(shared: &Shared, seg: &Seg) -> Result<()> {
         data_crc: crc32fast::hash(&view.bytes()[..end as usize]),
     };
     let at = seg.capacity - segment::FOOTER_LEN as u64;
+    // No sync mark is written once the footer is (the mark lock orders them).
+    let _mark = seg.mark_lock.lock();
     let result = seg
         .file
         .write_at(at, &footer.encode())
@@ -313,16 +316,25 @@ pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
     }
 }
 
-/// The leader's sync: the tail segment up to its published end.
+/// The leader's sync: the tail segment up to its published end. The range
+/// synced reaches the sync mark, so the mark written after the previous
+/// sync becomes durable with this one; then the mark is written anew.
 fn sync_tail(shared: &Shared, visible: u64) -> Result<()> {
     shared.check_poison()?;
     let Some(tail) = shared.segments.read().last().cloned() else {
         return Ok(());
     };
-    let end = tail.end.load(Ordering::Acquire);
+    let (end, next) = published(&tail);
     let from = tail.synced_end.load(Ordering::Acquire);
     if end > from {
-        if let Err(e) = tail.file.sync_range(from, end - from) {
+        let upto = tail
+            .mark_offset()
+            .map_or(end, |m| m + segment::MARK_LEN as u64);
+        let synced = tail
+            .file
+            .sync_range(from, upto - from)
+            .and_then(|()| tail.write_mark(end, next));
+        if let Err(e) = synced {
             shared.poison(format!("fsync of {} failed: {e}", tail.path.display()));
             return Err(Error::io("sync segment", &tail.path, e));
         }
@@ -330,6 +342,38 @@ fn sync_tail(shared: &Shared, visible: u64) -> Result<()> {
     }
     shared.durable.fetch_max(visible, Ordering::AcqRel);
     Ok(())
+}
+
+/// A segment's published end and the LSN after it, read as a pair
+/// (`publish` stores the LSN, then the end).
+fn published(seg: &Seg) -> (u64, Lsn) {
+    loop {
+        let before = seg.next_lsn.load(Ordering::Acquire);
+        let end = seg.end.load(Ordering::Acquire);
+        if seg.next_lsn.load(Ordering::Acquire) == before {
+            return (end, Lsn(before));
+        }
+    }
+}
+
+/// At close, after the last sync: the sync mark says how far that reached,
+/// and is made durable, so that damage to the last records is told from a
+/// torn write at the next open.
+pub(crate) fn close_mark(shared: &Shared) -> Result<()> {
+    let Some(tail) = shared.segments.read().last().cloned() else {
+        return Ok(());
+    };
+    let Some(at) = tail.mark_offset() else {
+        return Ok(());
+    };
+    let end = tail.synced_end.load(Ordering::Acquire);
+    let (published_end, next) = published(&tail);
+    if tail.sealed.load(Ordering::Acquire) || published_end != end {
+        return Ok(());
+    }
+    tail.write_mark(end, next)
+        .and_then(|()| tail.file.sync_range(at, segment::MARK_LEN as u64))
+        .map_err(|e| Error::io("sync segment", &tail.path, e))
 }
 
 /// The background flusher of `Durability::Interval`.
