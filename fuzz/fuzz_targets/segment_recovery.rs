@@ -14,7 +14,9 @@ use std::sync::Arc;
 use auditlog::io::FaultyFs;
 use auditlog::wal::frame::{self, FRAME_HEADER_LEN};
 use auditlog::wal::recovery;
-use auditlog::wal::segment::{Header, DATA_START, FOOTER_LEN, HEADER_LEN};
+use auditlog::wal::segment::{
+    Header, DATA_START, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, MARK_LEN,
+};
 use auditlog::{Log, Lsn, Options, RecoveryMode, SegmentId};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,8 +25,16 @@ const RECORD_MAX: u32 = 4096;
 fuzz_target!(|data: &[u8]| {
     let Some((&shape, rest)) = data.split_first() else { return };
     let file = if shape % 2 == 0 {
-        let len = (HEADER_LEN + rest.len() + FOOTER_LEN) as u64;
-        let mut f = Header { segment: SegmentId(1), first_lsn: Lsn(1), len }.encode().to_vec();
+        let len = (HEADER_LEN + rest.len() + MARK_LEN + FOOTER_LEN) as u64;
+        let header = Header {
+            segment: SegmentId(1),
+            first_lsn: Lsn(1),
+            len,
+            log_id: 1,
+            record_max: RECORD_MAX,
+            version: FORMAT_VERSION,
+        };
+        let mut f = header.encode().to_vec();
         f.extend_from_slice(rest);
         f.resize(len as usize, 0);
         f
