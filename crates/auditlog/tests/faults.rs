@@ -68,9 +68,35 @@ fn check_prefix(seed: u64, log: &Log, written: &mut Vec<Vec<u8>>, acked: u64) {
     written.truncate(got.len());
 }
 
+/// Seeds of the power-loss suite: 10,000 by default (about 12 s of a debug
+/// build on two cores); `AUDITLOG_POWER_SEEDS=N` for a soak run.
+fn power_seeds() -> u64 {
+    std::env::var("AUDITLOG_POWER_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// Runs `f` for every seed below `n`, on every core.
+fn each_seed(n: u64, f: impl Fn(u64) + Sync) {
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
+    std::thread::scope(|s| {
+        for _ in 0..cores {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if seed >= n {
+                    break;
+                }
+                f(seed);
+            });
+        }
+    });
+}
+
 #[test]
 fn power_loss_keeps_every_synced_record_and_returns_no_garbage() {
-    for seed in 0..300u64 {
+    each_seed(power_seeds(), |seed| {
         let fs = FaultyFs::new();
         let mut rng = SplitMix64(seed);
         let mut written = Vec::new();
@@ -86,7 +112,7 @@ fn power_loss_keeps_every_synced_record_and_returns_no_garbage() {
         let log = Log::open(fdir(), opts(&fs)).unwrap();
         check_prefix(seed, &log, &mut written, acked);
         assert!(log.verify().unwrap().damage.is_empty(), "seed {seed}");
-    }
+    });
 }
 
 #[test]
