@@ -298,7 +298,15 @@ fn finish(log: &AuditLog) -> ExitCode {
             auditlog_cli::terminal::visible(&c.to_string())
         );
     }
-    if unreadable.is_empty() {
+    let cut = &log.catalog_report().log_ends_early;
+    if let Some(why) = cut {
+        eprintln!(
+            "auditlog: warning: the output is missing records: {}: {}",
+            log.log().dir().join("CATALOG").display(),
+            auditlog_cli::terminal::visible(why)
+        );
+    }
+    if unreadable.is_empty() && cut.is_none() {
         ExitCode::SUCCESS
     } else {
         eprintln!(

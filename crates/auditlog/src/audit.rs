@@ -65,8 +65,9 @@ pub struct AuditLog {
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        // The next open reads the log for catalog records only past this point.
-        if !self.log.shared.opts.read_only && self.log.shared.check_poison().is_ok() {
+        // The next open reads the log for catalog records only past this
+        // point, and knows the log reached it: so it must be durable first.
+        if !self.log.shared.opts.read_only && self.log.sync().is_ok() {
             let next = self.log.next_lsn().0;
             let _ = self.registry.write().mark_covered(&self.log.shared, next);
         }

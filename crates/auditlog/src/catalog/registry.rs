@@ -210,6 +210,9 @@ pub struct CatalogReport {
     pub completed_from_log: usize,
     /// The file was damaged or missing and was rebuilt from the log: why.
     pub rebuilt: Option<String>,
+    /// A reader found the log shorter than the file says it was: what is
+    /// missing (a writer refuses to open such a log unless repairing it).
+    pub log_ends_early: Option<String>,
 }
 
 impl Registry {
@@ -725,20 +728,13 @@ pub(crate) fn open(shared: &Arc<Shared>, repair: bool) -> Result<(Registry, Cata
     let vfs = &shared.opts.vfs;
     let mut report = CatalogReport::default();
     let next = shared.visible.load(std::sync::atomic::Ordering::Acquire);
-    let loaded = Registry::load(vfs, &shared.dir).and_then(|r| {
-        // A line whose record lies past the end of the log: the log lost it.
-        let beyond = r.entries().into_iter().find(|(lsn, _)| *lsn >= next);
-        match beyond {
-            Some((lsn, e)) if !shared.opts.read_only => Err(bad(
-                &shared.dir.join(CATALOG_FILE),
-                0,
-                format!(
-                    "`{}` was recorded at LSN {lsn}, but the log ends before it",
-                    e.text()
-                ),
-            )),
-            _ => Ok(r),
+    let loaded = Registry::load(vfs, &shared.dir).and_then(|r| match r.ends_early(next) {
+        Some(why) if !shared.opts.read_only => Err(bad(&shared.dir.join(CATALOG_FILE), 0, why)),
+        Some(why) => {
+            report.log_ends_early = Some(why);
+            Ok(r)
         }
+        None => Ok(r),
     });
     let mut r = match loaded {
         Ok(r) => r,
@@ -786,6 +782,27 @@ pub(crate) fn open(shared: &Arc<Shared>, repair: bool) -> Result<(Registry, Cata
 }
 
 impl Registry {
+    /// Whether the file knows of records past `next`, the end of the log: a
+    /// catalog record it names, or how far it says the log reached (the
+    /// newest segment deleted, the log cut short). Says what, if so.
+    fn ends_early(&self, next: u64) -> Option<String> {
+        if let Some((lsn, e)) = self.entries().into_iter().find(|(lsn, _)| *lsn >= next) {
+            return Some(format!(
+                "`{}` was recorded at LSN {lsn}, but the log ends before it, at LSN {}: records at the end are missing",
+                e.text(),
+                next.saturating_sub(1)
+            ));
+        }
+        (self.covered > next).then(|| {
+            format!(
+                "the log had reached LSN {}, but it ends at LSN {}: {} records at the end are missing",
+                self.covered - 1,
+                next.saturating_sub(1),
+                self.covered - next
+            )
+        })
+    }
+
     /// Where a scan of the log for catalog records must start: after the
     /// newest record the file names and after what it says it covers.
     fn scan_from(&self) -> u64 {
@@ -805,7 +822,10 @@ impl Registry {
     /// is in the file, and each file line with a record points at one that
     /// says the same. Returns what disagrees.
     pub(crate) fn check_against_log(&self, shared: &Arc<Shared>) -> Result<Vec<String>> {
-        let mut problems = Vec::new();
+        let mut problems: Vec<String> = self
+            .ends_early(shared.visible.load(std::sync::atomic::Ordering::Acquire))
+            .into_iter()
+            .collect();
         let mut from_log = Registry::default();
         let mut at: HashMap<u64, String> = HashMap::new();
         let mut entries = Vec::new();

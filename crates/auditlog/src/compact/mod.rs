@@ -236,9 +236,6 @@ pub(crate) struct CSeg {
     pub(crate) raw_bytes: u64,
     /// The low 32 bits of its log's identity (0: unknown).
     pub(crate) log_tag: u32,
-    /// Its header and index were rebuilt from the blocks (`Repair`): how
-    /// many block-shaped regions did not check and were left out.
-    pub(crate) rebuilt: Option<usize>,
     /// Blocks quarantined by `Repair` (by block number), sorted.
     pub(crate) damaged: Vec<u32>,
     /// Blocks holding records that are not events, sorted.
@@ -285,13 +282,10 @@ impl CSeg {
                     .map(|i| (h, i))
                     .map_err(|p| (p, h.index_offset, len))
             });
-        let (header, index, rebuilt) = match (loaded, repair) {
-            (Ok((h, i)), _) => (h, i, None),
+        let (header, index) = match (loaded, repair) {
+            (Ok(loaded), _) => loaded,
             (Err(e), None) => return Err(e),
-            (Err(_), Some((first, next))) => {
-                let (h, i, skipped) = rebuild(id, &bytes, first, next);
-                (h, i, Some(skipped))
-            }
+            (Err(_), Some((first, next))) => rebuild(id, &bytes, first, next),
         };
         let raw_bytes = index.blocks.iter().map(|b| u64::from(b.raw_len)).sum();
         let mut opaque: Vec<u32> = index
@@ -309,7 +303,6 @@ impl CSeg {
             records: header.records,
             index_len: u64::from(header.index_len),
             log_tag: header.log_tag,
-            rebuilt,
             raw_bytes,
             index,
             bytes,
@@ -342,7 +335,9 @@ impl CSeg {
             log_tag,
         };
         let mut bytes = header.encode().to_vec();
-        bytes.extend_from_slice(&self.bytes[format::HEADER_LEN..at as usize]);
+        if at > format::HEADER_LEN as u64 {
+            bytes.extend_from_slice(self.bytes.get(format::HEADER_LEN..at as usize)?);
+        }
         bytes.extend_from_slice(&index);
         Some(bytes)
     }
@@ -560,31 +555,28 @@ impl CSeg {
 /// Rebuilds a damaged header or index from the blocks that are intact:
 /// walks the block headers from the start of the data, keeps each block
 /// whose CRC and rows check, and puts them all in one stripe.
-/// A header and index for the intact blocks of `bytes`, and how many
-/// block-shaped regions did not check. With no `first` (no segment before
-/// this one), the range starts at the least LSN the blocks hold.
-fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Header, Index, usize) {
-    let mut skipped = 0;
-    let mut index = Index::default();
-    let mut keys: std::collections::BTreeMap<(u16, u8), Vec<format::Posting>> = Default::default();
+/// A header and index for the blocks of `bytes`. Every block-shaped region keeps its place: a damaged one (its
+/// CRC, compression or columns do not check, or its LSNs lie outside the
+/// range), or garbage between two blocks, is indexed as a one-row block that
+/// holds nothing readable, which `Repair` then quarantines as it would any
+/// damaged block, so the rebuilt file can be written back whole. With no
+/// `first` (no segment before this one), the range starts at the least LSN
+/// the intact blocks hold.
+fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Header, Index) {
+    let (mut blocks, mut metas_of) = (Vec::new(), Vec::new());
     let mut at = format::HEADER_LEN;
     let (mut buf, mut out) = (Vec::new(), Vec::new());
-    let mut records = 0u64;
-    while let Ok((comp_len, raw_len, crc)) =
-        format::decode_block_header(&bytes[at.min(bytes.len())..])
-    {
+    // A block whose data checks, starting at `at`: its length and rows.
+    let mut read_block = |at: usize| -> Option<(usize, Option<Vec<format::RowKey>>)> {
+        let (comp_len, raw_len, crc) = format::decode_block_header(bytes.get(at..)?).ok()?;
         let start = at + format::BLOCK_HEADER_LEN;
-        let Some(comp) = bytes.get(start..start + comp_len as usize) else {
-            break;
-        };
-        at = start + comp_len as usize;
+        let comp = bytes.get(start..start + comp_len as usize)?;
+        let len = format::BLOCK_HEADER_LEN + comp_len as usize;
         if crc32fast::hash(comp) != crc || raw_len > format::MAX_BLOCK_RAW {
-            skipped += 1;
-            continue;
+            return Some((len, None));
         }
         let Ok(raw) = zstd::bulk::decompress(comp, raw_len as usize) else {
-            skipped += 1;
-            continue;
+            return Some((len, None));
         };
         let mut metas = Vec::new();
         buf.clear();
@@ -599,14 +591,69 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Heade
             &mut out,
         );
         let outside = |k: &format::RowKey| first.is_some_and(|f| k.lsn < f) || k.lsn >= next;
-        if ok.is_err() || metas.iter().any(outside) {
-            skipped += 1;
-            continue;
+        let good = ok.is_ok() && !metas.is_empty() && !metas.iter().any(outside);
+        Some((len, good.then_some(metas)))
+    };
+    while at < bytes.len() {
+        match read_block(at) {
+            Some((len, metas)) => {
+                blocks.push((at, len));
+                metas_of.push(metas);
+                at += len;
+            }
+            None => {
+                // Garbage, or the old index: blocks go on only where an intact
+                // one starts again.
+                let resume = (at + 1..bytes.len().saturating_sub(3))
+                    .filter(|&q| &bytes[q..q + 4] == format::BLOCK_MAGIC)
+                    .find(|&q| matches!(read_block(q), Some((_, Some(_)))));
+                match resume {
+                    Some(q) if q - at >= format::BLOCK_HEADER_LEN => {
+                        blocks.push((at, q - at));
+                        metas_of.push(None);
+                        at = q;
+                    }
+                    _ => break,
+                }
+            }
         }
+    }
+    let good_min = metas_of.iter().flatten().flatten().map(|k| k.lsn).min();
+    let first = first.or(good_min).unwrap_or(next);
+    let mut index = Index::default();
+    let mut keys: std::collections::BTreeMap<(u16, u8), Vec<format::Posting>> = Default::default();
+    let mut records = 0u64;
+    for ((offset, len), metas) in blocks.into_iter().zip(metas_of) {
         let n = index.blocks.len() as u32;
+        let comp_len = (len - format::BLOCK_HEADER_LEN) as u32;
+        let Some(metas) = metas else {
+            // Nothing readable: one row, in the range, under the opaque key.
+            if next <= first {
+                continue;
+            }
+            index.blocks.push(BlockMeta {
+                offset: offset as u64,
+                comp_len,
+                raw_len: 0,
+                rows: 1,
+                stripe: 0,
+                min_lsn: first,
+                max_lsn: first,
+                min_time: i64::MAX,
+                max_time: i64::MIN,
+            });
+            keys.entry((0, OPAQUE)).or_default().push(format::Posting {
+                block: n,
+                first_row: 0,
+                rows: 1,
+            });
+            records += 1;
+            continue;
+        };
+        let raw_len = format::decode_block_header(&bytes[offset..]).map_or(0, |h| h.1);
         let events = metas.iter().filter(|k| k.severity != OPAQUE);
         index.blocks.push(BlockMeta {
-            offset: (start - format::BLOCK_HEADER_LEN) as u64,
+            offset: offset as u64,
             comp_len,
             raw_len,
             rows: metas.len() as u32,
@@ -629,8 +676,6 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Heade
         }
         records += metas.len() as u64;
     }
-    let first =
-        first.unwrap_or_else(|| index.blocks.iter().map(|b| b.min_lsn).min().unwrap_or(next));
     if next > first {
         index.stripes.push(format::StripeMeta {
             first_lsn: first,
@@ -656,5 +701,5 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Heade
         index_len: 0,
         log_tag: 0,
     };
-    (header, index, skipped)
+    (header, index)
 }

@@ -479,7 +479,9 @@ fn load_segment(
     };
     // A file shorter than its header says lost its end; `Repair` keeps the rest.
     let truncated = len < header.len && len >= (HEADER_LEN + FOOTER_LEN) as u64;
-    if header.len != len && !(truncated && opts.recovery == RecoveryMode::Repair) {
+    // A truncation `Repair` already quarantined reads like any quarantined range.
+    let known_cut = skips.iter().any(|k| k.end >= header.len);
+    if header.len != len && !(truncated && (opts.recovery == RecoveryMode::Repair || known_cut)) {
         return Err(LoadError::Corrupt(
             Problem::Truncated {
                 len,
@@ -896,11 +898,10 @@ fn load_compacted(
                     Some(next) => {
                         let mut c = CSeg::load(id, &path, file, Some((prev_next, next)))
                             .map_err(|e| io_corruption(&path, id, e))?;
-                        // What was rebuilt stays rebuilt: when every block
-                        // checked, the file is written anew, so the next
-                        // open is Strict again.
-                        let whole = c.rebuilt == Some(0);
-                        if let (true, true, Some(bytes)) = (writable, whole, c.rewritten(0)) {
+                        // What was rebuilt stays rebuilt: the file is
+                        // written anew (damaged blocks in place, quarantined
+                        // below), so the next open is Strict again.
+                        if let (true, Some(bytes)) = (writable, c.rewritten(0)) {
                             let (_, file) = crate::wal::write_compacted(opts, dir, id, &bytes)?;
                             c = CSeg::load(id, &path, file, None)
                                 .map_err(|e| io_corruption(&path, id, e))?;
