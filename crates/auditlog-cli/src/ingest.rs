@@ -58,8 +58,12 @@ pub(crate) fn ingest(
             )
         }
     };
+    let mut log_opts = Options::default().durability(durability);
+    if let Some(size) = &how.segment_size {
+        log_opts = log_opts.segment_bytes(crate::parse_size(size, "segment-size")?);
+    }
     let opts = AuditOptions {
-        log: Options::default().durability(durability),
+        log: log_opts,
         catalog: Some(builtin(&how.catalog)?),
         strict: how.strict,
         app_version: how.app_version.clone(),

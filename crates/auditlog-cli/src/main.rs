@@ -204,6 +204,10 @@ struct IngestArgs {
     /// The application version writing these events (see `stats`).
     #[arg(long)]
     app_version: Option<String>,
+    /// Size of segment files created from now on, with its unit [default: 64MiB]; small
+    /// logs may want less.
+    #[arg(long)]
+    segment_size: Option<String>,
 }
 
 #[derive(Args, Clone, Default)]
