@@ -202,3 +202,88 @@ fn background_compaction_backs_off_while_it_fails() {
     }
     assert!(!log.compacted_segments().is_empty());
 }
+
+#[test]
+fn a_deleted_or_replaced_lock_file_lets_no_second_writer_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Log::open(dir.path(), opts()).unwrap();
+    first.append(b"one").unwrap();
+    let lock = dir.path().join("LOCK");
+    std::fs::remove_file(&lock).unwrap();
+    match Log::open(dir.path(), opts()) {
+        Err(Error::Locked { .. }) => {}
+        other => panic!("a second writer opened: {other:?}"),
+    }
+    std::fs::write(&lock, b"pid 1\n").unwrap();
+    assert!(matches!(
+        Log::open(dir.path(), opts()),
+        Err(Error::Locked { .. })
+    ));
+    first.append(b"two").unwrap();
+    drop(first);
+    // Once the writer is gone, the next one opens.
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(all(&log).len(), 2);
+}
+
+#[test]
+fn no_file_of_a_log_is_opened_through_a_symbolic_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("precious");
+    std::fs::write(&target, b"keep me").unwrap();
+    make(dir.path(), 10, opts());
+    let files = segment_files(dir.path());
+    for name in ["LOCK", "CATALOG", "QUARANTINE", "00000000000000000009.seg"] {
+        let link = dir.path().join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for o in [opts(), opts().read_only(true)] {
+            match Log::open(dir.path(), o) {
+                Err(e) => assert!(e.to_string().contains("symbolic link"), "{name}: {e}"),
+                Ok(_) => panic!("{name}: opened through a link"),
+            }
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me", "{name}");
+        std::fs::remove_file(&link).unwrap();
+    }
+    // A segment replaced by a link is refused too.
+    let seg = &files[0];
+    let saved = std::fs::read(seg).unwrap();
+    std::fs::remove_file(seg).unwrap();
+    std::os::unix::fs::symlink(&target, seg).unwrap();
+    assert!(Log::open(dir.path(), opts()).is_err());
+    std::fs::remove_file(seg).unwrap();
+    std::fs::write(seg, saved).unwrap();
+    assert_eq!(all(&Log::open(dir.path(), opts()).unwrap()).len(), 10);
+}
+
+#[test]
+fn a_damaged_footer_is_blamed_on_its_own_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make(dir.path(), 300, opts());
+    assert!(files.len() >= 3);
+    let second = &files[1];
+    let original = std::fs::read(second).unwrap();
+    for k in 0..FOOTER_LEN {
+        let mut bytes = original.clone();
+        let at = bytes.len() - FOOTER_LEN + k;
+        bytes[at] ^= 0x08;
+        std::fs::write(second, &bytes).unwrap();
+        footer_damage_names(dir.path(), second);
+    }
+}
+
+fn footer_damage_names(dir: &Path, second: &Path) {
+    for o in [opts(), opts().check_sealed(true), opts().read_only(true)] {
+        match Log::open(dir, o) {
+            Err(Error::Corruption(c)) => assert_eq!(c.path, second, "{c}"),
+            Ok(log) => {
+                let report = log.verify().unwrap();
+                assert!(!report.damage.is_empty(), "{report:?}");
+                assert!(report.damage.iter().all(|d| d.path == second), "{report:?}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
