@@ -161,15 +161,18 @@ pub(crate) fn compact(
 
 fn print_removals(removals: &[auditlog::Removal]) {
     for removed in removals {
+        let recorded = match removed.marker.0 {
+            0 => "the disk is full: its marker is written as soon as there is room".to_string(),
+            lsn => format!("recorded as LSN {lsn}"),
+        };
         println!(
-            "retention removed segment {} (LSNs {}..={}, {} events, {} bytes): {}; recorded as LSN {}",
+            "retention removed segment {} (LSNs {}..={}, {} events, {} bytes): {}; {recorded}",
             removed.segment,
             removed.lsns.0,
             removed.lsns.1,
             removed.records,
             removed.bytes,
             removed.policy,
-            removed.marker
         );
     }
 }

@@ -200,3 +200,89 @@ fn a_failed_fdatasync_of_catalog_poisons_the_append_and_loses_nothing() {
     assert!(!again.is_empty() && again.iter().all(|e| e.actor.as_deref() == Some("x")));
     assert!(ok(&["verify", "--dir", d]).contains("ok"));
 }
+
+/// Writes zeros into `path` until the file system is full.
+fn fill_up(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// `compact --max-bytes` on a full disk: compaction cannot write, so
+/// retention frees space first, compaction then goes through, and the
+/// removals' markers are written once there is room.
+#[test]
+fn retention_frees_space_on_a_full_disk() {
+    let Some(fs) = Tmpfs::mount(12) else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (file, _) = events_file(scratch.path(), 45_000);
+    let dir = fs.dir.join("log");
+    let d = dir.to_str().unwrap();
+    let import = |f: &Path| {
+        auditlog(&[
+            "import",
+            "--dir",
+            d,
+            "--format",
+            "jsonl",
+            "--segment-size",
+            "2MiB",
+            f.to_str().unwrap(),
+        ])
+    };
+    assert!(import(&file).status.success());
+    ok(&["compact", "--dir", d]);
+    let compacted = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".cseg")
+        })
+        .count();
+    assert!(compacted >= 1);
+    // More events: the active segment fills and the next is created; then
+    // the disk fills up, and when that one is full no other can be created.
+    let (more, _) = events_file(&scratch.path().join(""), 25_000);
+    assert!(import(&more).status.success());
+    fill_up(&fs.dir.join("filler"));
+    let o = import(&more);
+    assert!(
+        !o.status.success() && stderr(&o).contains("no space left"),
+        "{}",
+        stderr(&o)
+    );
+    let before: u64 = ok(&["query", "--dir", d, "--count"])
+        .trim()
+        .parse()
+        .unwrap();
+
+    let o = auditlog(&["compact", "--dir", d, "--max-bytes", "1MiB"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("the disk is full: applying retention"),
+        "{out}"
+    );
+    assert!(out.contains("retention removed segment 1 "), "{out}");
+    // Every removal is recorded in the log, once there was room for it.
+    let markers = ok(&[
+        "query",
+        "--dir",
+        d,
+        "--type",
+        "AUDITLOG_RETENTION_APPLIED",
+        "--count",
+    ]);
+    assert!(markers.trim().parse::<u64>().unwrap() >= 1, "{out}");
+    assert!(ok(&["verify", "--dir", d]).contains("ok"));
+    let after: u64 = ok(&["query", "--dir", d, "--count"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(after < before, "{before} -> {after}");
+}

@@ -4,7 +4,6 @@
 use std::ops::Range;
 use std::path::Path;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -58,8 +57,8 @@ pub struct AuditLog {
     reference: Option<Catalog>,
     strict: bool,
     retention: Retention,
-    /// Markers of a removal a crash interrupted have been looked for.
-    markers_checked: Arc<AtomicBool>,
+    /// What retention remembers between passes.
+    retention_state: Arc<retention::State>,
     catalog_report: CatalogReport,
 }
 
@@ -93,15 +92,15 @@ impl AuditLog {
             registry.declare_version(&log.shared, log.next_lsn().0, v)?;
         }
         let registry = Arc::new(RwLock::new(registry));
-        let markers_checked = Arc::new(AtomicBool::new(false));
+        let retention_state = Arc::new(retention::State::default());
         if !opts.log.read_only && !opts.retention.is_none() {
-            let (registry, policy, checked) = (
+            let (registry, policy, state) = (
                 registry.clone(),
                 opts.retention.clone(),
-                markers_checked.clone(),
+                retention_state.clone(),
             );
             let hook: crate::wal::MaintenanceHook = Arc::new(move |shared| {
-                retention::apply(shared, &registry, &policy, Timestamp::now(), &checked).map(|_| ())
+                retention::apply(shared, &registry, &policy, Timestamp::now(), &state).map(|_| ())
             });
             *log.shared.maintenance.lock() = Some(hook);
         }
@@ -111,7 +110,7 @@ impl AuditLog {
             reference: opts.catalog,
             strict: opts.strict,
             retention: opts.retention,
-            markers_checked,
+            retention_state,
             catalog_report,
         })
     }
@@ -161,7 +160,7 @@ impl AuditLog {
             &self.registry,
             &self.retention,
             now,
-            &self.markers_checked,
+            &self.retention_state,
         )
     }
 

@@ -49,7 +49,8 @@ pub enum Compaction {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub(crate) segment_bytes: u64,
+    /// `None`: the size of the log's newest segment, or 64 MiB for a new log.
+    pub(crate) segment_bytes: Option<u64>,
     pub(crate) record_bytes_max: u32,
     pub(crate) durability: Durability,
     pub(crate) recovery: RecoveryMode,
@@ -64,7 +65,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            segment_bytes: 64 << 20,
+            segment_bytes: None,
             record_bytes_max: 1 << 20,
             durability: Durability::Sync,
             recovery: RecoveryMode::Strict,
@@ -79,11 +80,21 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Size of each segment file, header and footer included (default 64 MiB).
-    /// Only used for new segments; existing ones keep their size.
+    /// Size of each segment file created from now on, header and footer
+    /// included; existing ones keep their size. By default a log goes on
+    /// with the size of its newest segment (so a log made with small
+    /// segments stays small whoever opens it), and a new log gets 64 MiB.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.segment_bytes = bytes;
+        self.segment_bytes = Some(bytes);
         self
+    }
+
+    /// The size of new segments when no log says otherwise.
+    pub(crate) const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+    /// The size new segments get.
+    pub(crate) fn new_segment_bytes(&self) -> u64 {
+        self.segment_bytes.unwrap_or(Self::DEFAULT_SEGMENT_BYTES)
     }
 
     /// The identity a log created by this open gets, instead of a random

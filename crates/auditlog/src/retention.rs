@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::registry::{engine_type_id, Registry};
 use crate::compact::{CSeg, Prefilter};
@@ -189,45 +189,108 @@ fn free_bytes(shared: &Shared) -> Result<u64> {
         .map_err(|e| Error::io("read free space of", &shared.dir, e))
 }
 
+/// What retention remembers between passes while a log is open.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Markers left by a removal a crash interrupted have been looked for.
+    markers_checked: AtomicBool,
+    /// Removals whose markers a full disk kept from being written.
+    owed: Mutex<Vec<Removal>>,
+}
+
 /// Applies `policy` now: removes compacted segments, oldest first, as
-/// [`plan`] says. `checked` says whether markers left by an interrupted
-/// removal have been looked for since the log was opened.
+/// [`plan`] says. Removals whose markers a full disk kept from being
+/// written are returned again, with their marker, once it is written.
 pub(crate) fn apply(
     shared: &Arc<Shared>,
     registry: &RwLock<Registry>,
     policy: &Retention,
     now: Timestamp,
-    checked: &AtomicBool,
+    state: &State,
 ) -> Result<Vec<Removal>> {
+    let (checked, owed) = (&state.markers_checked, &state.owed);
     if shared.opts.read_only {
         return Err(Error::ReadOnly);
     }
-    if policy.is_none() {
+    if policy.is_none() && owed.lock().is_empty() {
         return Ok(Vec::new());
     }
     let _one_at_a_time = shared.compact_lock.lock();
+    // Markers a full disk kept from being written go first.
+    let mut removals = record_owed(shared, registry, owed, now)?;
     let (segments, total) = facts(shared);
     let planned = plan(policy, &segments, total, || free_bytes(shared), now)?;
-    let mut removals = Vec::new();
     for removal in planned {
         let earlier = if checked.load(Ordering::Acquire) {
             None
         } else {
             existing_marker(shared, removal.segment)?
         };
-        // The log keeps a copy of every registration the segment holds.
-        registry
-            .write()
-            .rerecord_range(shared, now, removal.lsns.0, Lsn(removal.lsns.1 .0 + 1))?;
         let marker = match earlier {
-            Some(lsn) => lsn,
-            None => append_marker(shared, registry, &removal, now)?,
+            Some(lsn) => Ok(lsn),
+            None => record(shared, registry, &removal, now),
+        };
+        let marker = match marker {
+            Ok(lsn) => lsn,
+            // The disk is full: nothing can be appended until space is freed,
+            // and freeing it is what retention is for. The segment goes
+            // first; its marker (and its registrations' copies) are written
+            // as soon as there is room, by this pass or the next. Until
+            // then (and if the process ends first) the removal is unrecorded.
+            Err(Error::StorageFull { .. }) => {
+                owed.lock().push(removal.clone());
+                Lsn(0)
+            }
+            Err(e) => return Err(e),
         };
         wal::remove_oldest(shared, removal.segment)?;
         removals.push(Removal { marker, ..removal });
     }
+    // What this pass freed may be room enough for what it owes.
+    for done in record_owed(shared, registry, owed, now)? {
+        match removals.iter_mut().find(|r| r.segment == done.segment) {
+            Some(r) => r.marker = done.marker,
+            None => removals.push(done),
+        }
+    }
     checked.store(true, Ordering::Release);
     Ok(removals)
+}
+
+/// Records a removal about to happen: the copies of the registrations the
+/// segment holds (so the log keeps every one), then the marker.
+fn record(
+    shared: &Arc<Shared>,
+    registry: &RwLock<Registry>,
+    removal: &Removal,
+    now: Timestamp,
+) -> Result<Lsn> {
+    let (first, next) = (removal.lsns.0, Lsn(removal.lsns.1 .0 + 1));
+    registry.write().rerecord_range(shared, now, first, next)?;
+    append_marker(shared, registry, removal, now)
+}
+
+/// Writes the markers owed for removals a full disk kept unrecorded; those
+/// written are returned with their marker LSN, the rest stay owed.
+fn record_owed(
+    shared: &Arc<Shared>,
+    registry: &RwLock<Registry>,
+    owed: &Mutex<Vec<Removal>>,
+    now: Timestamp,
+) -> Result<Vec<Removal>> {
+    let mut done = Vec::new();
+    let mut owed = owed.lock();
+    while let Some(removal) = owed.first().cloned() {
+        match record(shared, registry, &removal, now) {
+            Ok(marker) => {
+                owed.remove(0);
+                done.push(Removal { marker, ..removal });
+            }
+            Err(Error::StorageFull { .. }) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// The LSN of a marker already recording the removal of `segment`.

@@ -623,8 +623,18 @@ impl Registry {
             return self.replace_file(shared, &text);
         }
         self.covered_lines += 1;
-        self.write_lines(shared, &line(0, &Entry::Covered(lsn)))
-            .inspect_err(|e| self.failed = Some(e.to_string()))
+        match self.write_lines(shared, &line(0, &Entry::Covered(lsn))) {
+            // A full disk: the file is written whole next time.
+            Err(Error::StorageFull { .. }) => {
+                self.needs_rewrite = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// The catalog records of a compacted segment about to be removed are

@@ -154,7 +154,7 @@ impl Seg {
         let vfs = &opts.vfs;
         let tmp = dir.join(segment::creating_file_name(id));
         let path = dir.join(segment::file_name(id));
-        let len = opts.segment_bytes;
+        let len = opts.new_segment_bytes();
         let file = match vfs.create_segment(&tmp, len) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Left by an earlier attempt that failed (nothing else uses this name).

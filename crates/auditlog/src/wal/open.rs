@@ -23,18 +23,18 @@ use crate::{Lsn, SegmentId};
 pub use crate::io::LOCK_FILE;
 
 fn check_options(o: &Options) -> Result<()> {
+    let segment_bytes = o.new_segment_bytes();
     let min = (HEADER_LEN + segment::MARK_LEN + FOOTER_LEN + FRAME_HEADER_LEN) as u64
         + u64::from(o.record_bytes_max);
-    if o.segment_bytes < min {
+    if segment_bytes < min {
         return Err(Error::InvalidOptions(format!(
-            "segment_bytes {} is too small for records of up to {} bytes (needs at least {min})",
-            o.segment_bytes, o.record_bytes_max
+            "segment_bytes {segment_bytes} is too small for records of up to {} bytes (needs at least {min})",
+            o.record_bytes_max
         )));
     }
-    if usize::try_from(o.segment_bytes).is_err() || o.segment_bytes > (1 << 40) {
+    if usize::try_from(segment_bytes).is_err() || segment_bytes > (1 << 40) {
         return Err(Error::InvalidOptions(format!(
-            "segment_bytes {} is too large",
-            o.segment_bytes
+            "segment_bytes {segment_bytes} is too large"
         )));
     }
     Ok(())
@@ -105,7 +105,7 @@ struct Found {
     torn_bytes: u64,
 }
 
-pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
+pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
     check_options(&opts)?;
     let vfs = opts.vfs.clone();
     if !opts.read_only {
@@ -193,6 +193,15 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Shared> {
         let mut header = None;
         file.inspect(&mut |b| header = Header::decode(b).ok());
         files.push((id, path, file, header));
+    }
+    // New segments: the size asked for, else the size of the newest one.
+    if opts.segment_bytes.is_none() {
+        if let Some(h) = files.iter().rev().find_map(|f| f.3) {
+            let inherited = opts.clone().segment_bytes(h.len);
+            if check_options(&inherited).is_ok() {
+                opts = inherited;
+            }
+        }
     }
     // Compacted segments carry the identity's low 32 bits: a log left with
     // none but those keeps them in the identity it gets.

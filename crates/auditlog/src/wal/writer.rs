@@ -50,8 +50,9 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
     let total: u64 = payloads.iter().map(frame).sum();
     let mut guard = shared.writer.lock();
     let st = guard.as_mut().ok_or(Error::ReadOnly)?;
-    let fresh =
-        shared.opts.segment_bytes - DATA_START - (segment::MARK_LEN + segment::FOOTER_LEN) as u64;
+    let fresh = shared.opts.new_segment_bytes()
+        - DATA_START
+        - (segment::MARK_LEN + segment::FOOTER_LEN) as u64;
     if payloads.is_empty() {
         return Ok((st.next_lsn, st.next_lsn));
     }
