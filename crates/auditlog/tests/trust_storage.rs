@@ -287,3 +287,47 @@ fn footer_damage_names(dir: &Path, second: &Path) {
         }
     }
 }
+
+/// A batch larger than a segment that meets a full disk part way: the error
+/// says exactly which of its records are in, and those are in.
+#[test]
+fn a_batch_cut_by_a_full_disk_says_exactly_which_records_are_in() {
+    use auditlog::io::FaultyFs;
+    let fs = FaultyFs::new();
+    let o = opts().vfs(std::sync::Arc::new(fs.clone()));
+    let log = Log::open("/log", o.clone()).unwrap();
+    log.append(&payload(1, 100)).unwrap();
+    // Room for the open segment and one more, not a third.
+    let used: u64 = ["/log/00000000000000000001.seg", "/log/LOCK"]
+        .iter()
+        .map(|p| fs.contents(Path::new(p)).map_or(0, |c| c.len() as u64))
+        .sum();
+    fs.set_space_limit(Some(used + (64 << 10) + 100));
+    let batch: Vec<Vec<u8>> = (2..=400u64).map(|i| payload(i, 400)).collect();
+    match log.append_batch(&batch) {
+        Err(Error::BatchCut {
+            first,
+            next,
+            source,
+        }) => {
+            assert_eq!(first, Lsn(2));
+            assert!(next > first && next.0 < 401, "{first}..{next}");
+            assert!(matches!(*source, Error::StorageFull { .. }), "{source}");
+            assert_eq!(log.next_lsn(), next);
+            let got = all(&log);
+            assert_eq!(got.len() as u64, next.0 - 1);
+            for (lsn, p) in &got[1..] {
+                assert_eq!(p, &batch[(lsn.0 - 2) as usize]);
+            }
+            // The rest goes in once there is room, after them.
+            fs.set_space_limit(None);
+            let rest = &batch[(next.0 - 2) as usize..];
+            assert_eq!(log.append_batch(rest).unwrap().start, next);
+        }
+        other => panic!("{other:?}"),
+    }
+    log.sync().unwrap();
+    drop(log);
+    let log = Log::open("/log", o).unwrap();
+    assert_eq!(all(&log).len(), 400);
+}
