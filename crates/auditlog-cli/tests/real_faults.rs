@@ -155,14 +155,7 @@ fn a_failed_fdatasync_of_catalog_poisons_the_append_and_loses_nothing() {
     let dir = tmp.path().join("log");
     let d = dir.to_str().unwrap();
     let (file, events) = events_file(tmp.path(), 2_000);
-    ok(&[
-        "import",
-        "--dir",
-        d,
-        "--format",
-        "jsonl",
-        file.to_str().unwrap(),
-    ]);
+    import_jsonl(d, &file);
     let line =
         r#"{"time":"2026-11-23T09:00:00Z","type":"BRAND_NEW_TYPE","severity":"INFO","actor":"x"}"#;
     let input = tmp.path().join("new.jsonl");

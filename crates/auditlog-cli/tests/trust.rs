@@ -233,14 +233,7 @@ fn readers_report_damage_in_the_active_segment_and_repair_fixes_the_log() {
     let dir = tmp.path().join("log");
     let d = dir.to_str().unwrap();
     let (file, events) = events_file(tmp.path(), 3000);
-    ok(&[
-        "import",
-        "--dir",
-        d,
-        "--format",
-        "jsonl",
-        file.to_str().unwrap(),
-    ]);
+    import_jsonl(d, &file);
     let seg = dir.join("00000000000000000001.seg");
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"\xde\xad\xbe\xef", 150_000).unwrap();

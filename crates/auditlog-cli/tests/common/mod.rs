@@ -55,3 +55,15 @@ pub fn lines_as_events(text: &str) -> Vec<Event> {
         .map(|l| json::from_json(l, &|_| None).unwrap())
         .collect()
 }
+
+/// `auditlog import --format jsonl FILE` into `dir`, which must succeed.
+pub fn import_jsonl(dir: &str, file: &Path) -> String {
+    ok(&[
+        "import",
+        "--dir",
+        dir,
+        "--format",
+        "jsonl",
+        file.to_str().unwrap(),
+    ])
+}

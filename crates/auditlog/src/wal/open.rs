@@ -481,11 +481,7 @@ fn load_segment(
             HEADER_LEN as u64,
         ));
     }
-    // Read with the limit it was written with (version 1: the options').
-    let record_max = match header.record_max {
-        0 => opts.record_bytes_max,
-        m => m,
-    };
+    let record_max = header.record_max_or(opts.record_bytes_max);
     // A file shorter than its header says lost its end; `Repair` keeps the rest.
     let truncated = len < header.len && len >= (HEADER_LEN + FOOTER_LEN) as u64;
     // A truncation `Repair` already quarantined reads like any quarantined range.
@@ -782,37 +778,30 @@ fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
     let Some(h) = header.filter(|h| h.segment == id && h.len == file.file_len()) else {
         return Ok(false);
     };
-    if h.first_lsn != first {
-        return Err(Error::from(Corruption {
-            path,
+    let damaged = |problem| {
+        Err(Error::from(Corruption {
+            path: path.clone(),
             segment: id,
             offset: 0,
             end: HEADER_LEN as u64,
             lsns_lost: None,
-            problem: Problem::Mismatch {
-                field: "first LSN in header",
-                expected: first.0,
-                found: h.first_lsn.0,
-            },
-        }));
+            problem,
+        }))
+    };
+    if h.first_lsn != first {
+        return damaged(Problem::Mismatch {
+            field: "first LSN in header",
+            expected: first.0,
+            found: h.first_lsn.0,
+        });
     }
     if h.log_id != 0 && h.log_id != shared.log_id {
-        return Err(Error::from(Corruption {
-            path,
-            segment: id,
-            offset: 0,
-            end: HEADER_LEN as u64,
-            lsns_lost: None,
-            problem: Problem::ForeignSegment {
-                log_id: shared.log_id,
-                found: h.log_id,
-            },
-        }));
+        return damaged(Problem::ForeignSegment {
+            log_id: shared.log_id,
+            found: h.log_id,
+        });
     }
-    let record_max = match h.record_max {
-        0 => shared.opts.record_bytes_max,
-        m => m,
-    };
+    let record_max = h.record_max_or(shared.opts.record_bytes_max);
     file.freeze(DATA_START);
     shared
         .segments

@@ -88,6 +88,15 @@ impl Header {
     pub fn has_mark(&self) -> bool {
         self.version >= 2
     }
+
+    /// The limit its frames are read with: the one it was written with, or
+    /// (version 1, which does not say) `default`.
+    pub fn record_max_or(&self, default: u32) -> u32 {
+        match self.record_max {
+            0 => default,
+            m => m,
+        }
+    }
 }
 
 /// How far a segment was synced, as its writer last recorded: every frame
