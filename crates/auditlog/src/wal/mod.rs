@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -96,8 +97,9 @@ pub(crate) struct Seg {
     pub(crate) record_max: u32,
     /// It has a sync mark before its footer (format version 2).
     pub(crate) has_mark: bool,
-    /// Held to write the sync mark, and to seal (after which it is frozen).
-    pub(crate) mark_lock: Mutex<()>,
+    /// The sync mark's state; held to write the mark, and to seal (after
+    /// which the segment is frozen).
+    pub(crate) mark: Mutex<MarkState>,
     /// One past the last visible frame.
     pub(crate) end: AtomicU64,
     /// One past the last visible LSN in this segment.
@@ -127,7 +129,7 @@ impl Seg {
             path,
             record_max,
             has_mark: header.has_mark(),
-            mark_lock: Mutex::new(()),
+            mark: Mutex::new(MarkState::default()),
             capacity: file.file_len(),
             file,
             end: segment::DATA_START.into(),
@@ -203,21 +205,45 @@ impl Seg {
     }
 
     /// Records in the sync mark that everything below `end` (LSNs below
-    /// `next`) is durable; the next sync of the mark makes that durable.
-    /// Nothing once the segment is sealed (its footer says more).
-    pub(crate) fn write_mark(&self, end: u64, next: Lsn) -> std::io::Result<()> {
+    /// `next`) is durable, if the mark was last written at least `every`
+    /// ago; the next sync that reaches the mark makes it durable. Nothing
+    /// once the segment is sealed (its footer says more).
+    pub(crate) fn write_mark(&self, end: u64, next: Lsn, every: Duration) -> std::io::Result<()> {
         let Some(at) = self.mark_offset() else {
             return Ok(());
         };
-        let _g = self.mark_lock.lock();
-        if self.sealed.load(Ordering::Acquire) {
+        let mut state = self.mark.lock();
+        let now = Instant::now();
+        if self.sealed.load(Ordering::Acquire)
+            || state.written.is_some_and(|t| now.duration_since(t) < every)
+        {
             return Ok(());
         }
         let mark = segment::SyncMark {
             synced_end: end,
             next_lsn: next,
         };
-        self.file.write_at(at, &mark.encode())
+        self.file.write_at(at, &mark.encode())?;
+        *state = MarkState {
+            written: Some(now),
+            dirty: true,
+        };
+        Ok(())
+    }
+
+    /// Where the next sync of this segment must reach: the sync mark if one
+    /// was written since the last sync (which then counts it as synced),
+    /// else `end`.
+    pub(crate) fn sync_upto(&self, end: u64) -> (u64, bool) {
+        match self.mark_offset() {
+            Some(at) if self.mark.lock().dirty => (at + segment::MARK_LEN as u64, true),
+            _ => (end, false),
+        }
+    }
+
+    /// The sync mark written before is durable now.
+    pub(crate) fn mark_synced(&self) {
+        self.mark.lock().dirty = false;
     }
 
     /// A view covering at least `0..end`.
@@ -252,6 +278,14 @@ impl Seg {
             problem,
         })
     }
+}
+
+/// When a segment's sync mark was last written, and whether a sync has
+/// made that durable yet.
+#[derive(Debug, Default)]
+pub(crate) struct MarkState {
+    pub(crate) written: Option<Instant>,
+    pub(crate) dirty: bool,
 }
 
 pub(crate) struct WriterState {

@@ -257,7 +257,7 @@ fn seal(shared: &Shared, seg: &Seg) -> Result<()> {
     };
     let at = seg.capacity - segment::FOOTER_LEN as u64;
     // No sync mark is written once the footer is (the mark lock orders them).
-    let _mark = seg.mark_lock.lock();
+    let _mark = seg.mark.lock();
     let result = seg
         .file
         .write_at(at, &footer.encode())
@@ -317,9 +317,10 @@ pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
     }
 }
 
-/// The leader's sync: the tail segment up to its published end. The range
-/// synced reaches the sync mark, so the mark written after the previous
-/// sync becomes durable with this one; then the mark is written anew.
+/// The leader's sync: the tail segment up to its published end. If the sync
+/// mark was written since the last sync, the range reaches it, so it becomes
+/// durable with this one; then the mark is written anew (at most every
+/// [`MARK_EVERY`]).
 fn sync_tail(shared: &Shared, visible: u64) -> Result<()> {
     shared.check_poison()?;
     let Some(tail) = shared.segments.read().last().cloned() else {
@@ -328,13 +329,13 @@ fn sync_tail(shared: &Shared, visible: u64) -> Result<()> {
     let (end, next) = published(&tail);
     let from = tail.synced_end.load(Ordering::Acquire);
     if end > from {
-        let upto = tail
-            .mark_offset()
-            .map_or(end, |m| m + segment::MARK_LEN as u64);
-        let synced = tail
-            .file
-            .sync_range(from, upto - from)
-            .and_then(|()| tail.write_mark(end, next));
+        let (upto, with_mark) = tail.sync_upto(end);
+        let synced = tail.file.sync_range(from, upto - from).and_then(|()| {
+            if with_mark {
+                tail.mark_synced();
+            }
+            tail.write_mark(end, next, MARK_EVERY)
+        });
         if let Err(e) = synced {
             shared.poison(format!("fsync of {} failed: {e}", tail.path.display()));
             return Err(Error::io("sync segment", &tail.path, e));
@@ -344,6 +345,10 @@ fn sync_tail(shared: &Shared, visible: u64) -> Result<()> {
     shared.durable.fetch_max(visible, Ordering::AcqRel);
     Ok(())
 }
+
+/// How often a sync writes the sync mark: each write costs the next sync one
+/// more page, so under a steady stream of syncs the mark lags by up to this.
+const MARK_EVERY: Duration = Duration::from_millis(10);
 
 /// A segment's published end and the LSN after it, read as a pair
 /// (`publish` stores the LSN, then the end).
@@ -372,7 +377,7 @@ pub(crate) fn close_mark(shared: &Shared) -> Result<()> {
     if tail.sealed.load(Ordering::Acquire) || published_end != end {
         return Ok(());
     }
-    tail.write_mark(end, next)
+    tail.write_mark(end, next, Duration::ZERO)
         .and_then(|()| tail.file.sync_range(at, segment::MARK_LEN as u64))
         .map_err(|e| Error::io("sync segment", &tail.path, e))
 }
