@@ -93,6 +93,9 @@ fn flipped_bit_in_a_sealed_segment() {
     let c = err.corruption().expect("a corruption error");
     assert_eq!((c.segment, c.offset), (SegmentId(2), off));
     assert!(matches!(c.problem, Problem::FrameCrc { .. }), "{err}");
+    // The reader counts what the damage holds, as recovery would: one record.
+    assert_eq!(c.lsns_lost, Some((Lsn(victim), Lsn(victim))), "{err}");
+    assert_eq!(c.end, off + FRAME, "{err}");
     assert!(log.read(Lsn(victim)).is_err());
     let report = log.verify().unwrap();
     assert_eq!(report.damage.len(), 1);

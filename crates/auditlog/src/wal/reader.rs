@@ -279,7 +279,29 @@ impl Cursor {
                 Err(p) => p,
             };
             self.failed = true;
-            return Some(Err(seg.corruption(self.off, end, None, result)));
+            return Some(Err(self.damage_at(&seg, end, result)));
+        }
+    }
+
+    /// The damage a read met at the cursor, measured as recovery measures
+    /// it: up to the next valid frame, with the LSNs in between; or, with
+    /// none after it, to the end of the data, with the rest of the segment's.
+    fn damage_at(&self, seg: &Seg, end: u64, problem: Problem) -> crate::Error {
+        let s = super::recovery::scan(
+            &self.bytes,
+            self.off,
+            end,
+            self.lsn,
+            seg.record_max,
+            &seg.skips,
+        );
+        match s.damage.into_iter().find(|d| d.start == self.off) {
+            Some(d) => seg.corruption(d.start, d.end, d.lsns_lost, problem),
+            None => {
+                let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
+                let lost = (next > self.lsn).then(|| (self.lsn, Lsn(next.0 - 1)));
+                seg.corruption(self.off, end, lost, problem)
+            }
         }
     }
 
