@@ -214,6 +214,7 @@ pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> 
         crate::finish(&log);
     }
     let mut f = log.follow(from);
+    let mut told = 0;
     loop {
         match f.next_timeout(if follow {
             Duration::from_millis(200)
@@ -224,6 +225,12 @@ pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> 
             None if follow => p.flush()?,
             None => break,
         }
+        // Records gone before they could be printed are said, not skipped silently.
+        for (a, b) in &f.missed()[told..] {
+            p.flush()?;
+            eprintln!("auditlog: warning: records LSN {a}..={b} were removed (retention) or quarantined before they could be printed");
+        }
+        told = f.missed().len();
     }
     p.flush()?;
     Ok(crate::finish(&log))

@@ -121,6 +121,7 @@ pub(crate) fn compact(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let mut owed = Vec::new();
     let spinner = ProgressBar::new_spinner().with_message("compacting");
     spinner.enable_steady_tick(Duration::from_millis(100));
     let r = log.log().compact();
@@ -130,7 +131,7 @@ pub(crate) fn compact(
     let r = match r {
         Err(auditlog::Error::StorageFull { .. }) => {
             println!("the disk is full: applying retention before compacting");
-            print_removals(&log.apply_retention()?);
+            print_removals(&log.apply_retention()?, &mut owed);
             log.log().compact()?
         }
         other => other?,
@@ -155,12 +156,32 @@ pub(crate) fn compact(
             r.raw_file_bytes.saturating_sub(r.compacted_bytes)
         );
     }
-    print_removals(&log.apply_retention()?);
+    print_removals(&log.apply_retention()?, &mut owed);
+    if !owed.is_empty() {
+        println!(
+            "{} removals are not recorded yet: there is no room for their markers",
+            owed.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_removals(removals: &[auditlog::Removal]) {
+/// Prints what retention removed; a removal printed before while its marker
+/// was owed (`owed`) is now only said to be recorded.
+fn print_removals(removals: &[auditlog::Removal], owed: &mut Vec<auditlog::SegmentId>) {
     for removed in removals {
+        if let Some(i) = owed.iter().position(|&s| s == removed.segment) {
+            owed.remove(i);
+            println!(
+                "the removal of segment {} is recorded as LSN {}",
+                removed.segment, removed.marker
+            );
+            continue;
+        }
+        if removed.marker.0 == 0 {
+            owed.push(removed.segment);
+        }
         let recorded = match removed.marker.0 {
             0 => "the disk is full: its marker is written as soon as there is room".to_string(),
             lsn => format!("recorded as LSN {lsn}"),

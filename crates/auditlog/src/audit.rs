@@ -424,6 +424,12 @@ pub struct AuditFollower<'a> {
 }
 
 impl AuditFollower<'_> {
+    /// The LSN ranges (inclusive) passed over because their records were
+    /// gone when the follower got there (retention, or quarantined damage).
+    pub fn missed(&self) -> &[(Lsn, Lsn)] {
+        self.inner.missed()
+    }
+
     /// The next event, waiting up to `timeout`; `Ok(None)` if none came.
     /// The log's own catalog records are passed over.
     pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Result<Option<(Lsn, Event)>> {

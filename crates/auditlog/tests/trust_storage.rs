@@ -331,3 +331,51 @@ fn a_batch_cut_by_a_full_disk_says_exactly_which_records_are_in() {
     let log = Log::open("/log", o).unwrap();
     assert_eq!(all(&log).len(), 400);
 }
+
+/// Records removed (retention) before a follower read them: it goes on with
+/// the first that is left, and says which it passed over.
+#[test]
+fn a_follower_survives_retention_of_what_it_has_not_read_and_says_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Log::open(dir.path(), opts()).unwrap();
+    for i in 1..=20u64 {
+        writer.append(&payload(i, 300)).unwrap();
+    }
+    let reader = Log::open(dir.path(), opts().read_only(true)).unwrap();
+    let mut follower = reader.follow(Lsn(1));
+    let timeout = std::time::Duration::from_secs(5);
+    for i in 1..=10u64 {
+        assert_eq!(
+            follower.next_timeout(timeout).unwrap().unwrap().lsn(),
+            Lsn(i)
+        );
+    }
+    // Segments the reader never saw: written, compacted, and removed.
+    for i in 21..=900u64 {
+        writer.append(&payload(i, 300)).unwrap();
+    }
+    writer.sync().unwrap();
+    writer.compact().unwrap();
+    let gone = writer.compacted_segments()[..2].to_vec();
+    for c in &gone {
+        writer.remove_oldest_compacted(c.segment).unwrap();
+    }
+    // The rest of the segment it is reading stays readable to it (it holds
+    // the map); the next, removed meanwhile, is passed over and said so.
+    let mut got = Vec::new();
+    while got.last().is_none_or(|l: &Lsn| *l < gone[1].next_lsn) {
+        let r = follower
+            .next_timeout(timeout)
+            .unwrap()
+            .expect("the follower hung");
+        got.push(r.lsn());
+    }
+    assert_eq!(got.first(), Some(&Lsn(11)));
+    assert!(!got
+        .iter()
+        .any(|l| (gone[1].first_lsn..gone[1].next_lsn).contains(l)));
+    assert_eq!(
+        follower.missed(),
+        [(gone[1].first_lsn, Lsn(gone[1].next_lsn.0 - 1))]
+    );
+}

@@ -722,12 +722,16 @@ pub(crate) fn refresh(shared: &Shared) -> Result<()> {
             Ok(names) => names,
             Err(e) => return Err(Error::io("list log directory", &shared.dir, e)),
         };
-        let has = |name: String| names.contains(&name);
-        if !has(segment::file_name(next_id)) {
-            // The writer's compactor may have compacted what follows (and
-            // the tail this reader knew) while it was not looking: read
-            // the directory again.
-            if has(compact::file_name(next_id)) || has(compact::file_name(tail.id)) {
+        if !names.contains(&segment::file_name(next_id)) {
+            // The writer's compactor (or retention) may have compacted or
+            // removed what follows while this reader was not looking: if
+            // the directory holds later segments, read it again.
+            let later = names.iter().any(|n| {
+                segment::parse_file_name(n)
+                    .or_else(|| compact::parse_file_name(n))
+                    .is_some_and(|id| id > tail.id)
+            });
+            if later {
                 return reload(shared);
             }
             return Ok(());

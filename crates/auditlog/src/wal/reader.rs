@@ -436,6 +436,9 @@ impl std::fmt::Debug for Iter {
 /// A reader that waits for new records: `tail -f`.
 pub struct Follower {
     cursor: Cursor,
+    /// LSN ranges passed over: removed (retention) or quarantined before
+    /// this follower read them.
+    missed: Vec<(Lsn, Lsn)>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -457,7 +460,13 @@ impl Follower {
         let shared = self.cursor.shared.clone();
         loop {
             let visible = shared.visible.load(Ordering::SeqCst);
+            let expected = self.cursor.lsn;
             if let Some(r) = self.cursor.next(Lsn(visible)) {
+                if let Ok(rec) = &r {
+                    if rec.lsn() > expected {
+                        self.missed.push((expected, Lsn(rec.lsn().0 - 1)));
+                    }
+                }
                 return r.map(Some);
             }
             let now = Instant::now();
@@ -482,6 +491,13 @@ impl Follower {
     /// LSN of the next record this follower will return.
     pub fn position(&self) -> Lsn {
         self.cursor.lsn
+    }
+
+    /// The LSN ranges (inclusive) this follower passed over because their
+    /// records were gone when it got there: removed by retention, or
+    /// quarantined, before it read them.
+    pub fn missed(&self) -> &[(Lsn, Lsn)] {
+        &self.missed
     }
 }
 
@@ -544,12 +560,11 @@ impl Log {
     pub fn follow(&self, from: Lsn) -> Follower {
         Follower {
             cursor: Cursor::new(self.shared.clone(), from.max(Lsn(1))),
+            missed: Vec::new(),
         }
     }
 }
 
-/// Every record, forward or newest first, through a prefilter (see
-/// [`Log::iter_planned`]).
 /// Records from `from` on, oldest first, of which compacted segments return
 /// only those `pre` may match.
 pub(crate) fn planned_from(shared: &Arc<Shared>, from: Lsn, pre: Prefilter) -> Iter {
@@ -562,6 +577,8 @@ pub(crate) fn planned_from(shared: &Arc<Shared>, from: Lsn, pre: Prefilter) -> I
     }
 }
 
+/// Every record, forward or newest first, through a prefilter (see
+/// [`Log::iter_planned`]).
 pub(crate) fn planned(
     shared: &Arc<Shared>,
     reverse: bool,
