@@ -93,7 +93,9 @@ impl MappedFile {
         // (asserted above), so the destination is inside the mapping. The range
         // is at or above the frozen offset, so no reader holds a slice over it
         // (slices are only made of the frozen prefix), and the writer hands out
-        // disjoint ranges to concurrent callers, so no two writes overlap.
+        // disjoint ranges to concurrent callers (frames by reservation; the
+        // sync mark and the footer, past every frame, under the segment's
+        // mark lock), so no two writes overlap.
         // `data` is a Rust slice and cannot alias the mapping's unfrozen bytes.
         unsafe {
             std::ptr::copy_nonoverlapping(

@@ -309,11 +309,26 @@ pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
         st.upto = visible;
         let round = st.round;
         drop(st);
-        let result = sync_tail(shared, visible);
-        shared.sync_state.lock().leading = false;
-        shared.sync_rounds[(round % 2) as usize].notify_all();
-        shared.sync_rounds[((round + 1) % 2) as usize].notify_one();
-        result?;
+        // The round ends however the sync ends, a panic included: waiters
+        // must never wait for a leader that is gone.
+        let _end = EndRound { shared, round };
+        sync_tail(shared, visible)?;
+    }
+}
+
+/// Ends a group-commit round when dropped: no leader, and its waiters and one
+/// of the next round's woken.
+struct EndRound<'a> {
+    shared: &'a Shared,
+    round: u64,
+}
+
+impl Drop for EndRound<'_> {
+    fn drop(&mut self) {
+        self.shared.sync_state.lock().leading = false;
+        let rounds = &self.shared.sync_rounds;
+        rounds[(self.round % 2) as usize].notify_all();
+        rounds[((self.round + 1) % 2) as usize].notify_one();
     }
 }
 
