@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use auditlog::wal::segment::{Footer, FOOTER_LEN};
-use auditlog::{Compaction, Durability, Error, Log, Lsn, Options};
+use auditlog::{Compaction, Durability, Error, Log, Lsn, Options, RecoveryMode};
 use common::{all, payload, segment_files};
 
 fn opts() -> Options {
@@ -378,4 +378,58 @@ fn a_follower_survives_retention_of_what_it_has_not_read_and_says_what_it_missed
         follower.missed(),
         [(gone[1].first_lsn, Lsn(gone[1].next_lsn.0 - 1))]
     );
+}
+
+/// A QUARANTINE line cut short (a full disk, a crash while appending) blocks
+/// no open mode, and the next repair writes the file anew without it.
+#[test]
+fn a_quarantine_line_cut_short_blocks_no_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make(dir.path(), 300, opts());
+    // Damage a sealed segment and repair it: QUARANTINE gets a line.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[500] ^= 0x40;
+    std::fs::write(&files[0], &bytes).unwrap();
+    drop(
+        Log::open(
+            dir.path(),
+            opts().recovery(RecoveryMode::Repair).check_sealed(true),
+        )
+        .unwrap(),
+    );
+    let q = dir.path().join("QUARANTINE");
+    let good = std::fs::read(&q).unwrap();
+    let mut cut = good.clone();
+    cut.extend_from_slice(b"0badc0de skip segment=2 bytes=1");
+    std::fs::write(&q, &cut).unwrap();
+    for o in [
+        opts(),
+        opts().read_only(true),
+        opts().recovery(RecoveryMode::Repair),
+    ] {
+        let log = Log::open(dir.path(), o).unwrap();
+        assert!(log.verify().unwrap().damage.is_empty());
+    }
+    // More damage, repaired: the file is whole again, the cut line gone.
+    let mut bytes = std::fs::read(&files[1]).unwrap();
+    bytes[700] ^= 0x40;
+    std::fs::write(&files[1], &bytes).unwrap();
+    drop(
+        Log::open(
+            dir.path(),
+            opts().recovery(RecoveryMode::Repair).check_sealed(true),
+        )
+        .unwrap(),
+    );
+    let text = std::fs::read_to_string(&q).unwrap();
+    assert!(
+        text.starts_with(std::str::from_utf8(&good).unwrap()),
+        "{text}"
+    );
+    assert!(
+        text.ends_with('\n') && !text.contains("bytes=1\n") && text.lines().count() == 2,
+        "{text}"
+    );
+    let log = Log::open(dir.path(), opts().check_sealed(true)).unwrap();
+    assert!(log.verify().unwrap().damage.is_empty());
 }
