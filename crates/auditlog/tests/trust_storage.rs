@@ -122,23 +122,33 @@ fn a_segment_copied_from_another_log_is_refused_naming_it() {
     }
 }
 
+/// A writer of 20 records, a read-only reader opened beside it, and a
+/// follower of the reader that has read the first 10.
+fn follower_at_11(dir: &Path) -> (Log, Log, auditlog::Follower) {
+    let writer = Log::open(dir, opts()).unwrap();
+    for i in 1..=20u64 {
+        writer.append(&payload(i, 300)).unwrap();
+    }
+    let reader = Log::open(dir, opts().read_only(true)).unwrap();
+    let mut follower = reader.follow(Lsn(1));
+    for i in 1..=10u64 {
+        let r = follower
+            .next_timeout(std::time::Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.lsn(), r.payload()), (Lsn(i), &payload(i, 300)[..]));
+    }
+    (writer, reader, follower)
+}
+
 /// A read-only follower that was not looking (SIGSTOP, a slow consumer)
 /// while the writer went on and compacted what it had not read yet picks up
 /// where it was, with nothing lost or repeated.
 #[test]
 fn a_follower_survives_compaction_of_what_it_has_not_read() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Log::open(dir.path(), opts()).unwrap();
-    for i in 1..=20u64 {
-        writer.append(&payload(i, 300)).unwrap();
-    }
-    let reader = Log::open(dir.path(), opts().read_only(true)).unwrap();
-    let mut follower = reader.follow(Lsn(1));
+    let (writer, _reader, mut follower) = follower_at_11(dir.path());
     let timeout = std::time::Duration::from_secs(5);
-    for i in 1..=10u64 {
-        let r = follower.next_timeout(timeout).unwrap().unwrap();
-        assert_eq!((r.lsn(), r.payload()), (Lsn(i), &payload(i, 300)[..]));
-    }
     // Meanwhile: several segments more, and all but the tail compacted.
     for i in 21..=900u64 {
         writer.append(&payload(i, 300)).unwrap();
@@ -337,19 +347,8 @@ fn a_batch_cut_by_a_full_disk_says_exactly_which_records_are_in() {
 #[test]
 fn a_follower_survives_retention_of_what_it_has_not_read_and_says_what_it_missed() {
     let dir = tempfile::tempdir().unwrap();
-    let writer = Log::open(dir.path(), opts()).unwrap();
-    for i in 1..=20u64 {
-        writer.append(&payload(i, 300)).unwrap();
-    }
-    let reader = Log::open(dir.path(), opts().read_only(true)).unwrap();
-    let mut follower = reader.follow(Lsn(1));
+    let (writer, _reader, mut follower) = follower_at_11(dir.path());
     let timeout = std::time::Duration::from_secs(5);
-    for i in 1..=10u64 {
-        assert_eq!(
-            follower.next_timeout(timeout).unwrap().unwrap().lsn(),
-            Lsn(i)
-        );
-    }
     // Segments the reader never saw: written, compacted, and removed.
     for i in 21..=900u64 {
         writer.append(&payload(i, 300)).unwrap();
