@@ -600,13 +600,20 @@ fn load_segment(
                 // It should be sealed but its footer (or its end) is gone: what
                 // follows the last valid frame is lost, up to the next segment.
                 let next_lsn = next_first.unwrap_or(s.next_lsn).max(s.next_lsn);
-                if !seg.skips.iter().any(|k| k.start == s.valid_end) {
+                // A range quarantined before may start here (the scan could not
+                // step over it: it runs past the cut); the damage starts after it.
+                let (mut start, mut first_lost) = (s.valid_end, s.next_lsn);
+                while let Some(k) = seg.skips.iter().find(|k| k.start == start) {
+                    (start, first_lost) = (k.end, k.next_lsn.max(first_lost));
+                }
+                // To the file's end, or past it if truncated.
+                let end = if truncated { header.len } else { len };
+                if start < end {
                     found_damage.push(Damage {
-                        start: s.valid_end,
-                        // Never empty: to the file's end, or past it if truncated.
-                        end: if truncated { header.len } else { len },
-                        lsns_lost: (next_lsn > s.next_lsn)
-                            .then(|| (s.next_lsn, Lsn(next_lsn.0 - 1))),
+                        start,
+                        end,
+                        lsns_lost: (next_lsn > first_lost)
+                            .then(|| (first_lost, Lsn(next_lsn.0 - 1))),
                         problem: footer_problem.unwrap_or(Problem::Zeroed),
                         next_lsn,
                     });
