@@ -203,7 +203,8 @@ fn bad(path: &Path, line: usize, what: impl Into<String>) -> Error {
     }
 }
 
-/// What [`open`] found and did beyond reading the file.
+/// What opening a log's catalog found and did beyond reading the file
+/// ([`AuditLog::catalog_report`](crate::AuditLog::catalog_report)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CatalogReport {
     /// Registrations taken from the log that the file lacked.
