@@ -141,6 +141,16 @@ fn follower_at_11(dir: &Path) -> (Log, Log, auditlog::Follower) {
     (writer, reader, follower)
 }
 
+/// Records 21..=900 (several segments more), synced, and every sealed
+/// segment compacted.
+fn write_on_and_compact(writer: &Log) -> auditlog::CompactReport {
+    for i in 21..=900u64 {
+        writer.append(&payload(i, 300)).unwrap();
+    }
+    writer.sync().unwrap();
+    writer.compact().unwrap()
+}
+
 /// A read-only follower that was not looking (SIGSTOP, a slow consumer)
 /// while the writer went on and compacted what it had not read yet picks up
 /// where it was, with nothing lost or repeated.
@@ -150,11 +160,7 @@ fn a_follower_survives_compaction_of_what_it_has_not_read() {
     let (writer, _reader, mut follower) = follower_at_11(dir.path());
     let timeout = std::time::Duration::from_secs(5);
     // Meanwhile: several segments more, and all but the tail compacted.
-    for i in 21..=900u64 {
-        writer.append(&payload(i, 300)).unwrap();
-    }
-    writer.sync().unwrap();
-    let report = writer.compact().unwrap();
+    let report = write_on_and_compact(&writer);
     assert!(report.segments >= 3, "{report:?}");
     assert!(!dir.path().join("00000000000000000001.seg").exists());
     for i in 11..=900u64 {
@@ -350,11 +356,7 @@ fn a_follower_survives_retention_of_what_it_has_not_read_and_says_what_it_missed
     let (writer, _reader, mut follower) = follower_at_11(dir.path());
     let timeout = std::time::Duration::from_secs(5);
     // Segments the reader never saw: written, compacted, and removed.
-    for i in 21..=900u64 {
-        writer.append(&payload(i, 300)).unwrap();
-    }
-    writer.sync().unwrap();
-    writer.compact().unwrap();
+    write_on_and_compact(&writer);
     let gone = writer.compacted_segments()[..2].to_vec();
     for c in &gone {
         writer.remove_oldest_compacted(c.segment).unwrap();

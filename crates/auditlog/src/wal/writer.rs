@@ -39,11 +39,9 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
         return Err(Error::ReadOnly);
     }
     let max = shared.opts.record_bytes_max;
-    for p in payloads {
-        let len = p.as_ref().len();
-        if len > max as usize {
-            return Err(Error::RecordTooLarge { len, max });
-        }
+    let largest = payloads.iter().map(|p| p.as_ref().len()).max().unwrap_or(0);
+    if largest > max as usize {
+        return Err(Error::RecordTooLarge { len: largest, max });
     }
     shared.check_poison()?;
     let frame = |p: &P| (FRAME_HEADER_LEN + p.as_ref().len()) as u64;
@@ -109,7 +107,6 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
     shared.check_poison()?;
     // A segment holds records up to the limit in its header: a larger one
     // (the limit was raised since it was created) starts a new segment.
-    let largest = payloads.iter().map(|p| p.as_ref().len()).max().unwrap_or(0);
     if st.tail.sealed.load(Ordering::Acquire)
         || st.off + total > st.tail.data_limit()
         || largest > st.tail.record_max as usize
