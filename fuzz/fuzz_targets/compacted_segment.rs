@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use auditlog::compact::format::{decode_block, Header, Index};
-use auditlog::io::FaultyFs;
+use auditlog::format::compacted::{decode_block, Header, Index};
+use auditlog::testing::FaultyFs;
 use auditlog::{Compaction, Log, Options, RecoveryMode};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! decodes re-encodes to the same bytes (the encoding is canonical).
 #![no_main]
 
-use auditlog::event::codec::{self, EventRef};
+use auditlog::format::codec::{self, EventRef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,10 +11,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use auditlog::io::FaultyFs;
-use auditlog::wal::frame::{self, FRAME_HEADER_LEN};
-use auditlog::wal::recovery;
-use auditlog::wal::segment::{
+use auditlog::testing::FaultyFs;
+use auditlog::format::frame::{self, FRAME_HEADER_LEN};
+use auditlog::format::recovery;
+use auditlog::format::segment::{
     Header, DATA_START, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, MARK_LEN,
 };
 use auditlog::{Log, Lsn, Options, RecoveryMode, SegmentId};

@@ -8,9 +8,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use auditlog::catalog::registry::Registry;
-use auditlog::io::{FaultyFs, Vfs};
-use auditlog::wal::quarantine;
+use auditlog::format::registry::Registry;
+use auditlog::io::Vfs;
+use auditlog::testing::FaultyFs;
+use auditlog::format::quarantine;
 use auditlog::{AuditLog, AuditOptions, Compaction, Event, Filter, Options, Severity, Timestamp};
 use libfuzzer_sys::fuzz_target;
 

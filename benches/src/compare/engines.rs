@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use auditlog::event::codec::{EventRef, TextField};
 use auditlog::event::json;
+use auditlog::format::codec::{EventRef, TextField};
 use auditlog::{
     AuditLog, AuditOptions, Catalog, Compaction, Durability, Event, Filter, Options, Severity,
     Timestamp,

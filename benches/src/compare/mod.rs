@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use auditlog::event::codec;
+use auditlog::format::codec;
 use auditlog::{Catalog, Event, Timestamp};
 use auditlog_cli::workload::{self, Workload};
 

@@ -5,7 +5,6 @@
 
 use std::net::IpAddr;
 
-use auditlog::io::SplitMix64;
 use auditlog::{Catalog, Event, Severity, Timestamp};
 
 /// Parameters of a workload.
@@ -152,6 +151,23 @@ impl Workload {
 
     fn admin(&self, rng: &mut SplitMix64) -> String {
         format!("admin{}", 1 + rng.next() % ADMINS)
+    }
+}
+
+/// The workload's seeded generator (SplitMix64: fast, and the same stream
+/// on every machine).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next number of the stream.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49eb_133e_b133);
+        z ^ (z >> 31)
     }
 }
 

@@ -521,7 +521,7 @@ fn garbage_input_never_panics() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("log");
     let d = d.to_str().unwrap();
-    let mut rng = auditlog::io::SplitMix64(7);
+    let mut rng = auditlog_cli::workload::SplitMix64(7);
     // Random bytes, and real records with bytes flipped.
     let (file, _) = events_file(tmp.path(), 50);
     let real = std::fs::read(&file).unwrap();

@@ -6,15 +6,15 @@ use std::path::Path;
 
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
 use crate::catalog::registry::{self, CatalogReport, Registry, CATALOG_ENTRY_ID};
 use crate::catalog::Catalog;
-use crate::compact::Explain;
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef};
 use crate::event::{Event, Timestamp};
-use crate::query::{Compiled, Filter};
+use crate::query::Filter;
+use crate::query::{Aggregate, Compiled, Counter, Explain, GroupBy, Names, Query};
 use crate::retention::{self, Removal, Retention};
 use crate::severity::Severity;
 use crate::{Log, Lsn, Options};
@@ -99,7 +99,7 @@ impl AuditLog {
                 opts.retention.clone(),
                 retention_state.clone(),
             );
-            let hook: crate::wal::MaintenanceHook = Arc::new(move |shared| {
+            let hook: crate::engine::MaintenanceHook = Arc::new(move |shared| {
                 retention::apply(shared, &registry, &policy, Timestamp::now(), &state).map(|_| ())
             });
             *log.shared.maintenance.lock() = Some(hook);
@@ -302,18 +302,61 @@ impl AuditLog {
         &'a self,
         filter: &'a Filter,
         reverse: bool,
-        explain: Option<Arc<Mutex<Explain>>>,
+        plans: Option<crate::engine::Plans>,
     ) -> Query<'a> {
-        let compiled = Compiled::new(filter, &self.registry.read());
+        let compiled = Arc::new(self.compile(filter));
         let inner = self
             .log
-            .iter_planned(reverse, compiled.prefilter(), explain.clone());
-        Query {
-            log: self,
-            inner,
-            compiled,
-            explain,
-        }
+            .iter_planned(reverse, compiled.clone(), plans.clone());
+        Query::new(self, inner, compiled, plans)
+    }
+
+    fn compile(&self, filter: &Filter) -> Compiled {
+        Compiled::new(filter, self.registry.read().types())
+    }
+
+    /// How many events match `filter`, counted inside the engine: from the
+    /// index postings alone where the filter names only types, severities
+    /// and times whole blocks lie inside; else from the columns of the
+    /// blocks and frames that can match, without building any event.
+    pub fn count(&self, filter: &Filter) -> Result<u64> {
+        self.aggregate(filter, &[], None).map(|a| a.total)
+    }
+
+    /// The events matching `filter`, counted by group: by type, severity,
+    /// actor, address, source, result, session, entity, hour or day, or
+    /// several at once (`[GroupBy::Day, GroupBy::Severity]`). With `top`,
+    /// only the `top` largest groups, largest first ("top 10 actors by
+    /// failed logins"); else every group in key order. Computed inside the
+    /// engine as [`count`](Self::count) is.
+    ///
+    /// # Errors
+    /// Damage met while reading; a record that is not an event.
+    pub fn aggregate(
+        &self,
+        filter: &Filter,
+        by: &[GroupBy],
+        top: Option<usize>,
+    ) -> Result<Aggregate> {
+        let compiled = Arc::new(self.compile(filter));
+        let plans: crate::engine::Plans = Default::default();
+        let mut counter = Counter::new(&compiled, self, by);
+        crate::engine::visit(
+            &self.log.shared,
+            compiled.clone(),
+            &mut counter,
+            Some(&plans),
+        )?;
+        let (total, from_index) = (counter.total, counter.from_index);
+        let groups = counter.finish(top)?;
+        let segments = plans.lock().clone();
+        Ok(Aggregate {
+            by: by.to_vec(),
+            groups,
+            total,
+            explain: Explain { segments },
+            from_index,
+        })
     }
 
     /// Events whose type lies outside the declared application version's
@@ -379,13 +422,19 @@ impl AuditLog {
             }
         }
     }
+}
 
+impl Names for AuditLog {
     fn type_name(&self, id: u16) -> Option<String> {
         if let Some(n) = self.registry.read().type_name(id) {
             return Some(n.to_string());
         }
         self.reload_registry().ok()?;
         self.registry.read().type_name(id).map(String::from)
+    }
+
+    fn to_event(&self, lsn: Lsn, r: &EventRef<'_>) -> Result<Event> {
+        AuditLog::to_event(self, lsn, r)
     }
 }
 
@@ -447,79 +496,6 @@ impl AuditFollower<'_> {
                 .log
                 .decode(r.lsn(), r.payload())
                 .map(|e| Some((r.lsn(), e)));
-        }
-    }
-}
-
-/// The events of a query, with their LSNs.
-pub struct Query<'a> {
-    log: &'a AuditLog,
-    inner: crate::Iter,
-    compiled: Compiled<'a>,
-    explain: Option<Arc<Mutex<Explain>>>,
-}
-
-impl Query<'_> {
-    /// What the query has read so far (from [`AuditLog::query_explained`];
-    /// `None` for a plain query).
-    pub fn explain(&self) -> Option<Explain> {
-        self.explain.as_ref().map(|e| e.lock().clone())
-    }
-}
-
-impl Query<'_> {
-    /// The decoded event of `rec` if it matches.
-    fn check<'r>(&self, rec: &'r crate::Record) -> Result<Option<EventRef<'r>>> {
-        let payload = rec.payload();
-        let type_ok = match self.compiled.header_matches(payload) {
-            Some(ok) => ok,
-            None => {
-                let id = codec::peek_type_severity(payload).map_or(u16::MAX, |(id, _)| id);
-                match self.log.type_name(id) {
-                    Some(name) => self.compiled.type_name_matches(&name),
-                    None => true, // decoding reports the unknown id
-                }
-            }
-        };
-        if !type_ok {
-            return Ok(None);
-        }
-        let r = EventRef::parse(payload).map_err(|source| Error::BadEvent {
-            lsn: rec.lsn(),
-            source,
-        })?;
-        Ok(self.compiled.rest_matches(&r).then_some(r))
-    }
-
-    /// How many of the remaining events match, without building them (what
-    /// `auditlog query --count` does).
-    pub fn count_matches(mut self) -> Result<u64> {
-        let mut n = 0;
-        while let Some(rec) = self.inner.next() {
-            if self.check(&rec?)?.is_some() {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-}
-
-impl Iterator for Query<'_> {
-    type Item = Result<(Lsn, Event)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let rec = match self.inner.next()? {
-                Ok(r) => r,
-                Err(e) => return Some(Err(e)),
-            };
-            match self.check(&rec) {
-                Ok(Some(r)) => {
-                    return Some(self.log.to_event(rec.lsn(), &r).map(|e| (rec.lsn(), e)))
-                }
-                Ok(None) => continue,
-                Err(e) => return Some(Err(e)),
-            }
         }
     }
 }

@@ -31,28 +31,49 @@
 
 mod audit;
 pub mod catalog;
-pub mod compact;
+mod compact;
+mod engine;
 mod error;
 pub mod event;
 pub mod io;
 mod options;
 pub mod query;
+mod raw;
 mod retention;
 mod severity;
-pub mod wal;
+
+/// The on-disk formats, pure encoders and decoders, for tools and fuzzers.
+/// docs/FORMAT.md is the contract; these modules are not a stable API.
+pub mod format {
+    pub use crate::catalog::registry::{self, Registry, MAX_TYPES};
+    pub use crate::compact::format as compacted;
+    pub use crate::compact::{file_name as compacted_file_name, COMPACTED_SUFFIX};
+    pub use crate::event::codec;
+    pub use crate::raw::{frame, quarantine, recovery, segment};
+}
+
+/// A test kit (feature `testing`): a file system that loses unsynced data,
+/// tears writes, fails `fsync` and fills up, and a seedable generator.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    pub use crate::io::fault::{FaultyFs, SplitMix64, SECTOR};
+}
 
 use std::fmt;
 
-pub use audit::{compare_versions, AuditFollower, AuditLog, AuditOptions, Query, VersionReport};
+pub use audit::{compare_versions, AuditFollower, AuditLog, AuditOptions, VersionReport};
 pub use catalog::{Catalog, EventType};
-pub use compact::{Explain, SegmentPlan};
+pub use engine::{
+    CompactReport, CompactedInfo, Follower, Iter, Log, Record, RecoveryReport, VerifyReport,
+};
 pub use error::{Corruption, Error, Problem, Result};
 pub use event::{Event, Timestamp};
 pub use options::{Compaction, Durability, Options, RecoveryMode};
-pub use query::{Filter, IpNet};
+pub use query::{
+    Aggregate, Explain, Filter, Group, GroupBy, GroupValue, IpNet, Query, SegmentPlan,
+};
 pub use retention::{Removal, Retention, RETENTION_APPLIED};
 pub use severity::{Severity, UnknownSeverity};
-pub use wal::{CompactReport, CompactedInfo, Follower, Iter, Log, Record, RecoveryReport};
 
 /// A log sequence number: the dense, increasing position of a record. The first record is 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -16,17 +16,17 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::registry::{engine_type_id, Registry};
-use crate::compact::{CSeg, Prefilter};
+use crate::compact::CSeg;
+use crate::engine::{self, Shared};
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef, TextField};
 use crate::event::{Event, Timestamp};
 use crate::options::Durability;
+use crate::query::Prefilter;
 use crate::severity::Severity;
-use crate::wal::{self, Shared};
 use crate::{Lsn, SegmentId};
 
-/// The event type of a retention marker (built-in catalog `auditlog`).
-pub const RETENTION_APPLIED: &str = "AUDITLOG_RETENTION_APPLIED";
+pub use crate::event::reserved::RETENTION_APPLIED;
 
 /// How much an audit log keeps. Each limit given is applied on its own; a
 /// compacted segment is removed when any of them asks for it.
@@ -243,7 +243,7 @@ pub(crate) fn apply(
             }
             Err(e) => return Err(e),
         };
-        wal::remove_oldest(shared, removal.segment)?;
+        engine::remove_oldest(shared, removal.segment)?;
         removals.push(Removal { marker, ..removal });
     }
     // What this pass freed may be room enough for what it owes.
@@ -296,14 +296,9 @@ fn record_owed(
 /// The LSN of a marker already recording the removal of `segment`.
 fn existing_marker(shared: &Arc<Shared>, segment: SegmentId) -> Result<Option<Lsn>> {
     let id = engine_type_id(RETENTION_APPLIED).expect("an engine type");
-    let mut types = vec![false; usize::from(id) + 1];
-    types[usize::from(id)] = true;
-    let pre = Prefilter {
-        types: Some(types),
-        ..Prefilter::default()
-    };
+    let pre = std::sync::Arc::new(Prefilter::engine_type(id));
     let want = segment.to_string();
-    for r in wal::planned(shared, false, pre, None) {
+    for r in engine::planned(shared, false, pre, None) {
         let r = r?;
         if codec::peek_type_severity(r.payload()).is_none_or(|(t, _)| t != id) {
             continue;
@@ -353,7 +348,7 @@ fn append_marker(
         &mut buf,
     );
     drop(reg);
-    wal::append_batch(shared, &[buf], Durability::Sync).map(|(lsn, _)| lsn)
+    engine::append_batch(shared, &[buf], Durability::Sync).map(|(lsn, _)| lsn)
 }
 
 #[cfg(test)]

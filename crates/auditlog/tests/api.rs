@@ -183,7 +183,7 @@ fn follower_in_the_writer_process_wakes_on_append() {
 
 #[test]
 fn interval_durability_syncs_in_the_background() {
-    let fs = auditlog::io::FaultyFs::new();
+    let fs = auditlog::testing::FaultyFs::new();
     let log = Log::open(
         common::fdir(),
         common::faulty(&fs)

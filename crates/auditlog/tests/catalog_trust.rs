@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use auditlog::io::{FaultyFs, Vfs};
+use auditlog::io::Vfs;
+use auditlog::testing::FaultyFs;
 use auditlog::{
     AuditLog, AuditOptions, Catalog, Compaction, Durability, Error, Event, Filter, Lsn, Options,
     RecoveryMode, Retention, Severity, Timestamp,
@@ -273,14 +274,14 @@ fn registering_many_names_is_linear_and_the_type_space_ends_below_the_engines() 
         .unwrap();
     assert_eq!(back, (lsn, e));
     // Type ids stop below the engine's own.
-    let many: Vec<Event> = (0..auditlog::catalog::registry::MAX_TYPES)
+    let many: Vec<Event> = (0..auditlog::format::registry::MAX_TYPES)
         .map(|i| Event::new(Timestamp(0), format!("T{i}"), Severity::Info))
         .collect();
     match log.append_batch(&many) {
         Err(Error::InvalidOptions(why)) => assert!(why.contains("65520"), "{why}"),
         other => panic!("{other:?}"),
     }
-    log.append_batch(&many[..auditlog::catalog::registry::MAX_TYPES - 1])
+    log.append_batch(&many[..auditlog::format::registry::MAX_TYPES - 1])
         .unwrap();
 }
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditlog::compact::format::{Header, Index, BLOCK_HEADER_LEN};
-use auditlog::io::{FaultyFs, SplitMix64};
+use auditlog::format::compacted::{Header, Index, BLOCK_HEADER_LEN};
+use auditlog::testing::{FaultyFs, SplitMix64};
 use auditlog::{
     AuditLog, AuditOptions, Catalog, Compaction, Durability, Error, Event, Filter, Lsn, Options,
     RecoveryMode, Retention, Severity, Timestamp, RETENTION_APPLIED,

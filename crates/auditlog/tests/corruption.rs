@@ -8,8 +8,8 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use auditlog::wal::frame::FRAME_HEADER_LEN;
-use auditlog::wal::segment::{DATA_START, FOOTER_LEN, MARK_LEN};
+use auditlog::format::frame::FRAME_HEADER_LEN;
+use auditlog::format::segment::{DATA_START, FOOTER_LEN, MARK_LEN};
 use auditlog::{Error, Log, Lsn, Options, Problem, RecoveryMode, SegmentId};
 use common::{all, payload, segment_files};
 

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditlog::io::SplitMix64;
+use auditlog::testing::SplitMix64;
 use auditlog::{Durability, Log, Lsn, Options};
 
 const CHILD_ENV: &str = "AUDITLOG_CRASH_CHILD_DIR";

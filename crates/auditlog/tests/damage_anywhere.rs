@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use auditlog::io::FaultyFs;
+use auditlog::testing::FaultyFs;
 use auditlog::{Log, Lsn, RecoveryMode};
 use common::{faulty, fdir, payload};
 use proptest::prelude::*;

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use auditlog::io::{FaultyFs, Vfs};
+use auditlog::io::Vfs;
+use auditlog::testing::FaultyFs;
 use auditlog::{
     AuditLog, AuditOptions, Catalog, Compaction, Durability, Event, Filter, Lsn, Options,
     RecoveryMode, Severity, Timestamp,

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use auditlog::event::codec::{self, EventRef};
 use auditlog::event::json;
+use auditlog::format::codec::{self, EventRef};
 use auditlog::{Event, Lsn, Severity, Timestamp};
 use proptest::prelude::*;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use auditlog::io::{FaultyFs, SplitMix64};
+use auditlog::testing::{FaultyFs, SplitMix64};
 use auditlog::{Durability, Error, Log, Lsn, RecoveryMode};
 use common::{all, faulty, fdir, payload};
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use auditlog::wal::segment::{Footer, FOOTER_LEN};
+use auditlog::format::segment::{Footer, FOOTER_LEN};
 use auditlog::{Compaction, Durability, Error, Log, Lsn, Options, RecoveryMode};
 use common::{all, payload, segment_files};
 
@@ -181,7 +181,7 @@ fn a_follower_survives_compaction_of_what_it_has_not_read() {
 /// succeeds brings it back.
 #[test]
 fn background_compaction_backs_off_while_it_fails() {
-    use auditlog::io::FaultyFs;
+    use auditlog::testing::FaultyFs;
     use std::time::{Duration, Instant};
     let fs = FaultyFs::new();
     let every = Duration::from_millis(5);
@@ -308,7 +308,7 @@ fn footer_damage_names(dir: &Path, second: &Path) {
 /// says exactly which of its records are in, and those are in.
 #[test]
 fn a_batch_cut_by_a_full_disk_says_exactly_which_records_are_in() {
-    use auditlog::io::FaultyFs;
+    use auditlog::testing::FaultyFs;
     let fs = FaultyFs::new();
     let o = opts().vfs(std::sync::Arc::new(fs.clone()));
     let log = Log::open("/log", o.clone()).unwrap();

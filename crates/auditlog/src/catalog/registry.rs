@@ -14,57 +14,25 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::compact::Prefilter;
+use crate::engine::{self, Shared};
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef, TextField};
+use crate::event::reserved::ENGINE_TYPES;
+pub use crate::event::reserved::{
+    engine_type_id, engine_type_name, CATALOG_ENTRY, CATALOG_ENTRY_ID, ENGINE_PREFIX,
+    ENGINE_TYPE_BASE, MAX_TYPES,
+};
 use crate::event::{Event, Timestamp};
 use crate::io::Vfs;
 use crate::options::Durability;
+use crate::query::Prefilter;
 use crate::severity::Severity;
-use crate::wal::{self, Shared};
 use crate::Lsn;
 
 /// File name of a log's catalog cache.
 pub const CATALOG_FILE: &str = "CATALOG";
 /// Name under which a new `CATALOG` is written before it replaces the old one.
 pub const CATALOG_TMP_FILE: &str = "CATALOG.tmp";
-/// Event type ids from this one up belong to the engine's own types: fixed,
-/// never in `CATALOG`, never writable by callers.
-pub const ENGINE_TYPE_BASE: u16 = 0xFFF0;
-/// The event type of a catalog record: one registration, in the log itself.
-pub const CATALOG_ENTRY: &str = "AUDITLOG_CATALOG_ENTRY";
-/// Names with this prefix are reserved for the engine's own event types.
-pub const ENGINE_PREFIX: &str = "AUDITLOG_";
-
-/// The fixed type id of [`CATALOG_ENTRY`].
-pub const CATALOG_ENTRY_ID: u16 = 0xFFFF;
-
-/// The engine's event types: fixed id, name, severity.
-const ENGINE_TYPES: [(u16, &str, Severity); 2] = [
-    (CATALOG_ENTRY_ID, CATALOG_ENTRY, Severity::Info),
-    (
-        0xFFFE,
-        crate::retention::RETENTION_APPLIED,
-        Severity::Notice,
-    ),
-];
-
-/// The fixed id of engine type `name`.
-pub fn engine_type_id(name: &str) -> Option<u16> {
-    ENGINE_TYPES
-        .iter()
-        .find(|t| t.1 == name)
-        .map(|&(id, _, _)| id)
-}
-
-/// The name of engine type `id`.
-pub fn engine_type_name(id: u16) -> Option<&'static str> {
-    ENGINE_TYPES.iter().find(|t| t.0 == id).map(|t| t.1)
-}
-
-/// The most event types a log can register (the ids above are the engine's).
-pub const MAX_TYPES: usize = ENGINE_TYPE_BASE as usize;
-
 /// How many `covered` lines the file may gather before it is rewritten.
 const COVERED_LINES_MAX: usize = 64;
 
@@ -536,7 +504,7 @@ impl Registry {
             .iter()
             .map(|e| record_payload(time, &e.text()))
             .collect();
-        let (first, _) = wal::append_batch(shared, &payloads, Durability::Sync)?;
+        let (first, _) = engine::append_batch(shared, &payloads, Durability::Sync)?;
         let mut text = String::new();
         for (i, e) in entries.iter().enumerate() {
             let lsn = first.0 + i as u64;
@@ -676,14 +644,9 @@ fn record_payload(time: Timestamp, entry: &str) -> Vec<u8> {
 /// through the index in compacted segments; raw segments are scanned.
 fn records_in_log(shared: &Arc<Shared>, from: Lsn) -> Result<Vec<(u64, String)>> {
     let id = CATALOG_ENTRY_ID;
-    let mut types = vec![false; usize::from(u16::MAX) + 1];
-    types[usize::from(id)] = true;
-    let pre = Prefilter {
-        types: Some(types),
-        ..Prefilter::default()
-    };
+    let pre = std::sync::Arc::new(Prefilter::engine_type(id));
     let mut out = Vec::new();
-    for r in wal::planned_from(shared, from, pre) {
+    for r in engine::planned_from(shared, from, pre) {
         let r = r?;
         if codec::peek_type_severity(r.payload()).is_none_or(|(t, _)| t != id) {
             continue;

@@ -39,8 +39,6 @@ pub struct Built {
     pub index_len: usize,
     /// Blocks written.
     pub blocks: usize,
-    /// Raw (decompressed) bytes of all blocks.
-    pub raw_bytes: u64,
 }
 
 /// Builds the compacted form of segment `segment` of the log tagged
@@ -58,7 +56,6 @@ pub fn build(
     let mut bytes = vec![0u8; HEADER_LEN];
     let mut index = Index::default();
     let mut postings: BTreeMap<(u16, u8), Vec<Posting>> = BTreeMap::new();
-    let mut raw_bytes = 0u64;
     let stripe_rows = p.stripe_rows.max(1);
     let records = rows.len() as u64;
     let mut start = 0;
@@ -99,7 +96,6 @@ pub fn build(
             bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
             bytes.extend_from_slice(&crc32fast::hash(&comp).to_le_bytes());
             bytes.extend_from_slice(&comp);
-            raw_bytes += raw.len() as u64;
             let times = block_rows.iter().filter(|r| r.severity != OPAQUE);
             index.blocks.push(BlockMeta {
                 offset,
@@ -165,6 +161,5 @@ pub fn build(
         bytes,
         index_len: encoded.len(),
         blocks: index.blocks.len(),
-        raw_bytes,
     })
 }

@@ -582,12 +582,12 @@ pub struct RowKey {
     pub time: i64,
 }
 
-/// Decodes a raw block: calls `want` with each row's key, and for rows it
-/// accepts appends the rebuilt payload to `buf` and `(lsn, range in buf)` to
+/// Decodes a raw block: calls `want` with each row's key and encoded fields
+/// (empty for opaque rows), and for rows it accepts appends the rebuilt payload to `buf` and `(lsn, range in buf)` to
 /// `out`. Returns the number of rows. Never panics, whatever the bytes.
 pub fn decode_block(
     raw: &[u8],
-    want: &mut dyn FnMut(&RowKey) -> bool,
+    want: &mut dyn FnMut(&RowKey, &codec::Fields<'_>) -> bool,
     buf: &mut Vec<u8>,
     out: &mut Vec<(Lsn, Range<usize>)>,
 ) -> Result<u32, Problem> {
@@ -629,7 +629,6 @@ pub fn decode_block(
             severity,
             time,
         };
-        let keep = want(&key);
         let start = buf.len();
         if severity == OPAQUE {
             let n = cols[COL_OPAQUE].varint().ok_or_else(short)?;
@@ -637,28 +636,32 @@ pub fn decode_block(
                 .ok()
                 .and_then(|n| cols[COL_OPAQUE].take(n))
                 .ok_or_else(short)?;
-            if keep {
+            if want(&key, &codec::Fields::default()) {
                 buf.extend_from_slice(p);
+                out.push((Lsn(lsn), start..buf.len()));
             }
-        } else {
-            if bits >> FIELD_COLUMNS != 0 {
-                return Err(bad(format!("unknown presence bits {bits:#06x}")));
+            continue;
+        }
+        if bits >> FIELD_COLUMNS != 0 {
+            return Err(bad(format!("unknown presence bits {bits:#06x}")));
+        }
+        let mut fields = codec::Fields::default();
+        for (i, col) in cols[4..4 + FIELD_COLUMNS].iter_mut().enumerate() {
+            if bits & (1 << i) != 0 {
+                let n = codec::field_len(i, &col.b[col.at..])
+                    .ok_or_else(|| bad(format!("field {} does not decode", codec::FIELDS[i])))?;
+                fields.set(i, col.take(n).ok_or_else(short)?);
             }
-            if keep {
-                buf.extend_from_slice(&type_id.to_le_bytes());
-                buf.push(severity);
-                buf.extend_from_slice(&time.to_le_bytes());
-                buf.extend_from_slice(&bits.to_le_bytes());
-            }
-            for (i, col) in cols[4..4 + FIELD_COLUMNS].iter_mut().enumerate() {
+        }
+        let keep = want(&key, &fields);
+        if keep {
+            buf.extend_from_slice(&type_id.to_le_bytes());
+            buf.push(severity);
+            buf.extend_from_slice(&time.to_le_bytes());
+            buf.extend_from_slice(&bits.to_le_bytes());
+            for i in 0..FIELD_COLUMNS {
                 if bits & (1 << i) != 0 {
-                    let n = codec::field_len(i, &col.b[col.at..]).ok_or_else(|| {
-                        bad(format!("field {} does not decode", codec::FIELDS[i]))
-                    })?;
-                    let chunk = col.take(n).ok_or_else(short)?;
-                    if keep {
-                        buf.extend_from_slice(chunk);
-                    }
+                    buf.extend_from_slice(fields.encoding(i));
                 }
             }
         }
@@ -693,14 +696,14 @@ mod tests {
             .collect();
         let raw = encode_block(&rows);
         let (mut buf, mut out) = (Vec::new(), Vec::new());
-        let n = decode_block(&raw, &mut |_| true, &mut buf, &mut out).unwrap();
+        let n = decode_block(&raw, &mut |_, _| true, &mut buf, &mut out).unwrap();
         assert_eq!(n, 50);
         for ((lsn, range), row) in out.iter().zip(&rows) {
             assert_eq!(*lsn, row.lsn);
             assert_eq!(&buf[range.clone()], row.payload);
         }
         for cut in 0..raw.len() {
-            let _ = decode_block(&raw[..cut], &mut |_| true, &mut buf, &mut out);
+            let _ = decode_block(&raw[..cut], &mut |_, _| true, &mut buf, &mut out);
         }
     }
 }

@@ -234,6 +234,110 @@ pub fn peek_time(bytes: &[u8]) -> Option<Timestamp> {
     )))
 }
 
+/// The optional fields of one encoded event, borrowed and not decoded: each
+/// present field's encoding, found by its boundaries only (text is not yet
+/// checked for UTF-8). What filters read before anything is built, from a
+/// raw frame ([`split`]) or from the columns of a compacted block.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fields<'a> {
+    bits: u16,
+    enc: [&'a [u8]; FIELDS.len()],
+}
+
+impl<'a> Fields<'a> {
+    /// Records the encoding of optional field `bit` (whose length
+    /// [`field_len`] gave).
+    pub fn set(&mut self, bit: usize, encoding: &'a [u8]) {
+        self.bits |= 1 << bit;
+        self.enc[bit] = encoding;
+    }
+
+    /// The presence bits.
+    pub fn bits(&self) -> u16 {
+        self.bits
+    }
+
+    /// The encoding of field `bit` (empty when absent).
+    pub fn encoding(&self, bit: usize) -> &'a [u8] {
+        self.enc[bit]
+    }
+
+    fn get(&self, bit: usize) -> Option<&'a [u8]> {
+        (self.bits & (1 << bit) != 0).then(|| self.enc[bit])
+    }
+
+    /// The bytes of a text field (its length prefix removed), if present.
+    pub fn text(&self, field: TextField) -> Option<&'a [u8]> {
+        let mut r = Reader {
+            bytes: self.get(field as usize)?,
+            at: 0,
+        };
+        let n = r.varint().ok()?;
+        r.take(n).ok()
+    }
+
+    /// The client address, if present.
+    pub fn ip(&self) -> Option<IpAddr> {
+        let b = self.get(IP)?;
+        match (b.first()?, b.len()) {
+            (4, 5) => Some(IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(&b[1..]).ok()?,
+            ))),
+            (6, 17) => Some(IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&b[1..]).ok()?,
+            ))),
+            _ => None,
+        }
+    }
+
+    /// The result code, if present.
+    pub fn result(&self) -> Option<i64> {
+        let mut r = Reader {
+            bytes: self.get(RESULT)?,
+            at: 0,
+        };
+        let z = r.varint().ok()?;
+        Some((z >> 1) as i64 ^ -((z & 1) as i64))
+    }
+}
+
+/// The head of an encoded event: type id, severity code, time (ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The type id.
+    pub type_id: u16,
+    /// The severity code.
+    pub severity: u8,
+    /// The time, nanoseconds since the epoch.
+    pub time: i64,
+}
+
+/// Splits `bytes` into its head and fields if it has the structure of an
+/// encoded event (as [`peek_structure`] checks), without decoding text.
+pub fn split(bytes: &[u8]) -> Option<(Head, Fields<'_>)> {
+    let (type_id, sev) = peek_type_severity(bytes)?;
+    let time = peek_time(bytes)?.0;
+    let bits = u16::from_le_bytes(bytes.get(11..13)?.try_into().ok()?);
+    if bits >> FIELDS.len() != 0 {
+        return None;
+    }
+    let mut fields = Fields::default();
+    let mut at = HEADER_LEN;
+    for i in 0..FIELDS.len() {
+        if bits & (1 << i) != 0 {
+            let n = field_len(i, &bytes[at..])?;
+            fields.set(i, &bytes[at..at + n]);
+            at += n;
+        }
+    }
+    let head = Head {
+        type_id,
+        severity: sev.code(),
+        time,
+    };
+    (at == bytes.len()).then_some((head, fields))
+}
+
 /// An encoded event, decoded in place: string fields borrow from the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRef<'a> {

@@ -3,8 +3,10 @@
 //! canonical JSON form ([`json`]). Fields that do not apply are absent
 //! (`None`), never empty strings. See docs/EVENTS.md.
 
+#[doc(hidden)]
 pub mod codec;
 pub mod json;
+pub(crate) mod reserved;
 mod time;
 
 use std::collections::BTreeMap;

@@ -1,12 +1,14 @@
 //! The file seam: every byte auditlog writes or reads goes through [`Vfs`] and
 //! [`SegmentFile`], so tests can swap the real file system ([`RealFs`]) for one
-//! that loses unsynced data, tears writes and fails `fsync` ([`FaultyFs`]).
+//! that loses unsynced data, tears writes and fails `fsync` (`FaultyFs`, in
+//! [`testing`](crate::testing) with the `testing` feature).
 //!
 //! Segment files are written only at or above their *frozen* offset and read
 //! only below it: [`SegmentFile::freeze`] is the line between the bytes the
 //! writer still owns and the bytes readers may look at without copying.
 
-mod fault;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod fault;
 mod mmap;
 mod real;
 
@@ -15,7 +17,6 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use fault::{FaultyFs, SplitMix64, SECTOR};
 pub use mmap::View;
 pub use real::RealFs;
 

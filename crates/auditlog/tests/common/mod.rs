@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use auditlog::io::{FaultyFs, SplitMix64};
+use auditlog::testing::{FaultyFs, SplitMix64};
 use auditlog::{Log, Lsn, Options};
 
 /// A payload that says which LSN it was written as, with a length that varies.

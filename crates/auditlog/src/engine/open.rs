@@ -9,16 +9,41 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::compact::{self, CSeg};
+use crate::engine::reader::SparseIndex;
+use crate::engine::{CreateError, Seg, Shared, WriterState};
 use crate::error::{Corruption, Error, Problem, Result};
 use crate::io::SegmentFile;
 use crate::options::{Options, RecoveryMode};
-use crate::wal::frame::FRAME_HEADER_LEN;
-use crate::wal::quarantine::{self, QUARANTINE_FILE};
-use crate::wal::reader::SparseIndex;
-use crate::wal::recovery::{self, Damage, Skip};
-use crate::wal::segment::{self, Footer, Header, SyncMark, DATA_START, FOOTER_LEN, HEADER_LEN};
-use crate::wal::{CreateError, RecoveryReport, Seg, Shared, WriterState};
+use crate::raw::frame::FRAME_HEADER_LEN;
+use crate::raw::quarantine::{self, QUARANTINE_FILE};
+use crate::raw::recovery::{self, Damage, Skip};
+use crate::raw::segment::{self, Footer, Header, SyncMark, DATA_START, FOOTER_LEN, HEADER_LEN};
 use crate::{Lsn, SegmentId};
+
+/// What opening the log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files in the log.
+    pub segments: usize,
+    /// Bytes of a torn tail that were cleared (a crash interrupted a write).
+    pub torn_tail_bytes: u64,
+    /// Damage found and quarantined by [`RecoveryMode::Repair`](crate::RecoveryMode::Repair).
+    pub repaired: Vec<Corruption>,
+    /// Damage a read-only open found with no writer running: the records in
+    /// these ranges cannot be read (the rest of the log can). A reader must
+    /// say so: the log is not whole.
+    pub unreadable: Vec<Corruption>,
+    /// An interrupted segment creation that was undone.
+    pub removed_incomplete_segment: Option<PathBuf>,
+    /// Raw segments removed because their compacted form was complete (a
+    /// crash interrupted the swap after the rename).
+    pub removed_compacted_raw: Vec<PathBuf>,
+    /// Compacted segments written but not renamed into place (a crash
+    /// interrupted compaction), removed.
+    pub removed_incomplete_compacted: Vec<PathBuf>,
+    /// Names of `.seg.tmp` files found (removed by a writer).
+    pub(crate) creating: Vec<String>,
+}
 
 pub use crate::io::LOCK_FILE;
 
@@ -553,7 +578,7 @@ fn load_segment(
                     record_max,
                     &seg.skips,
                 );
-                end_problem = crate::wal::frame::decode(b, s.valid_end, limit, record_max).err();
+                end_problem = crate::raw::frame::decode(b, s.valid_end, limit, record_max).err();
                 if let Some(f) = footer {
                     data_crc = crc32fast::hash(&b[..f.data_end as usize]);
                 }
@@ -911,7 +936,7 @@ fn load_compacted(
                         // written anew (damaged blocks in place, quarantined
                         // below), so the next open is Strict again.
                         if let (true, Some(bytes)) = (writable, c.rewritten(0)) {
-                            let (_, file) = crate::wal::write_compacted(opts, dir, id, &bytes)?;
+                            let (_, file) = crate::engine::write_compacted(opts, dir, id, &bytes)?;
                             c = CSeg::load(id, &path, file, None)
                                 .map_err(|e| io_corruption(&path, id, e))?;
                         }

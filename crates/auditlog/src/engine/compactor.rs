@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::compact::{self, build, format::RowIn, CSeg};
+use crate::engine::{reader, Seg, Shared};
 use crate::error::{Error, Result};
 use crate::io::SegmentFile;
 use crate::options::Options;
-use crate::wal::{reader, Seg, Shared};
 use crate::{Lsn, SegmentId};
 
 /// What one [`Log::compact`](crate::Log::compact) call did.
@@ -150,7 +150,7 @@ fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport)
     report.segments += 1;
     report.records += records.len() as u64;
     report.raw_file_bytes += seg.capacity;
-    report.raw_data_bytes += seg.end.load(Ordering::Acquire) - super::segment::DATA_START;
+    report.raw_data_bytes += seg.end.load(Ordering::Acquire) - crate::raw::segment::DATA_START;
     report.compacted_bytes += len;
     report.index_bytes += built.index_len as u64;
     report.blocks += built.blocks as u64;

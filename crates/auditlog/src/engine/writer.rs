@@ -17,11 +17,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::{CreateError, Seg, Shared, WriterState};
 use crate::error::{Error, Result};
 use crate::options::Durability;
-use crate::wal::frame::{encode_header, FRAME_HEADER_LEN};
-use crate::wal::segment::{self, Footer, DATA_START};
-use crate::wal::{CreateError, Seg, Shared, WriterState};
+use crate::raw::frame::{encode_header, FRAME_HEADER_LEN};
+use crate::raw::segment::{self, Footer, DATA_START};
 use crate::{Lsn, SegmentId};
 
 /// Batches up to this many bytes are copied with the writer lock held; larger

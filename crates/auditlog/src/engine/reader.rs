@@ -11,13 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
-use crate::compact::{Explain, Prefilter};
+use crate::compact::filter::{All, RowFilter, SegmentPlan};
+use crate::engine::{At, Plans, Seg, Shared};
 use crate::error::{Problem, Result};
-use crate::wal::frame::{self, FRAME_HEADER_LEN};
-use crate::wal::recovery::{Skip, INDEX_STRIDE};
-use crate::wal::{At, Seg, Shared};
+use crate::raw::frame::{self, FRAME_HEADER_LEN};
+use crate::raw::recovery::{Skip, INDEX_STRIDE};
 use crate::{Log, Lsn};
 
 /// One record, borrowed from the memory map (no copy).
@@ -46,6 +45,33 @@ impl Record {
     pub fn into_payload(self) -> Bytes {
         self.payload
     }
+}
+
+/// Runs `f` on the plan entry of segment `id` in `plans` (a fresh entry
+/// unless the last one is this segment's), or on a scratch entry.
+pub(crate) fn with_plan<T>(
+    plans: &Option<Plans>,
+    id: crate::SegmentId,
+    compacted: bool,
+    lsns: (Lsn, Lsn),
+    f: impl FnOnce(&mut SegmentPlan) -> T,
+) -> T {
+    let Some(plans) = plans else {
+        return f(&mut SegmentPlan::default());
+    };
+    let mut plans = plans.lock();
+    if plans
+        .last()
+        .is_none_or(|p| p.segment != id || p.compacted != compacted)
+    {
+        plans.push(SegmentPlan {
+            segment: id,
+            compacted,
+            lsns,
+            ..SegmentPlan::default()
+        });
+    }
+    f(plans.last_mut().expect("pushed"))
 }
 
 /// Checkpoints `(lsn, offset)` every [`INDEX_STRIDE`] frames of a segment,
@@ -127,7 +153,7 @@ fn locate(seg: &Seg, bytes: &[u8], end: u64, lsn: Lsn) -> (u64, Lsn) {
     index.extend(bytes, end, lsn, &seg.skips);
     let (mut l, mut off) = index
         .checkpoint(lsn)
-        .unwrap_or((seg.first_lsn, super::segment::DATA_START));
+        .unwrap_or((seg.first_lsn, crate::raw::segment::DATA_START));
     drop(index);
     while l < lsn && off < end {
         match hop(bytes, off, l, end, &seg.skips) {
@@ -146,9 +172,10 @@ struct Cursor {
     off: u64,
     lsn: Lsn,
     failed: bool,
-    /// What compacted segments may skip.
-    pre: Arc<Prefilter>,
-    explain: Option<Arc<Mutex<Explain>>>,
+    /// What the reader wants: compacted blocks and raw chunks it rules
+    /// out are skipped, and rows it rejects are not returned.
+    pre: Arc<dyn RowFilter>,
+    explain: Option<Plans>,
     /// Records of the compacted stripe being read, and the LSN after it.
     stripe: VecDeque<Record>,
     stripe_end: Option<Lsn>,
@@ -163,7 +190,7 @@ impl Cursor {
             off: 0,
             lsn,
             failed: false,
-            pre: Arc::new(Prefilter::default()),
+            pre: Arc::new(All),
             explain: None,
             stripe: VecDeque::new(),
             stripe_end: None,
@@ -195,11 +222,20 @@ impl Cursor {
                             let lsn = self.lsn.max(c.first_lsn);
                             let s = c.stripe_for(lsn)?;
                             let st = c.index.stripes[s];
-                            let mut explain = self.explain.as_ref().map(|e| e.lock());
                             let hi = Lsn(st.next_lsn.0 - 1);
-                            match c.read_stripe(s, lsn, hi, &self.pre, explain.as_deref_mut()) {
-                                Ok(records) => {
-                                    self.stripe = records.into();
+                            let read = with_plan(
+                                &self.explain,
+                                c.id,
+                                true,
+                                (c.first_lsn, c.next_lsn),
+                                |plan| c.read_stripe(s, lsn, hi, &*self.pre, plan),
+                            );
+                            match read {
+                                Ok((bytes, rows)) => {
+                                    self.stripe = rows
+                                        .into_iter()
+                                        .map(|(lsn, r)| Record::new(lsn, bytes.slice(r)))
+                                        .collect();
                                     self.lsn = lsn;
                                     self.stripe_end = Some(st.next_lsn);
                                     continue;
@@ -219,9 +255,14 @@ impl Cursor {
                         return Some(Err(e));
                     }
                     (self.off, self.lsn) = locate(&seg, &self.bytes, end, self.lsn);
-                    if let Some(e) = &self.explain {
+                    if !self.pre.is_all() {
+                        seg.chunks
+                            .lock()
+                            .extend(&self.bytes, end, seg.record_max, &seg.skips);
+                    }
+                    if self.explain.is_some() {
                         let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
-                        e.lock().entry(seg.id, false, (seg.first_lsn, next));
+                        with_plan(&self.explain, seg.id, false, (seg.first_lsn, next), |_| ());
                     }
                     self.seg = Some(seg.clone());
                     seg
@@ -250,27 +291,54 @@ impl Cursor {
                 self.seg = None;
                 continue;
             }
+            if !self.pre.is_all() {
+                let skip = {
+                    let chunks = seg.chunks.lock();
+                    chunks
+                        .at(self.off)
+                        .map(|c| (c.ruled_out(&*self.pre), c.end, c.next_lsn))
+                };
+                if let Some((ruled_out, c_end, c_next)) = skip {
+                    if self.explain.is_some() {
+                        let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
+                        with_plan(&self.explain, seg.id, false, (seg.first_lsn, next), |p| {
+                            p.blocks += 1;
+                            match ruled_out {
+                                Some(true) => p.skipped_by_key += 1,
+                                Some(false) => p.skipped_by_time += 1,
+                                None => p.blocks_read += 1,
+                            }
+                        });
+                    }
+                    if ruled_out.is_some() && c_next <= upto {
+                        (self.off, self.lsn) = (c_end, self.lsn.max(c_next));
+                        continue;
+                    }
+                }
+            }
             let max = seg.record_max;
             let result = match frame::decode(&self.bytes, self.off, end, max) {
                 Ok(f) if f.lsn == self.lsn => {
                     let start = self.off as usize + FRAME_HEADER_LEN;
-                    if !self.pre.payload_ok(&self.bytes[start..f.next as usize]) {
-                        // Checked (CRC) and not wanted: no record to build.
-                        self.off = f.next;
-                        self.lsn = Lsn(self.lsn.0 + 1);
-                        continue;
+                    let wanted = self.pre.payload(&self.bytes[start..f.next as usize]);
+                    if self.explain.is_some() {
+                        let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
+                        with_plan(&self.explain, seg.id, false, (seg.first_lsn, next), |p| {
+                            p.rows += 1;
+                            p.bytes_read += f.next - self.off;
+                            p.records += u64::from(wanted);
+                        });
                     }
-                    let rec = Record {
-                        lsn: f.lsn,
-                        payload: self.bytes.slice(start..f.next as usize),
-                    };
                     self.off = f.next;
                     self.lsn = Lsn(self.lsn.0 + 1);
-                    if let Some(e) = &self.explain {
-                        let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
-                        e.lock().entry(seg.id, false, (seg.first_lsn, next)).records += 1;
+                    if !wanted {
+                        // Checked (CRC) and not wanted: no record to build.
+                        continue;
                     }
-                    return Some(Ok(rec));
+                    return Some(Ok(Record {
+                        lsn: f.lsn,
+                        payload: self.bytes.slice(start..f.next as usize),
+                    }));
                 }
                 Ok(f) => Problem::LsnMismatch {
                     expected: self.lsn,
@@ -287,7 +355,7 @@ impl Cursor {
     /// it: up to the next valid frame, with the LSNs in between; or, with
     /// none after it, to the end of the data, with the rest of the segment's.
     fn damage_at(&self, seg: &Seg, end: u64, problem: Problem) -> crate::Error {
-        let s = super::recovery::scan(
+        let s = crate::raw::recovery::scan(
             &self.bytes,
             self.off,
             end,
@@ -316,7 +384,7 @@ pub(crate) fn read_segment(shared: &Arc<Shared>, seg: &Arc<Seg>) -> Result<Vec<R
     let end = seg.end.load(Ordering::Acquire);
     let mut cursor = Cursor::new(shared.clone(), seg.first_lsn);
     cursor.map(seg, end)?;
-    cursor.off = super::segment::DATA_START;
+    cursor.off = crate::raw::segment::DATA_START;
     cursor.seg = Some(seg.clone());
     let upto = Lsn(seg.next_lsn.load(Ordering::Acquire));
     let mut out = Vec::new();
@@ -329,8 +397,8 @@ pub(crate) fn read_segment(shared: &Arc<Shared>, seg: &Arc<Seg>) -> Result<Vec<R
 /// Records newest first, a segment checkpoint at a time.
 struct RevCursor {
     shared: Arc<Shared>,
-    pre: Arc<Prefilter>,
-    explain: Option<Arc<Mutex<Explain>>>,
+    pre: Arc<dyn RowFilter>,
+    explain: Option<Plans>,
     lo: Lsn,
     /// The highest LSN not yet returned (inclusive); below `lo` when done.
     hi: Lsn,
@@ -367,9 +435,18 @@ impl RevCursor {
                     return Ok(());
                 };
                 let st = c.index.stripes[s];
-                let mut explain = self.explain.as_ref().map(|e| e.lock());
                 let lo = self.lo.max(st.first_lsn);
-                self.buf = c.read_stripe(s, lo, self.hi, &self.pre, explain.as_deref_mut())?;
+                let (bytes, rows) = with_plan(
+                    &self.explain,
+                    c.id,
+                    true,
+                    (c.first_lsn, c.next_lsn),
+                    |plan| c.read_stripe(s, lo, self.hi, &*self.pre, plan),
+                )?;
+                self.buf = rows
+                    .into_iter()
+                    .map(|(lsn, r)| Record::new(lsn, bytes.slice(r)))
+                    .collect();
                 self.hi = Lsn(st.first_lsn.0 - 1);
                 return Ok(());
             }
@@ -386,13 +463,19 @@ impl RevCursor {
             index.extend(&bytes, end, self.hi, &seg.skips);
             index
                 .checkpoint(self.hi)
-                .unwrap_or((seg.first_lsn, super::segment::DATA_START))
+                .unwrap_or((seg.first_lsn, crate::raw::segment::DATA_START))
         };
         let mut cursor = Cursor::new(self.shared.clone(), cp_lsn);
         cursor.seg = Some(seg.clone());
         cursor.bytes = bytes;
         cursor.off = cp_off;
+        cursor.pre = self.pre.clone();
         cursor.explain = self.explain.clone();
+        if !self.pre.is_all() {
+            seg.chunks
+                .lock()
+                .extend(&cursor.bytes, end, seg.record_max, &seg.skips);
+        }
         let upto = Lsn(self.hi.0 + 1);
         while let Some(r) = cursor.next(upto) {
             let r = r?;
@@ -414,6 +497,16 @@ pub struct Iter {
 enum IterInner {
     Forward { cursor: Cursor, upto: Lsn },
     Backward(RevCursor),
+}
+
+impl Iter {
+    /// Records what the reader reads into `plans`.
+    pub(crate) fn set_plans(&mut self, plans: Option<Plans>) {
+        match &mut self.inner {
+            IterInner::Forward { cursor, .. } => cursor.explain = plans,
+            IterInner::Backward(rev) => rev.explain = plans,
+        }
+    }
 }
 
 impl Iterator for Iter {
@@ -535,7 +628,7 @@ impl Log {
         Iter {
             inner: IterInner::Backward(RevCursor {
                 shared: self.shared.clone(),
-                pre: Arc::new(Prefilter::default()),
+                pre: Arc::new(All),
                 explain: None,
                 lo,
                 hi: Lsn(upto.0.saturating_sub(1)),
@@ -567,11 +660,11 @@ impl Log {
 
 /// Records from `from` on, oldest first, of which compacted segments return
 /// only those `pre` may match.
-pub(crate) fn planned_from(shared: &Arc<Shared>, from: Lsn, pre: Prefilter) -> Iter {
+pub(crate) fn planned_from(shared: &Arc<Shared>, from: Lsn, pre: Arc<dyn RowFilter>) -> Iter {
     let lo = shared.first_lsn().max(from).max(Lsn(1));
     let upto = Lsn(shared.visible.load(Ordering::Acquire));
     let mut cursor = Cursor::new(shared.clone(), lo);
-    cursor.pre = Arc::new(pre);
+    cursor.pre = pre;
     Iter {
         inner: IterInner::Forward { cursor, upto },
     }
@@ -582,15 +675,14 @@ pub(crate) fn planned_from(shared: &Arc<Shared>, from: Lsn, pre: Prefilter) -> I
 pub(crate) fn planned(
     shared: &Arc<Shared>,
     reverse: bool,
-    pre: Prefilter,
-    explain: Option<Arc<Mutex<Explain>>>,
+    pre: Arc<dyn RowFilter>,
+    explain: Option<Plans>,
 ) -> Iter {
     let first = shared.first_lsn();
     let (lo, upto) = (
         first.max(Lsn(1)),
         Lsn(shared.visible.load(Ordering::Acquire)),
     );
-    let pre = Arc::new(pre);
     let inner = if reverse {
         IterInner::Backward(RevCursor {
             shared: shared.clone(),

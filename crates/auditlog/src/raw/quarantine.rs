@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::io::Vfs;
-use crate::wal::recovery::{Damage, Skip};
+use crate::raw::recovery::{Damage, Skip};
 use crate::{Lsn, SegmentId};
 
 /// File name of the quarantine file in a log directory.

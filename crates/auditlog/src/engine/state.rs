@@ -1,43 +1,23 @@
-//! The segmented write-ahead log: [`Log`] and its readers.
-//!
-//! - `segment`, `frame`: the on-disk structures (pure, no I/O);
-//! - `recovery`: the frame-by-frame scan and its decision table (pure);
-//! - `quarantine`: the file that lists ranges `Repair` dropped;
-//! - `open`: opening a directory (lock, segments, recovery), and refresh;
-//! - `verify`: walking every frame of every segment;
-//! - `writer`: appends, rollover, group commit;
-//! - `reader`: iterators, random reads, followers;
-//! - `compactor`: sealed segments to compacted ones, and retention.
-
-mod compactor;
-pub mod frame;
-mod open;
-pub mod quarantine;
-mod reader;
-pub mod recovery;
-pub mod segment;
-mod verify;
-mod writer;
+//! The running log's shared state: its segments (raw and compacted), the
+//! writer's position, group commit, followers, and poisoning.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::compact::{CSeg, Explain, Prefilter};
+use super::chunks::ChunkIndex;
+use super::reader;
+use super::RecoveryReport;
+use crate::compact::CSeg;
 use crate::error::{Corruption, Error, Result};
 use crate::io::{LockGuard, SegmentFile, View};
-use crate::options::{Compaction, Durability, Options};
+use crate::options::Options;
+use crate::raw::recovery::Skip;
+use crate::raw::segment;
 use crate::{Lsn, SegmentId};
-pub(crate) use compactor::{remove_oldest, write_compacted};
-pub use compactor::{CompactReport, CompactedInfo};
-pub(crate) use reader::{planned, planned_from};
-pub use reader::{Follower, Iter, Record};
-use recovery::Skip;
-pub(crate) use writer::append_batch;
 
 /// Why [`Seg::create`] failed.
 pub(crate) enum CreateError {
@@ -45,44 +25,6 @@ pub(crate) enum CreateError {
     NotCreated(Error),
     /// A write or sync failed after the file was created.
     Failed(Error),
-}
-
-/// What opening the log found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Segment files in the log.
-    pub segments: usize,
-    /// Bytes of a torn tail that were cleared (a crash interrupted a write).
-    pub torn_tail_bytes: u64,
-    /// Damage found and quarantined by [`RecoveryMode::Repair`](crate::RecoveryMode::Repair).
-    pub repaired: Vec<Corruption>,
-    /// Damage a read-only open found with no writer running: the records in
-    /// these ranges cannot be read (the rest of the log can). A reader must
-    /// say so: the log is not whole.
-    pub unreadable: Vec<Corruption>,
-    /// An interrupted segment creation that was undone.
-    pub removed_incomplete_segment: Option<PathBuf>,
-    /// Raw segments removed because their compacted form was complete (a
-    /// crash interrupted the swap after the rename).
-    pub removed_compacted_raw: Vec<PathBuf>,
-    /// Compacted segments written but not renamed into place (a crash
-    /// interrupted compaction), removed.
-    pub removed_incomplete_compacted: Vec<PathBuf>,
-    /// Names of `.seg.tmp` files found (removed by a writer).
-    pub(crate) creating: Vec<String>,
-}
-
-/// What [`Log::verify`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Segment files walked.
-    pub segments: usize,
-    /// Valid records seen.
-    pub records: u64,
-    /// Ranges listed in the quarantine file (known, skipped).
-    pub quarantined: usize,
-    /// Damage not yet quarantined. Empty for a healthy log.
-    pub damage: Vec<Corruption>,
 }
 
 /// One segment, as the running log knows it.
@@ -110,6 +52,8 @@ pub(crate) struct Seg {
     /// Quarantined ranges, sorted.
     pub(crate) skips: Vec<Skip>,
     pub(crate) index: Mutex<reader::SparseIndex>,
+    /// What each run of frames holds (for filtered reads to skip).
+    pub(crate) chunks: Mutex<ChunkIndex>,
     view: Mutex<Option<View>>,
 }
 
@@ -138,6 +82,7 @@ impl Seg {
             synced_end: segment::DATA_START.into(),
             skips: Vec::new(),
             index: Mutex::new(reader::SparseIndex::new(segment::DATA_START, first_lsn)),
+            chunks: Mutex::new(ChunkIndex::new(segment::DATA_START, first_lsn)),
             view: Mutex::new(None),
         }
     }
@@ -406,203 +351,6 @@ impl Shared {
         match segs.get(i + 1) {
             Some(next) => Some(At::Raw(next.clone())),
             None => (!seg.sealed.load(Ordering::Acquire)).then(|| At::Raw(seg.clone())),
-        }
-    }
-}
-
-/// An open log. `Send + Sync`: share it between threads with `Arc` or `&`.
-///
-/// Dropping it stops its background flusher and syncs what was appended.
-pub struct Log {
-    pub(crate) shared: Arc<Shared>,
-    flusher: Option<JoinHandle<()>>,
-    compactor: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Log {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log")
-            .field("dir", &self.shared.dir)
-            .field("next_lsn", &self.next_lsn())
-            .finish()
-    }
-}
-
-impl Log {
-    /// Opens (creating if needed, unless read-only) the log in directory `dir`,
-    /// recovering from a crash as docs/DURABILITY.md describes.
-    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
-        let mut tries = 0;
-        let shared = loop {
-            match open::open(dir.as_ref(), opts.clone()) {
-                // Beside a live writer, a segment listed a moment ago may
-                // have been compacted or removed since: list again.
-                Err(Error::Io { source, .. })
-                    if opts.read_only
-                        && source.kind() == std::io::ErrorKind::NotFound
-                        && tries < 5 =>
-                {
-                    tries += 1;
-                }
-                other => break Arc::new(other?),
-            }
-        };
-        let flusher = match shared.opts.durability {
-            Durability::Interval(every) if !shared.opts.read_only => {
-                let s = shared.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("auditlog-flusher".into())
-                        .spawn(move || writer::flusher(&s, every))
-                        .map_err(|e| Error::io("start flusher thread for", &shared.dir, e))?,
-                )
-            }
-            _ => None,
-        };
-        let compactor = match shared.opts.compaction {
-            Compaction::Background(every) if !shared.opts.read_only => {
-                let s = shared.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("auditlog-compactor".into())
-                        .spawn(move || compactor::background(&s, every))
-                        .map_err(|e| Error::io("start compactor thread for", &shared.dir, e))?,
-                )
-            }
-            _ => None,
-        };
-        Ok(Log {
-            shared,
-            flusher,
-            compactor,
-        })
-    }
-
-    /// The log directory.
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
-    }
-
-    /// What opening found and did.
-    pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.shared.report
-    }
-
-    /// LSN the next append will get; every LSN below it is readable (except
-    /// LSNs lost to quarantined damage).
-    pub fn next_lsn(&self) -> Lsn {
-        Lsn(self.shared.visible.load(Ordering::Acquire))
-    }
-
-    /// LSN of the oldest record still in the log.
-    pub fn first_lsn(&self) -> Lsn {
-        self.shared.first_lsn()
-    }
-
-    /// Every LSN below this one is durable.
-    pub fn durable_lsn(&self) -> Lsn {
-        Lsn(self.shared.durable.load(Ordering::Acquire))
-    }
-
-    /// Number of segment files, raw and compacted.
-    pub fn segment_count(&self) -> usize {
-        self.shared.compacted.read().len() + self.shared.segments.read().len()
-    }
-
-    /// Compacts every sealed raw segment now, oldest first (the background
-    /// compactor does the same on its own unless [`Compaction::Manual`]).
-    pub fn compact(&self) -> Result<CompactReport> {
-        compactor::compact(&self.shared)
-    }
-
-    /// The compacted segments, oldest first.
-    pub fn compacted_segments(&self) -> Vec<CompactedInfo> {
-        self.shared
-            .compacted
-            .read()
-            .iter()
-            .map(|c| CompactedInfo::of(c))
-            .collect()
-    }
-
-    /// The raw segments: (number, first LSN, file bytes, bytes used by records).
-    pub fn raw_segments(&self) -> Vec<(SegmentId, Lsn, u64, u64)> {
-        self.shared
-            .segments
-            .read()
-            .iter()
-            .map(|s| {
-                let used = s.end.load(Ordering::Acquire) - segment::DATA_START;
-                (s.id, s.first_lsn, s.capacity, used)
-            })
-            .collect()
-    }
-
-    /// Removes the oldest compacted segment, which must be `id`. Its records
-    /// are gone for good: [`AuditLog`](crate::AuditLog) records each removal
-    /// as an event first (retention); this is the primitive under it.
-    pub fn remove_oldest_compacted(&self, id: SegmentId) -> Result<CompactedInfo> {
-        if self.shared.opts.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let _g = self.shared.compact_lock.lock();
-        compactor::remove_oldest(&self.shared, id)
-    }
-
-    /// The error of the last background compaction or retention pass, if it failed.
-    pub fn background_error(&self) -> Option<String> {
-        self.shared.background_error.lock().clone()
-    }
-
-    /// After a failed background pass, how long the compactor waits before
-    /// the next: it doubles with each failure in a row (up to a minute) and
-    /// is back to the configured interval after a pass succeeds.
-    pub fn background_retry_in(&self) -> Option<std::time::Duration> {
-        *self.shared.background_retry.lock()
-    }
-
-    /// Records in an LSN range, forward or newest first, of which the
-    /// compacted segments return only those `pre` may match (raw segments
-    /// return every record); what was read goes into `explain`.
-    pub(crate) fn iter_planned(
-        &self,
-        reverse: bool,
-        pre: Prefilter,
-        explain: Option<Arc<Mutex<Explain>>>,
-    ) -> Iter {
-        reader::planned(&self.shared, reverse, pre, explain)
-    }
-
-    /// Picks up records appended by another process since this read-only log
-    /// was opened (a no-op for the writer, which sees its own appends).
-    pub fn refresh(&self) -> Result<()> {
-        open::refresh(&self.shared)
-    }
-
-    /// Walks every frame of every segment and checks every checksum.
-    pub fn verify(&self) -> Result<VerifyReport> {
-        verify::verify(&self.shared)
-    }
-}
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        *self.shared.shutdown.lock() = true;
-        self.shared.shutdown_cv.notify_all();
-        if let Some(h) = self.flusher.take() {
-            let _ = h.join();
-        }
-        if let Some(h) = self.compactor.take() {
-            let _ = h.join();
-        }
-        if !self.shared.opts.read_only && !self.shared.poisoned.load(Ordering::Acquire) {
-            let synced = writer::sync_to(
-                &self.shared,
-                Lsn(self.shared.visible.load(Ordering::Acquire)),
-            );
-            if synced.is_ok() {
-                let _ = writer::close_mark(&self.shared);
-            }
         }
     }
 }

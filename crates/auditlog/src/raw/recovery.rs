@@ -17,7 +17,7 @@
 //! no I/O here, so the fuzzer can drive it directly.
 
 use crate::error::Problem;
-use crate::wal::frame::{self, FRAME_HEADER_LEN};
+use crate::raw::frame::{self, FRAME_HEADER_LEN};
 use crate::Lsn;
 
 /// A byte range of a segment already known to be damaged and skipped
@@ -218,7 +218,7 @@ fn last_nonzero_end(bytes: &[u8], from: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::frame::encode_header;
+    use crate::raw::frame::encode_header;
 
     fn log_bytes(n: u64, size: usize) -> (Vec<u8>, Vec<u64>) {
         let mut b = vec![0u8; 16];

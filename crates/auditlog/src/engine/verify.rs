@@ -3,12 +3,25 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::engine::open::corruption;
+use crate::engine::{Seg, Shared};
 use crate::error::{Corruption, Problem, Result};
-use crate::wal::open::corruption;
-use crate::wal::recovery;
-use crate::wal::segment::{Footer, DATA_START};
-use crate::wal::{Seg, Shared, VerifyReport};
+use crate::raw::recovery;
+use crate::raw::segment::{Footer, DATA_START};
 use crate::Lsn;
+
+/// What [`Log::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files walked.
+    pub segments: usize,
+    /// Valid records seen.
+    pub records: u64,
+    /// Ranges listed in the quarantine file (known, skipped).
+    pub quarantined: usize,
+    /// Damage not yet quarantined. Empty for a healthy log.
+    pub damage: Vec<Corruption>,
+}
 
 /// Walks every frame of every segment.
 pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
@@ -125,7 +138,7 @@ fn tail_damage_beyond_visible(shared: &Shared) -> Vec<Corruption> {
 }
 
 fn first_problem(bytes: &[u8], at: u64, end: u64, max: u32) -> Problem {
-    match crate::wal::frame::decode(bytes, at, end, max) {
+    match crate::raw::frame::decode(bytes, at, end, max) {
         Err(p) => p,
         Ok(f) => Problem::LsnMismatch {
             expected: f.lsn,
