@@ -6,7 +6,15 @@ use auditlog::format::codec::{self, EventRef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // What filters read before parsing: split agrees with the full parse on
+    // structure, and reading its fields never panics.
+    let split = codec::split(data);
+    if let Some((head, f)) = &split {
+        let _ = (f.ip(), f.result(), f.text(codec::TextField::Session));
+        assert_eq!(codec::peek_structure(data).map(|s| s.0), Some(head.type_id));
+    }
     let Ok(r) = EventRef::parse(data) else { return };
+    assert!(split.is_some(), "an event that parses has an event's structure");
     let keys: Vec<u32> = r.attrs().map(|(k, _)| k).collect();
     let Ok(e) = r.to_event(&|id| Some(format!("T{id}")), &|k| Some(format!("{k:010}"))) else { return };
     // Attribute keys come back in key order; the encoding is canonical only

@@ -101,7 +101,9 @@ impl Encoder {
     }
 }
 
-/// The three audit questions of issue 5, as engines answer them.
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// The audit questions (Q1–Q3 of issue 5, Q4–Q7 of issue 10), as engines answer them.
 #[derive(Debug, Clone)]
 pub struct Questions {
     /// Q1: failed logins (`USER_AUTH_FAILED_*`) from this address ...
@@ -110,8 +112,15 @@ pub struct Questions {
     pub day: (Timestamp, Timestamp),
     /// Q2: all events of these two types at severity WARNING or above.
     pub two_types: [&'static str; 2],
-    /// The full filtered scan: one actor's events (no index helps).
+    /// The full filtered scan: one actor's events (no index helps); Q4: this
+    /// actor's events ...
     pub actor: String,
+    /// ... in this week `[from, to)`.
+    pub week: (Timestamp, Timestamp),
+    /// Q6: events from this network ([`Questions::day`]).
+    pub net: auditlog::IpNet,
+    /// Q7: the most frequent actors of failed logins, this many.
+    pub top: usize,
 }
 
 impl Questions {
@@ -123,7 +132,45 @@ impl Questions {
             day: (day_start, Timestamp(day_start.0 + 86_400_000_000_000)),
             two_types: ["PACKAGE_QUARANTINED", "USER_AUTH_FAILED_MFA"],
             actor: "user042".into(),
+            week: (
+                Timestamp(w.start.0 + 7 * DAY_NS),
+                Timestamp(w.start.0 + 14 * DAY_NS),
+            ),
+            net: "10.0.3.0/24".parse().expect("a network"),
+            top: 10,
         }
+    }
+
+    /// Q4 on an event.
+    pub fn q4(&self, e: &Event) -> bool {
+        e.actor.as_deref() == Some(self.actor.as_str())
+            && e.time >= self.week.0
+            && e.time < self.week.1
+    }
+
+    /// Q5's group of an event: its day (UTC, as days since the epoch) and severity.
+    pub fn q5_key(e: &Event) -> String {
+        format!("{}|{}", e.time.0.div_euclid(DAY_NS), e.severity)
+    }
+
+    /// Q6 on an event.
+    pub fn q6(&self, e: &Event) -> bool {
+        e.ip.is_some_and(|ip| self.net.contains(ip)) && e.time >= self.day.0 && e.time < self.day.1
+    }
+
+    /// Whether an event counts for Q7 (a failed login), and its group.
+    pub fn q7_actor<'e>(&self, e: &'e Event) -> Option<&'e str> {
+        e.event_type
+            .starts_with("USER_AUTH_FAILED_")
+            .then(|| e.actor.as_deref().unwrap_or(""))
+    }
+
+    /// Q7's answer from the counts per actor: the top ones (count, then name).
+    pub fn q7_top(&self, counts: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+        let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(self.top);
+        v.into_iter().collect()
     }
 
     /// Q1 on an event.
@@ -160,6 +207,49 @@ pub fn peak_rss() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Resident memory of this process now, (anonymous, file-backed), in bytes.
+pub fn rss_parts() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("RssAnon:"), field("RssFile:") + field("RssShmem:"))
+}
+
+/// Samples [`rss_parts`] every 5 ms until stopped: the peaks of each.
+pub struct MemSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u64, u64)>,
+}
+
+impl MemSampler {
+    /// Starts sampling.
+    pub fn start() -> MemSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut anon, mut file) = (0, 0);
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let (a, f) = rss_parts();
+                (anon, file) = (anon.max(a), file.max(f));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (anon, file)
+        });
+        MemSampler { stop, handle }
+    }
+
+    /// Stops sampling: the peaks (anonymous, file-backed).
+    pub fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap_or((0, 0))
+    }
 }
 
 /// Resident memory of this process now, in bytes.

@@ -155,6 +155,14 @@ pub fn render(
         "q3_ms",
         &ms,
     );
+    for (key, label) in [
+        ("q4_ms", "4. Q4 everything one actor did in one week"),
+        ("q5_ms", "4. Q5 count by severity per day, whole log"),
+        ("q6_ms", "4. Q6 everything from one /24 in one day"),
+        ("q7_ms", "4. Q7 top 10 actors by failed logins"),
+    ] {
+        row(&mut out, label, results, key, &ms);
+    }
     row(
         &mut out,
         "5. full filtered scan (one actor), events/s",
@@ -177,6 +185,20 @@ pub fn render(
         "peak_rss",
         &mib,
     );
+    row(
+        &mut out,
+        "7. of which anonymous (heap) at its peak",
+        results,
+        "peak_anon",
+        &mib,
+    );
+    row(
+        &mut out,
+        "7. file-backed pages resident at their peak (mapped or read files)",
+        results,
+        "peak_file",
+        &mib,
+    );
     let _ = writeln!(
         out,
         "\n**The machine, same run:** sequential write of the encoded events {:.0} MiB/s ({}/s events); `fdatasync` of a 128-byte append p50 {:.0} µs, p99 {:.0} µs; `memcpy` {:.1} GiB/s.",
@@ -190,25 +212,31 @@ pub fn render(
         out,
         "\nAnswers (count:hash of the matching positions), equal across engines that answer:"
     );
-    for key in [
-        "q1_answer",
-        "q2_answer",
-        "q3_answer",
-        "scan_answer",
-        "reopen_answer",
-    ] {
+    for key in ANSWERS.iter().chain(&["reopen_answer"]) {
         let vals: Vec<String> = results
             .iter()
-            .filter_map(|(n, r)| r.get(key).map(|v| format!("{n} {v}")))
+            .filter_map(|(n, r)| r.get(*key).map(|v| format!("{n} {v}")))
             .collect();
         let _ = writeln!(out, "- {key}: {}", vals.join("; "));
     }
     out
 }
 
+/// The answers compared across engines.
+const ANSWERS: [&str; 8] = [
+    "q1_answer",
+    "q2_answer",
+    "q3_answer",
+    "q4_answer",
+    "q5_answer",
+    "q6_answer",
+    "q7_answer",
+    "scan_answer",
+];
+
 /// Engines whose answers to the same question differ, if any.
 pub fn disagreements(results: &BTreeMap<&str, Report>) -> Option<String> {
-    for key in ["q1_answer", "q2_answer", "q3_answer", "scan_answer"] {
+    for key in ANSWERS {
         let answers: Vec<(&str, &String)> = results
             .iter()
             .filter_map(|(n, r)| r.get(key).map(|v| (*n, v)))

@@ -1,10 +1,12 @@
-//! The index of a raw segment: a summary of every run of [`CHUNK_FRAMES`]
-//! frames (the (type, severity) keys present, the time range, whether any
-//! record is not an event), kept in memory beside the segment. It is built
-//! as readers reach new frames, each frame checked against its CRC once,
-//! so the writer pays nothing; a filtered read then skips every chunk the
-//! summary rules out, and scans (and checks again) only the others. A
-//! reopened log rebuilds it the same way.
+//! The index of a raw segment, kept in memory beside it: postings (where
+//! each (type, severity) is: the LSN and offset of every such frame) and a
+//! summary of every run of [`CHUNK_FRAMES`] frames (how many of each key,
+//! the time range, whether any record is not an event). It is built as
+//! readers reach new frames, each frame checked against its CRC once, so
+//! the writer pays nothing; a filtered read then goes straight to the
+//! frames of the keys it wants, past the chunks whose times it rules out,
+//! and counts come from the summaries. A reopened log rebuilds it the
+//! same way on its first filtered read.
 
 use crate::compact::RowFilter;
 use crate::event::codec;
@@ -22,17 +24,24 @@ pub(crate) struct Chunk {
     pub(crate) start: u64,
     /// One past its last byte.
     pub(crate) end: u64,
+    /// Its first LSN.
+    pub(crate) first_lsn: Lsn,
     /// One past its last LSN.
     pub(crate) next_lsn: Lsn,
-    /// The keys present: `type_id << 8 | severity`, sorted, once each.
-    keys: Box<[u32]>,
-    min_time: i64,
-    max_time: i64,
+    /// The keys present: (`type_id << 8 | severity`, frames), sorted by key.
+    pub(crate) keys: Box<[(u32, u32)]>,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
     /// A record that is not an event (never skipped: the reader above reports it).
-    opaque: bool,
+    pub(crate) opaque: bool,
 }
 
 impl Chunk {
+    /// Frames in it.
+    pub(crate) fn frames_hint(&self) -> u32 {
+        self.keys.iter().map(|k| k.1).sum::<u32>() + u32::from(self.opaque)
+    }
+
     /// Whether `filter` rules out every record of the chunk: by key (`Some(true)`)
     /// or by time (`Some(false)`); `None` if it may hold a match.
     pub(crate) fn ruled_out(&self, filter: &dyn RowFilter) -> Option<bool> {
@@ -43,7 +52,7 @@ impl Chunk {
             && !self
                 .keys
                 .iter()
-                .any(|&k| filter.key((k >> 8) as u16, k as u8))
+                .any(|&(k, _)| filter.key((k >> 8) as u16, k as u8))
         {
             return Some(true);
         }
@@ -52,10 +61,17 @@ impl Chunk {
     }
 }
 
-/// The chunks of one raw segment, complete ones only, in order.
+/// The key of a record that is not an event, in [`ChunkIndex::postings`].
+pub(crate) const OPAQUE_KEY: u32 = u32::MAX;
+
+/// The chunks of one raw segment, complete ones only, in order, and the
+/// postings of the frames they cover.
 #[derive(Debug)]
 pub(crate) struct ChunkIndex {
     pub(crate) chunks: Vec<Chunk>,
+    /// Per key (`type_id << 8 | severity`, or [`OPAQUE_KEY`]): the (LSN,
+    /// offset) of each of its frames, in order.
+    pub(crate) postings: std::collections::HashMap<u32, Vec<(Lsn, u64)>>,
     /// Where the next chunk starts.
     next_off: u64,
     next_lsn: Lsn,
@@ -68,6 +84,7 @@ impl ChunkIndex {
     pub(crate) fn new(start: u64, first_lsn: Lsn) -> Self {
         ChunkIndex {
             chunks: Vec::new(),
+            postings: Default::default(),
             next_off: start,
             next_lsn: first_lsn,
             stuck: false,
@@ -77,8 +94,20 @@ impl ChunkIndex {
     /// Extends the index over the complete chunks of `bytes[..end]`.
     pub(crate) fn extend(&mut self, bytes: &[u8], end: u64, record_max: u32, skips: &[Skip]) {
         while !self.stuck && self.next_off < end {
-            match summarise(bytes, self.next_off, self.next_lsn, end, record_max, skips) {
+            let mut frames = Vec::with_capacity(CHUNK_FRAMES as usize);
+            match summarise(
+                bytes,
+                self.next_off,
+                self.next_lsn,
+                end,
+                record_max,
+                skips,
+                &mut frames,
+            ) {
                 Ok(Some(c)) => {
+                    for (key, lsn, off) in frames {
+                        self.postings.entry(key).or_default().push((lsn, off));
+                    }
                     (self.next_off, self.next_lsn) = (c.end, c.next_lsn);
                     self.chunks.push(c);
                 }
@@ -86,6 +115,39 @@ impl ChunkIndex {
                 Err(()) => self.stuck = true,
             }
         }
+    }
+
+    /// Where the index ends: the offset and LSN after its last chunk.
+    pub(crate) fn end(&self) -> (u64, Lsn) {
+        (self.next_off, self.next_lsn)
+    }
+
+    /// The frames at or after `from` the filter's keys and times can
+    /// match, in order, as far as the index reaches (see [`end`](Self::end)).
+    pub(crate) fn wanted(&self, filter: &dyn RowFilter, from: Lsn) -> Vec<(Lsn, u64)> {
+        let mut out: Vec<(Lsn, u64)> = Vec::new();
+        for (&key, list) in &self.postings {
+            if key != OPAQUE_KEY && !filter.key((key >> 8) as u16, key as u8) {
+                continue;
+            }
+            let at = list.partition_point(|p| p.0 < from);
+            out.extend_from_slice(&list[at..]);
+        }
+        out.sort_unstable();
+        // Frames in chunks the filter's times rule out go (opaque ones stay).
+        let (since, until) = filter.time();
+        if since != i64::MIN || until != i64::MAX {
+            let mut c = 0;
+            out.retain(|&(_, off)| {
+                while c < self.chunks.len() && self.chunks[c].end <= off {
+                    c += 1;
+                }
+                self.chunks
+                    .get(c)
+                    .is_none_or(|ch| ch.opaque || (ch.min_time <= until && ch.max_time >= since))
+            });
+        }
+        out
     }
 
     /// The chunk starting at `off`, if one does.
@@ -104,6 +166,7 @@ fn summarise(
     end: u64,
     record_max: u32,
     skips: &[Skip],
+    frames_out: &mut Vec<(u32, Lsn, u64)>,
 ) -> Result<Option<Chunk>, ()> {
     let (mut off, mut lsn, mut frames) = (start, first_lsn, 0u32);
     let mut keys = Vec::new();
@@ -123,21 +186,33 @@ fn summarise(
         let payload = &bytes[(off as usize + FRAME_HEADER_LEN)..f.next as usize];
         match codec::split(payload) {
             Some((h, _)) => {
-                keys.push(u32::from(h.type_id) << 8 | u32::from(h.severity));
+                let key = u32::from(h.type_id) << 8 | u32::from(h.severity);
+                keys.push(key);
+                frames_out.push((key, lsn, off));
                 min_time = min_time.min(h.time);
                 max_time = max_time.max(h.time);
             }
-            None => opaque = true,
+            None => {
+                opaque = true;
+                frames_out.push((OPAQUE_KEY, lsn, off));
+            }
         }
         (off, lsn, frames) = (f.next, Lsn(lsn.0 + 1), frames + 1);
     }
     keys.sort_unstable();
-    keys.dedup();
+    let mut counted: Vec<(u32, u32)> = Vec::new();
+    for k in keys {
+        match counted.last_mut() {
+            Some((last, n)) if *last == k => *n += 1,
+            _ => counted.push((k, 1)),
+        }
+    }
     Ok(Some(Chunk {
         start,
         end: off,
+        first_lsn,
         next_lsn: lsn,
-        keys: keys.into_boxed_slice(),
+        keys: counted.into_boxed_slice(),
         min_time,
         max_time,
         opaque,

@@ -148,6 +148,11 @@ fn hop(bytes: &[u8], off: u64, lsn: Lsn, end: u64, skips: &[Skip]) -> Option<(u6
 }
 
 /// Offset and expected LSN of the first frame at or after `lsn` in `seg`.
+pub(crate) fn locate_in(seg: &Seg, bytes: &[u8], end: u64, lsn: Lsn) -> (u64, Lsn) {
+    locate(seg, bytes, end, lsn)
+}
+
+/// Offset and expected LSN of the first frame at or after `lsn` in `seg`.
 fn locate(seg: &Seg, bytes: &[u8], end: u64, lsn: Lsn) -> (u64, Lsn) {
     let mut index = seg.index.lock();
     index.extend(bytes, end, lsn, &seg.skips);
@@ -179,6 +184,10 @@ struct Cursor {
     /// Records of the compacted stripe being read, and the LSN after it.
     stripe: VecDeque<Record>,
     stripe_end: Option<Lsn>,
+    /// In a raw segment, the frames its index says the filter wants, and
+    /// where the index ends (the reader scans on from there).
+    jumps: VecDeque<(Lsn, u64)>,
+    jumps_end: Option<(u64, Lsn)>,
 }
 
 impl Cursor {
@@ -194,7 +203,50 @@ impl Cursor {
             explain: None,
             stripe: VecDeque::new(),
             stripe_end: None,
+            jumps: VecDeque::new(),
+            jumps_end: None,
         }
+    }
+
+    /// Entering raw segment `seg` (mapped to `end`) with a filter: extends
+    /// its index, and with a filter on keys, plans the frames to visit.
+    fn plan_raw(&mut self, seg: &Seg, end: u64) {
+        self.jumps.clear();
+        self.jumps_end = None;
+        if self.pre.is_all() {
+            return;
+        }
+        let mut chunks = seg.chunks.lock();
+        chunks.extend(&self.bytes, end, seg.record_max, &seg.skips);
+        let (index_end, index_lsn) = chunks.end();
+        if !self.pre.keys_limited() || index_lsn <= self.lsn {
+            return;
+        }
+        let wanted = chunks.wanted(&*self.pre, self.lsn);
+        if self.explain.is_some() {
+            let first = chunks.chunks.partition_point(|c| c.next_lsn <= self.lsn);
+            let n = chunks.chunks.len();
+            let (mut touched, mut at, mut last) = (0u64, 0usize, usize::MAX);
+            for &(_, off) in &wanted {
+                while at < n && chunks.chunks[at].end <= off {
+                    at += 1;
+                }
+                if at < n && at != last {
+                    touched += 1;
+                    last = at;
+                }
+            }
+            let total = (chunks.chunks.len() - first) as u64;
+            let touched = touched.min(total);
+            let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
+            with_plan(&self.explain, seg.id, false, (seg.first_lsn, next), |p| {
+                p.blocks += total;
+                p.blocks_read += touched;
+                p.skipped_by_key += total - touched;
+            });
+        }
+        self.jumps = wanted.into();
+        self.jumps_end = Some((index_end, index_lsn));
     }
 
     /// The next record with an LSN below `upto`.
@@ -255,11 +307,7 @@ impl Cursor {
                         return Some(Err(e));
                     }
                     (self.off, self.lsn) = locate(&seg, &self.bytes, end, self.lsn);
-                    if !self.pre.is_all() {
-                        seg.chunks
-                            .lock()
-                            .extend(&self.bytes, end, seg.record_max, &seg.skips);
-                    }
+                    self.plan_raw(&seg, end);
                     if self.explain.is_some() {
                         let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
                         with_plan(&self.explain, seg.id, false, (seg.first_lsn, next), |_| ());
@@ -291,7 +339,28 @@ impl Cursor {
                 self.seg = None;
                 continue;
             }
-            if !self.pre.is_all() {
+            if let Some((index_end, index_lsn)) = self.jumps_end {
+                if self.lsn >= index_lsn {
+                    self.jumps_end = None;
+                } else {
+                    match self.jumps.front().copied() {
+                        Some((l, off)) if l == self.lsn => {
+                            self.jumps.pop_front();
+                            self.off = off;
+                        }
+                        Some((l, _)) if l >= upto => return None,
+                        Some((l, off)) => {
+                            (self.off, self.lsn) = (off, l);
+                            continue;
+                        }
+                        None => {
+                            (self.off, self.lsn) = (index_end, index_lsn);
+                            self.jumps_end = None;
+                            continue;
+                        }
+                    }
+                }
+            } else if !self.pre.is_all() && !self.pre.keys_limited() {
                 let skip = {
                     let chunks = seg.chunks.lock();
                     chunks
@@ -394,6 +463,33 @@ pub(crate) fn read_segment(shared: &Arc<Shared>, seg: &Arc<Seg>) -> Result<Vec<R
     Ok(out)
 }
 
+/// A forward reader over part of one raw segment, from the frame at `off`
+/// (LSN `lsn`) on, returning the records `pre` accepts (what a visit scans
+/// of the chunks it cannot count from the index).
+pub(crate) struct RawRange(Cursor);
+
+impl RawRange {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        seg: &Arc<Seg>,
+        bytes: Bytes,
+        (off, lsn): (u64, Lsn),
+        pre: Arc<dyn RowFilter>,
+    ) -> Self {
+        let mut cursor = Cursor::new(shared.clone(), lsn);
+        cursor.seg = Some(seg.clone());
+        cursor.bytes = bytes;
+        cursor.off = off;
+        cursor.pre = pre;
+        RawRange(cursor)
+    }
+
+    /// The next record below `upto`.
+    pub(crate) fn next(&mut self, upto: Lsn) -> Option<Result<Record>> {
+        self.0.next(upto)
+    }
+}
+
 /// Records newest first, a segment checkpoint at a time.
 struct RevCursor {
     shared: Arc<Shared>,
@@ -471,11 +567,7 @@ impl RevCursor {
         cursor.off = cp_off;
         cursor.pre = self.pre.clone();
         cursor.explain = self.explain.clone();
-        if !self.pre.is_all() {
-            seg.chunks
-                .lock()
-                .extend(&cursor.bytes, end, seg.record_max, &seg.skips);
-        }
+        cursor.plan_raw(&seg, end);
         let upto = Lsn(self.hi.0 + 1);
         while let Some(r) = cursor.next(upto) {
             let r = r?;
@@ -497,16 +589,6 @@ pub struct Iter {
 enum IterInner {
     Forward { cursor: Cursor, upto: Lsn },
     Backward(RevCursor),
-}
-
-impl Iter {
-    /// Records what the reader reads into `plans`.
-    pub(crate) fn set_plans(&mut self, plans: Option<Plans>) {
-        match &mut self.inner {
-            IterInner::Forward { cursor, .. } => cursor.explain = plans,
-            IterInner::Backward(rev) => rev.explain = plans,
-        }
-    }
 }
 
 impl Iterator for Iter {

@@ -197,8 +197,9 @@ impl View {
         }
     }
 
-    /// A view of bytes copied to the heap (used by the fault-injecting file system).
-    pub(crate) fn heap(bytes: Arc<[u8]>) -> Self {
+    /// A view of bytes held on the heap (for file systems that are not the
+    /// operating system's, such as the fault-injecting one of `testing`).
+    pub fn heap(bytes: Arc<[u8]>) -> Self {
         Self {
             inner: ViewInner::Heap(bytes),
         }

@@ -12,7 +12,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use crate::compact::format::BlockMeta;
 use crate::engine::Visitor;
 use crate::error::{Error, Result};
 use crate::event::codec::{DecodeError, Fields, Head, TextField};
@@ -160,7 +159,8 @@ pub struct Aggregate {
     /// The dimensions, in the order asked.
     pub by: Vec<GroupBy>,
     /// The groups: in key order, or, for a top N, by count (largest first,
-    /// then key) and at most N of them.
+    /// then key) and at most N of them. With no dimension, one group (empty
+    /// key) holding every match, or none if nothing matches.
     pub groups: Vec<Group>,
     /// Events matching the filter (in every group, not only the top N).
     pub total: u64,
@@ -196,12 +196,10 @@ impl<'a> Counter<'a> {
 
     fn add(&mut self, n: u64) {
         self.total += n;
-        if !self.by.is_empty() {
-            match self.groups.get_mut(&self.key) {
-                Some(c) => *c += n,
-                None => {
-                    self.groups.insert(self.key.clone(), n);
-                }
+        match self.groups.get_mut(&self.key) {
+            Some(c) => *c += n,
+            None => {
+                self.groups.insert(self.key.clone(), n);
             }
         }
     }
@@ -227,7 +225,7 @@ impl<'a> Counter<'a> {
 }
 
 impl Visitor for Counter<'_> {
-    fn whole(&mut self, type_id: u16, severity: u8, rows: u32, block: &BlockMeta) -> bool {
+    fn whole(&mut self, type_id: u16, severity: u8, rows: u32, times: (i64, i64)) -> bool {
         if !self.compiled.is_simple() || !self.compiled.knows_type(type_id) {
             return false;
         }
@@ -238,8 +236,8 @@ impl Visitor for Counter<'_> {
                 GroupBy::Severity => self.key.push(severity),
                 GroupBy::Hour | GroupBy::Day => {
                     let width = g.bucket().expect("a time bucket");
-                    let b = block.min_time.div_euclid(width);
-                    if block.max_time.div_euclid(width) != b {
+                    let b = times.0.div_euclid(width);
+                    if times.1.div_euclid(width) != b {
                         return false;
                     }
                     self.key.extend_from_slice(&(b * width).to_le_bytes());
