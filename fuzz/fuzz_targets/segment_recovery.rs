@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
             len,
             log_id: 1,
             record_max: RECORD_MAX,
+            grow_to: len.next_multiple_of(1 << 16),
             version: FORMAT_VERSION,
         };
         let mut f = header.encode().to_vec();

@@ -1,6 +1,5 @@
 //! `demo`: a realistic month of audit events, and audit questions answered from it.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -9,13 +8,12 @@ use anyhow::{Context, Result};
 use auditlog::event::json;
 use auditlog::io::{RealFs, Vfs, DEMO_MARKER};
 use auditlog::{
-    AuditLog, AuditOptions, Catalog, Compaction, Durability, Event, Filter, Lsn, Options, Severity,
-    Timestamp,
+    AuditLog, AuditOptions, Catalog, Compaction, Durability, Event, Filter, GroupBy, Lsn, Options,
+    Severity, Timestamp,
 };
 use auditlog_cli::workload::{self, Workload};
 
-use crate::output::{group_key, grouped};
-use crate::{progress, GroupBy};
+use crate::progress;
 
 /// Makes `dir` ready for a new demo log: creates it if missing, takes it if
 /// empty, and empties it only if an earlier demo created it (its `DEMO`
@@ -225,27 +223,28 @@ pub(crate) fn demo(dir: &Path, events: u64) -> Result<ExitCode> {
             found.len(),
             took.as_secs_f64() * 1e3
         );
-        match group {
-            Some(g) => {
-                let mut counts = BTreeMap::new();
-                for (_, e) in &found {
-                    *counts.entry(group_key(g, e)).or_insert(0u64) += 1;
-                }
-                for (k, n) in grouped(counts).into_iter().take(5) {
-                    println!("  {n:>7}  {k}");
-                }
+        // Groups are counted inside the engine (the index, or the columns).
+        let top = |by: GroupBy, n: usize| -> Result<()> {
+            let t = Instant::now();
+            let agg = log.aggregate(&filter, &[by], Some(n))?;
+            anyhow::ensure!(
+                agg.total == found.len() as u64,
+                "the count and the query disagree"
+            );
+            for g in &agg.groups {
+                println!("  {:>7}  {}", g.count, g.key[0]);
             }
+            println!(
+                "  (top {n} by {}, counted in the engine in {:.1} ms)",
+                by.name(),
+                t.elapsed().as_secs_f64() * 1e3
+            );
+            Ok(())
+        };
+        match group {
+            Some(g) => top(g, 5)?,
             None if title.starts_with("Quarantined") => {
-                let mut per_day = BTreeMap::new();
-                for (_, e) in &found {
-                    *per_day
-                        .entry(e.time.to_string()[..10].to_string())
-                        .or_insert(0u64) += 1;
-                }
-                let busiest = grouped(per_day);
-                for (d, n) in busiest.iter().take(3) {
-                    println!("  {n:>7}  {d}");
-                }
+                top(GroupBy::Day, 3)?;
                 if let Some((lsn, e)) = found.first() {
                     println!("  first: {}", json::to_json(e, Some(*lsn)));
                 }

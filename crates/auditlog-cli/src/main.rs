@@ -91,12 +91,17 @@ enum Command {
         /// At most this many events.
         #[arg(long)]
         limit: Option<usize>,
-        /// Print only how many events match.
+        /// Print only how many events match (counted in the engine, no event built).
         #[arg(long)]
         count: bool,
-        /// Count matching events per value of a field, most frequent first.
-        #[arg(long, value_enum)]
-        group_by: Option<GroupBy>,
+        /// Count matching events per value of one or more of: type, severity, actor, ip,
+        /// source, result, session, entity_type, entity_id, hour, day (e.g. `day,severity`).
+        /// Most frequent first; in key order when a key is a day or an hour.
+        #[arg(long, value_delimiter = ',', conflicts_with = "limit")]
+        group_by: Vec<auditlog::GroupBy>,
+        /// With --group-by: only the N largest groups, largest first ("top 10 actors").
+        #[arg(long, requires = "group_by")]
+        top: Option<usize>,
         /// Also print (to standard error) which segments and blocks were read, and why.
         #[arg(long)]
         explain: bool,
@@ -279,15 +284,6 @@ enum Format {
     Csv,
 }
 
-#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
-enum GroupBy {
-    Type,
-    Severity,
-    Actor,
-    Ip,
-    Source,
-}
-
 /// Exit status when damage kept records from being read (what could be read
 /// was printed).
 const DAMAGE_STATUS: u8 = 3;
@@ -367,6 +363,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             count,
             group_by,
+            top,
             explain,
         } => output::query(
             &dir.dir,
@@ -377,6 +374,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 limit,
                 count,
                 group_by,
+                top,
                 explain,
             },
         ),

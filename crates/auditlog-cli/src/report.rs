@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use auditlog::{Filter, Timestamp};
+use auditlog::{Filter, GroupBy, GroupValue, Timestamp};
 use indicatif::ProgressBar;
 
 use auditlog_cli::terminal::visible;
@@ -17,17 +17,21 @@ use crate::{builtin, open_read, CatalogCommand};
 pub(crate) fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
     let catalog = builtin(catalog)?;
     let log = open_read(dir)?;
+    // Counted in the engine, from the index where it can.
+    let all = Filter::default();
+    let agg = log.aggregate(&all, &[GroupBy::Type, GroupBy::Severity], None)?;
     let mut per_type = BTreeMap::new();
     let mut per_sev = BTreeMap::new();
-    let (mut n, mut tmin, mut tmax) = (0u64, None::<Timestamp>, None::<Timestamp>);
-    for r in log.query(&Filter::default(), false) {
-        let (_, e) = r?;
-        n += 1;
-        tmin = Some(tmin.map_or(e.time, |t| t.min(e.time)));
-        tmax = Some(tmax.map_or(e.time, |t| t.max(e.time)));
-        *per_type.entry(e.event_type).or_insert(0u64) += 1;
-        *per_sev.entry(e.severity).or_insert(0u64) += 1;
+    for g in &agg.groups {
+        *per_type.entry(g.key[0].to_string()).or_insert(0u64) += g.count;
+        if let GroupValue::Severity(s) = g.key[1] {
+            *per_sev.entry(s).or_insert(0u64) += g.count;
+        }
     }
+    let n = agg.total;
+    let first = log.query(&all, false).next().transpose()?;
+    let last = log.query(&all, true).next().transpose()?;
+    let (tmin, tmax) = (first.map(|(_, e)| e.time), last.map(|(_, e)| e.time));
     let raw = log.log().raw_segments();
     let compacted = log.log().compacted_segments();
     let raw_alloc: u64 = raw.iter().map(|r| r.2).sum();
@@ -56,7 +60,7 @@ pub(crate) fn stats(dir: &Path, catalog: &str) -> Result<ExitCode> {
         log.log().next_lsn()
     );
     if let (Some(a), Some(b)) = (tmin, tmax) {
-        println!("time        {a} .. {b}");
+        println!("time        {a} .. {b} (first and last event)");
     }
     println!("by severity");
     for (s, c) in &per_sev {
@@ -106,9 +110,12 @@ pub(crate) fn compact(
         .with_context(|| format!("cannot open {}", dir.display()))?;
     if dry_run {
         let plan = log.retention_plan_at(Timestamp::now())?;
-        let sealed = log.log().raw_segments().len().saturating_sub(1);
-        if sealed > 0 {
-            println!("{sealed} sealed raw segments would be compacted first (not counted below)");
+        // No writer has the log open (this one holds its lock), so the
+        // active segment is sealed and compacted too.
+        let raw = log.log().raw_segments();
+        let with_records = raw.iter().filter(|s| s.3 > 0).count();
+        if with_records > 0 {
+            println!("{with_records} raw segments would be compacted first (not counted below)");
         }
         for r in &plan {
             println!(
@@ -124,7 +131,13 @@ pub(crate) fn compact(
     let mut owed = Vec::new();
     let spinner = ProgressBar::new_spinner().with_message("compacting");
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let r = log.log().compact();
+    // This command holds the log's lock, so no writer is appending: the
+    // active segment is sealed and compacted with the rest (a new, small
+    // one takes the next append).
+    let r = match log.log().seal() {
+        Ok(_) | Err(auditlog::Error::StorageFull { .. }) => log.log().compact(),
+        Err(e) => Err(e),
+    };
     spinner.finish_and_clear();
     // On a full disk compaction cannot write; retention is how space comes
     // back, so it runs anyway, and compaction is tried again after it.
@@ -137,7 +150,7 @@ pub(crate) fn compact(
         other => other?,
     };
     if r.segments == 0 {
-        println!("nothing to compact (only the active segment is raw)");
+        println!("nothing to compact");
     } else {
         let secs = r.elapsed.as_secs_f64();
         println!(

@@ -85,6 +85,7 @@ impl Options {
     /// with the size of its newest segment (so a log made with small
     /// segments stays small whoever opens it), and a new log gets 64 MiB.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        // (A new log's first segments are smaller: they double up to this.)
         self.segment_bytes = Some(bytes);
         self
     }
@@ -92,9 +93,29 @@ impl Options {
     /// The size of new segments when no log says otherwise.
     pub(crate) const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
-    /// The size new segments get.
+    /// The size segments grow to.
     pub(crate) fn new_segment_bytes(&self) -> u64 {
         self.segment_bytes.unwrap_or(Self::DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// The size of the first segment of a new log, and of the segment after
+    /// one sealed on request: a log of a few events takes this much.
+    pub(crate) const FIRST_SEGMENT_BYTES: u64 = 64 << 10;
+
+    /// The size of the next segment: twice the bytes the last one used
+    /// (so a log's segments double as it fills them, from
+    /// [`FIRST_SEGMENT_BYTES`](Self::FIRST_SEGMENT_BYTES) up to
+    /// [`segment_bytes`](Self::segment_bytes)), and room for `needed` bytes
+    /// of frames at least; in units of 64 KiB.
+    pub(crate) fn next_segment_bytes(&self, last_used: u64, needed: u64) -> u64 {
+        let max = self.new_segment_bytes();
+        let overhead = (crate::raw::segment::HEADER_LEN
+            + crate::raw::segment::MARK_LEN
+            + crate::raw::segment::FOOTER_LEN) as u64;
+        let want = (2 * last_used)
+            .max(needed + overhead)
+            .max(Self::FIRST_SEGMENT_BYTES);
+        want.next_multiple_of(Self::FIRST_SEGMENT_BYTES).min(max)
     }
 
     /// The identity a log created by this open gets, instead of a random

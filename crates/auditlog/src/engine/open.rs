@@ -219,10 +219,12 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         file.inspect(&mut |b| header = Header::decode(b).ok());
         files.push((id, path, file, header));
     }
-    // New segments: the size asked for, else the size of the newest one.
+    // New segments grow to the size asked for, else to what the newest one
+    // says (or its own size, if it says nothing).
     if opts.segment_bytes.is_none() {
         if let Some(h) = files.iter().rev().find_map(|f| f.3) {
-            let inherited = opts.clone().segment_bytes(h.len);
+            let size = if h.grow_to > 0 { h.grow_to } else { h.len };
+            let inherited = opts.clone().segment_bytes(size);
             if check_options(&inherited).is_ok() {
                 opts = inherited;
             }
@@ -322,7 +324,8 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         let (id, first) = compacted.last().map_or((SegmentId(1), Lsn(1)), |c| {
             (SegmentId(c.id.0 + 1), c.next_lsn)
         });
-        match Seg::create(&opts, dir, log_id, id, first) {
+        let len = opts.next_segment_bytes(0, 0);
+        match Seg::create(&opts, dir, log_id, id, first, len) {
             Ok(seg) => segs.push(seg),
             Err(CreateError::NotCreated(e) | CreateError::Failed(e)) => return Err(e),
         }
@@ -344,6 +347,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
     let writer = (!opts.read_only).then(|| {
         let tail = segs.last().expect("a writer always has a segment").clone();
         WriterState {
+            sealed_on_request: false,
             off: tail.end.load(Ordering::Relaxed),
             next_lsn: Lsn(next),
             tail,

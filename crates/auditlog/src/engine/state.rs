@@ -97,11 +97,19 @@ impl Seg {
         log_id: u128,
         id: SegmentId,
         first_lsn: Lsn,
+        len: u64,
     ) -> Result<Seg, CreateError> {
         let vfs = &opts.vfs;
         let tmp = dir.join(segment::creating_file_name(id));
         let path = dir.join(segment::file_name(id));
-        let len = opts.new_segment_bytes();
+        // A small segment takes records up to what fits in it; a larger one
+        // starts a segment of its own.
+        let overhead = segment::DATA_START
+            + (segment::MARK_LEN + segment::FOOTER_LEN + crate::raw::frame::FRAME_HEADER_LEN)
+                as u64;
+        let record_max = opts
+            .record_bytes_max
+            .min(u32::try_from(len.saturating_sub(overhead)).unwrap_or(u32::MAX));
         let file = match vfs.create_segment(&tmp, len) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Left by an earlier attempt that failed (nothing else uses this name).
@@ -118,7 +126,8 @@ impl Seg {
             first_lsn,
             len,
             log_id,
-            record_max: opts.record_bytes_max,
+            record_max,
+            grow_to: opts.new_segment_bytes(),
             version: segment::FORMAT_VERSION,
         };
         file.write_at(0, &header.encode())
@@ -134,7 +143,7 @@ impl Seg {
             })
             .map_err(CreateError::Failed)?;
         file.freeze(segment::DATA_START);
-        Ok(Seg::new(&header, opts.record_bytes_max, path, file))
+        Ok(Seg::new(&header, record_max, path, file))
     }
 
     /// The largest offset frames may reach.
@@ -235,6 +244,8 @@ pub(crate) struct MarkState {
 
 pub(crate) struct WriterState {
     pub(crate) tail: Arc<Seg>,
+    /// The tail was sealed by [`Log::seal`](crate::Log::seal), not filled.
+    pub(crate) sealed_on_request: bool,
     /// Next free offset in the tail.
     pub(crate) off: u64,
     pub(crate) next_lsn: Lsn,

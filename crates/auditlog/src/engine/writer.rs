@@ -73,7 +73,8 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
                 }
             }
             let step = if n == 0 {
-                rollover(shared, st)
+                let needed: u64 = rest.iter().map(frame).sum();
+                rollover(shared, st, needed)
             } else {
                 let (off, lsn0) = reserve(st, n, bytes);
                 let written = write_and_publish(shared, &st.tail, off, lsn0, &rest[..n], bytes);
@@ -111,7 +112,7 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
         || st.off + total > st.tail.data_limit()
         || largest > st.tail.record_max as usize
     {
-        rollover(shared, st)?;
+        rollover(shared, st, total)?;
     }
     let (off, lsn0) = reserve(st, payloads.len(), total);
     if total <= COPY_UNDER_LOCK_MAX {
@@ -214,7 +215,7 @@ fn publish(shared: &Shared, seg: &Seg, off: u64, end: u64, next_lsn: Lsn) -> Res
 }
 
 /// Seals the tail (if not sealed yet) and starts a new segment.
-fn rollover(shared: &Shared, st: &mut WriterState) -> Result<()> {
+fn rollover(shared: &Shared, st: &mut WriterState, needed: u64) -> Result<()> {
     let old = st.tail.clone();
     if !old.sealed.load(Ordering::Acquire) {
         // Every reserved range of the old segment must be published first.
@@ -225,7 +226,21 @@ fn rollover(shared: &Shared, st: &mut WriterState) -> Result<()> {
         seal(shared, &old)?;
     }
     let id = SegmentId(old.id.0 + 1);
-    let seg = match Seg::create(&shared.opts, &shared.dir, shared.log_id, id, st.next_lsn) {
+    // A segment sealed on request was not full: the next starts small again.
+    let used = if st.sealed_on_request {
+        0
+    } else {
+        old.end.load(Ordering::Acquire) - DATA_START
+    };
+    let len = shared.opts.next_segment_bytes(used, needed);
+    let seg = match Seg::create(
+        &shared.opts,
+        &shared.dir,
+        shared.log_id,
+        id,
+        st.next_lsn,
+        len,
+    ) {
         Ok(seg) => Arc::new(seg),
         Err(CreateError::NotCreated(e)) => return Err(e),
         Err(CreateError::Failed(e)) => {
@@ -236,6 +251,7 @@ fn rollover(shared: &Shared, st: &mut WriterState) -> Result<()> {
     shared.segments.write().push(seg.clone());
     st.tail = seg;
     st.off = DATA_START;
+    st.sealed_on_request = false;
     Ok(())
 }
 
@@ -409,6 +425,30 @@ pub(crate) fn flusher(shared: &Shared, every: Duration) {
 }
 
 impl crate::Log {
+    /// Seals the active segment if it holds any record, and starts a small
+    /// new one, so that [`compact`](Self::compact) takes everything written
+    /// so far (what `auditlog compact` does on a log no writer has open).
+    /// Returns whether a segment was sealed.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] on a read-only log; a failed write or sync of the
+    /// footer, or a failed creation of the new segment.
+    pub fn seal(&self) -> Result<bool> {
+        let shared = &self.shared;
+        if shared.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        shared.check_poison()?;
+        let mut guard = shared.writer.lock();
+        let st = guard.as_mut().ok_or(Error::ReadOnly)?;
+        if st.off == DATA_START && !st.tail.sealed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        st.sealed_on_request = true;
+        rollover(shared, st, 0)?;
+        Ok(true)
+    }
+
     /// Appends one record with the log's default durability; returns its LSN.
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         self.append_with(payload, self.shared.opts.durability)

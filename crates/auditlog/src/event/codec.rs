@@ -168,7 +168,15 @@ pub fn encode(e: &Event, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out:
 /// `bytes` (the compactor stores each field in a column of its own and finds
 /// the boundaries again with this). `None` if it does not decode (text is
 /// not checked for UTF-8 here).
+#[inline]
 pub fn field_len(bit: usize, bytes: &[u8]) -> Option<usize> {
+    // The common case first: text shorter than 128 bytes (one length byte).
+    if bit != IP && bit != RESULT && bit != ATTRS {
+        if let Some(&n) = bytes.first().filter(|&&b| b < 0x80) {
+            let len = 1 + usize::from(n);
+            return (bytes.len() >= len && bit < FIELDS.len()).then_some(len);
+        }
+    }
     let mut r = Reader { bytes, at: 0 };
     match bit {
         IP => {
@@ -267,11 +275,13 @@ impl<'a> Fields<'a> {
     }
 
     /// The bytes of a text field (its length prefix removed), if present.
+    #[inline]
     pub fn text(&self, field: TextField) -> Option<&'a [u8]> {
-        let mut r = Reader {
-            bytes: self.get(field as usize)?,
-            at: 0,
-        };
+        let enc = self.get(field as usize)?;
+        if let Some(&n) = enc.first().filter(|&&b| b < 0x80) {
+            return enc.get(1..1 + usize::from(n));
+        }
+        let mut r = Reader { bytes: enc, at: 0 };
         let n = r.varint().ok()?;
         r.take(n).ok()
     }

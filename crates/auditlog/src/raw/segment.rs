@@ -79,9 +79,16 @@ pub struct Header {
     /// The largest record payload the segment may hold, as its writer was
     /// configured; 0 in a version-1 header (unknown).
     pub record_max: u32,
+    /// The size the log's segments grow to (new logs start with small
+    /// segments and double them up to this), a multiple of 64 KiB; 0 if
+    /// not recorded (headers written before it was).
+    pub grow_to: u64,
     /// The header's format version (1 or 2; [`encode`](Header::encode) writes 2).
     pub version: u32,
 }
+
+/// [`Header::grow_to`] is stored in units of 64 KiB.
+const GROW_UNIT_SHIFT: u32 = 16;
 
 impl Header {
     /// Whether the segment has a sync mark before its footer (version 2).
@@ -155,6 +162,8 @@ impl Header {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let grow = u32::try_from(self.grow_to >> GROW_UNIT_SHIFT).unwrap_or(u32::MAX);
+        b[12..16].copy_from_slice(&grow.to_le_bytes());
         b[16..24].copy_from_slice(&self.segment.0.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.0.to_le_bytes());
         b[32..40].copy_from_slice(&self.len.to_le_bytes());
@@ -197,6 +206,7 @@ impl Header {
             len: u64_at(b, 32),
             log_id: u128::from_le_bytes(b[40..56].try_into().unwrap()),
             record_max: u32_at(b, 56),
+            grow_to: u64::from(u32_at(b, 12)) << GROW_UNIT_SHIFT,
             version,
         })
     }
@@ -312,6 +322,7 @@ mod tests {
             log_id: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
             record_max: 1024,
             version: FORMAT_VERSION,
+            grow_to: 0,
         };
         let b = h.encode();
         assert_eq!(Header::decode(&b), Ok(h));

@@ -1,0 +1,74 @@
+//! Builds (once) a demo log in a directory, compacted, and times one query
+//! shape many times: for profiling the read path (`perf record`).
+//!
+//! `cargo run --release -p auditlog-bench --bin query_probe -- DIR EVENTS SHAPE REPEAT`
+//! with SHAPE one of `scan` (one actor, whole log), `q2`, `q4`, `q6`, `count`.
+
+use std::time::Instant;
+
+use auditlog::{
+    AuditLog, AuditOptions, Catalog, Compaction, Durability, Filter, Options, Severity, Timestamp,
+};
+use auditlog_bench::compare::{workload, Questions};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = std::path::PathBuf::from(&args[1]);
+    let events: u64 = args[2].parse().expect("events");
+    let shape = args[3].as_str();
+    let repeat: usize = args[4].parse().expect("repeat");
+    let fresh = !dir.exists();
+    let opts = AuditOptions {
+        log: Options::default()
+            .durability(Durability::Buffered)
+            .compaction(Compaction::Manual),
+        catalog: Catalog::builtin("filetransfer-2.0"),
+        ..AuditOptions::default()
+    };
+    let log = AuditLog::open(&dir, opts).expect("open");
+    let w = workload(events);
+    if fresh {
+        let evs: Vec<_> = w.generate().collect();
+        for c in evs.chunks(1000) {
+            log.append_batch(c).expect("append");
+        }
+        log.log().compact().expect("compact");
+    }
+    let q = Questions::for_workload(&w);
+    let f = match shape {
+        "scan" => Filter {
+            actor: Some(q.actor.clone()),
+            ..Filter::default()
+        },
+        "q2" => Filter {
+            types: q.two_types.iter().map(|s| s.to_string()).collect(),
+            min_severity: Some(Severity::Warning),
+            ..Filter::default()
+        },
+        "q4" => Filter {
+            actor: Some(q.actor.clone()),
+            since: Some(q.week.0),
+            until: Some(Timestamp(q.week.1 .0 - 1)),
+            ..Filter::default()
+        },
+        "q6" => Filter {
+            ip: Some(q.net),
+            since: Some(q.day.0),
+            until: Some(Timestamp(q.day.1 .0 - 1)),
+            ..Filter::default()
+        },
+        _ => Filter::default(),
+    };
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let n = if shape == "count" {
+            log.count(&f).expect("count") as usize
+        } else {
+            log.query(&f, false).count()
+        };
+        eprintln!("{shape}: {n} in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut qe = log.query_explained(&f, false);
+    let n = qe.by_ref().count();
+    eprintln!("{n}\n{}", qe.explain().unwrap());
+}
