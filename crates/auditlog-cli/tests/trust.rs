@@ -234,9 +234,19 @@ fn readers_report_damage_in_the_active_segment_and_repair_fixes_the_log() {
     let d = dir.to_str().unwrap();
     let (file, events) = events_file(tmp.path(), 3000);
     import_jsonl(d, &file);
-    let seg = dir.join("00000000000000000001.seg");
-    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, b"\xde\xad\xbe\xef", 150_000).unwrap();
+    // The active segment: the newest raw one (64, 128, then 256 KiB).
+    let mut raw: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    raw.sort();
+    let name = raw.last().unwrap().clone();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(&name))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"\xde\xad\xbe\xef", 20_000).unwrap();
     drop(f);
 
     let damaged = |args: &[&str]| {
@@ -244,7 +254,7 @@ fn readers_report_damage_in_the_active_segment_and_repair_fixes_the_log() {
         assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
         assert!(
-            err.contains("missing records") && err.contains("00000000000000000001.seg"),
+            err.contains("missing records") && err.contains(&name),
             "{args:?}: {err}"
         );
         assert!(err.contains("at bytes 1"), "{args:?}: {err}");
