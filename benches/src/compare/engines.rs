@@ -162,7 +162,7 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
     });
     emit_query("q3", a, ms);
     let scan = Filter {
-        actor: Some(q.actor.clone()),
+        source: Some(q.source.into()),
         ..Filter::default()
     };
     let (a, ms) = timed(|| digest(lsns(&scan)));
@@ -301,8 +301,7 @@ fn jsonl_load(store: &Path, evs: &[Event], q: &Questions) {
         digest_counts(&counts.into_inner().expect("lock"))
     });
     emit_query("q3", a, ms);
-    let actor = q.actor.clone();
-    let (a, ms) = timed(|| digest(scan(&|e| e.actor.as_deref() == Some(actor.as_str()))));
+    let (a, ms) = timed(|| digest(scan(&|e| e.source.as_deref() == Some(q.source))));
     emit_query("scan", a, ms);
     emit("scan_rate", evs.len() as f64 / (ms / 1e3));
     let (a, ms) = timed(|| digest(scan(&|e| q.q4(e))));
@@ -410,12 +409,37 @@ mod sqlite {
         )
     }
 
+    /// The ids of the rows `sql` (a `SELECT id FROM ...`) selects, each
+    /// row read whole and built into an `Event`, as auditlog's queries
+    /// return events (an application shows what it found).
     fn ids(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Vec<u64> {
-        let mut st = c.prepare_cached(sql).expect("prepare");
+        let sql = sql.replacen(
+            "SELECT id FROM",
+            "SELECT id, time, type, severity, source, ip, actor_id, actor, actor_account,
+                    session, entity_type, entity_id, result, attrs FROM",
+            1,
+        );
+        let mut st = c.prepare_cached(&sql).expect("prepare");
         let rows = st
-            .query_map(p, |r| r.get::<_, i64>(0))
+            .query_map(p, |r| {
+                let sev = Severity::from_code(r.get(3)?).expect("a severity");
+                let mut e = Event::new(Timestamp(r.get(1)?), r.get::<_, String>(2)?, sev);
+                e.source = r.get(4)?;
+                e.ip = r.get::<_, Option<String>>(5)?.and_then(|s| s.parse().ok());
+                e.actor_id = r.get(6)?;
+                e.actor = r.get(7)?;
+                e.actor_account = r.get(8)?;
+                e.session = r.get(9)?;
+                e.entity_type = r.get(10)?;
+                e.entity_id = r.get(11)?;
+                e.result = r.get(12)?;
+                if let Some(a) = r.get::<_, Option<String>>(13)? {
+                    e.attrs = serde_json::from_str(&a).expect("attrs");
+                }
+                Ok((r.get::<_, i64>(0)? as u64, e))
+            })
             .expect("query")
-            .map(|r| r.expect("row") as u64)
+            .map(|r| r.expect("row").0)
             .collect();
         rows
     }
@@ -462,10 +486,9 @@ mod sqlite {
         let (a, ms) = timed(|| {
             digest(ids(
                 &c,
-                // A full scan of the table, as issue 5 measured it (the
-                // index on actor is for Q4).
-                "SELECT id FROM events NOT INDEXED WHERE actor = ?1",
-                &[&q.actor],
+                // A full scan: no index on source.
+                "SELECT id FROM events WHERE source = ?1",
+                &[&q.source],
             ))
         });
         emit_query("scan", a, ms);
@@ -571,7 +594,7 @@ mod walrus {
             "bytes_files",
             dir_bytes(Path::new(&dir)) as f64 / evs.len() as f64,
         );
-        // A full filtered scan: read every entry, decode, keep one actor's.
+        // A full filtered scan: read every entry, decode, keep one source's.
         let t = Instant::now();
         let mut n = 0u64;
         let mut hits = 0u64;
@@ -583,7 +606,7 @@ mod walrus {
             for en in entries {
                 n += 1;
                 if EventRef::parse(&en.data)
-                    .is_ok_and(|r| r.text(TextField::Actor) == Some(q.actor.as_str()))
+                    .is_ok_and(|r| r.text(TextField::Source) == Some(q.source))
                 {
                     hits += 1;
                 }

@@ -165,7 +165,7 @@ pub fn render(
     }
     row(
         &mut out,
-        "5. full filtered scan (one actor), events/s",
+        "5. full filtered scan (one source: no index applies), events/s",
         results,
         "scan_rate",
         &rate,

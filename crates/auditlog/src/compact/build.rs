@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
+use super::bloom;
 use super::format::{
     encode_block, BlockMeta, Header, Index, KeyEntry, Posting, RowIn, StripeMeta, BLOCK_MAGIC,
     HEADER_LEN, OPAQUE,
 };
+use crate::event::codec;
 use crate::{Lsn, SegmentId};
 
 /// How records are grouped and compressed.
@@ -24,7 +28,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             block_bytes: 64 << 10,
-            stripe_rows: 256 << 10,
+            stripe_rows: 128 << 10,
             level: 3,
         }
     }
@@ -42,35 +46,56 @@ pub struct Built {
 }
 
 /// Builds the compacted form of segment `segment` of the log tagged
-/// `log_tag`, which covers LSNs `first_lsn..next_lsn` and holds `rows` (in
-/// LSN order, inside that range).
-pub fn build(
+/// `log_tag`, which covers LSNs `first_lsn..next_lsn` and holds the
+/// records `records` yields (in LSN order, inside that range). Only one
+/// stripe of records is held at a time, so memory stays bounded by the
+/// stripe size (and the compressed output).
+pub fn build<E: From<std::io::Error>>(
     log_tag: u32,
     segment: SegmentId,
     first_lsn: Lsn,
     next_lsn: Lsn,
-    mut rows: Vec<RowIn<'_>>,
+    records: &mut dyn Iterator<Item = Result<(Lsn, Bytes), E>>,
     p: &Params,
-) -> std::io::Result<Built> {
-    debug_assert!(rows.windows(2).all(|w| w[0].lsn < w[1].lsn));
+) -> Result<Built, E> {
     let mut bytes = vec![0u8; HEADER_LEN];
     let mut index = Index::default();
     let mut postings: BTreeMap<(u16, u8), Vec<Posting>> = BTreeMap::new();
     let stripe_rows = p.stripe_rows.max(1);
-    let records = rows.len() as u64;
-    let mut start = 0;
+    let mut count = 0u64;
     let mut stripe_first = first_lsn;
     let mut compressor = zstd::bulk::Compressor::new(p.level)?;
+    let mut held: Vec<(Lsn, Bytes)> = Vec::with_capacity(stripe_rows.min(1 << 16));
+    let mut lookahead: Option<(Lsn, Bytes)> = None;
     loop {
-        let end = (start + stripe_rows).min(rows.len());
-        let stripe_next = rows.get(end).map_or(next_lsn, |r| r.lsn);
+        held.clear();
+        if let Some(r) = lookahead.take() {
+            held.push(r);
+        }
+        while held.len() < stripe_rows {
+            match records.next() {
+                Some(r) => held.push(r?),
+                None => break,
+            }
+        }
+        if held.len() == stripe_rows {
+            lookahead = records.next().transpose()?;
+        }
+        count += held.len() as u64;
+        debug_assert!(held.windows(2).all(|w| w[0].0 < w[1].0));
+        let stripe_next = lookahead.as_ref().map_or(next_lsn, |r| r.0);
         if stripe_next <= stripe_first {
             break; // nothing left to cover
         }
         let stripe_no = index.stripes.len() as u32;
         let first_block = index.blocks.len() as u32;
-        let stripe = &mut rows[start..end];
-        stripe.sort_unstable_by_key(|r| (r.type_id, r.severity, r.lsn));
+        let mut rows: Vec<RowIn<'_>> = held.iter().map(|(l, b)| RowIn::new(*l, b)).collect();
+        let stripe = &mut rows[..];
+        // By key, then actor: a key's rows stay together (its postings), and
+        // one actor's rows share a few blocks, which their filters name.
+        stripe.sort_unstable_by(|a, b| {
+            (a.type_id, a.severity, a.actor, a.lsn).cmp(&(b.type_id, b.severity, b.actor, b.lsn))
+        });
         let mut i = 0;
         while i < stripe.len() {
             // Cut at the target size, or at a change of key past half of it.
@@ -96,6 +121,16 @@ pub fn build(
             bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
             bytes.extend_from_slice(&crc32fast::hash(&comp).to_le_bytes());
             bytes.extend_from_slice(&comp);
+            let mut filter = bloom::Builder::default();
+            for r in block_rows.iter().filter(|r| r.severity != OPAQUE) {
+                if let Some((_, fields)) = codec::split(r.payload) {
+                    filter.insert_row(&fields);
+                }
+            }
+            let filter = filter.finish();
+            let start = index.filter_data.len() as u32;
+            index.filter_data.extend_from_slice(&filter);
+            index.filters.push(start..index.filter_data.len() as u32);
             let times = block_rows.iter().filter(|r| r.severity != OPAQUE);
             index.blocks.push(BlockMeta {
                 offset,
@@ -131,11 +166,11 @@ pub fn build(
             blocks: index.blocks.len() as u32 - first_block,
         });
         stripe_first = stripe_next;
-        start = end;
-        if start >= rows.len() && stripe_first >= next_lsn {
+        if lookahead.is_none() && stripe_first >= next_lsn {
             break;
         }
     }
+    let records = count;
     index.keys = postings
         .into_iter()
         .map(|((type_id, severity), postings)| KeyEntry {
@@ -155,6 +190,7 @@ pub fn build(
         index_offset,
         index_len: encoded.len() as u32,
         log_tag,
+        version: super::format::VERSION,
     };
     bytes[..HEADER_LEN].copy_from_slice(&header.encode());
     Ok(Built {

@@ -41,6 +41,13 @@ pub trait RowFilter: Send + Sync {
         }
     }
 
+    /// Whether a block (or raw chunk) whose filter this is can hold a match
+    /// (see [`super::bloom`]).
+    fn bloom(&self, filter: &super::bloom::Bloom<'_>) -> bool {
+        let _ = filter;
+        true
+    }
+
     /// Whether it wants every record (readers then skip the checks).
     fn is_all(&self) -> bool {
         false
@@ -86,6 +93,9 @@ pub struct SegmentPlan {
     pub skipped_by_key: u64,
     /// Blocks skipped: their time range is outside the filter's.
     pub skipped_by_time: u64,
+    /// Blocks skipped: their filter rules out the actor, session, entity or
+    /// network asked for.
+    pub skipped_by_filter: u64,
     /// Blocks skipped: outside the LSN range read.
     pub skipped_by_lsn: u64,
     /// Blocks skipped: quarantined damage.

@@ -23,8 +23,9 @@ use crate::{Lsn, SegmentId};
 
 /// The first eight bytes of a compacted segment.
 pub const MAGIC: &[u8; 8] = b"AUDITCMP";
-/// The format version written.
-pub const VERSION: u32 = 1;
+/// The format version written (2 adds a filter per block to the index;
+/// version 1 files are still read).
+pub const VERSION: u32 = 2;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 64;
 /// The first four bytes of a block.
@@ -71,6 +72,8 @@ pub struct Header {
     /// The low 32 bits of the identity of the log it belongs to (0: unknown,
     /// as in files written before it was recorded, or rebuilt by `Repair`).
     pub log_tag: u32,
+    /// The format version (1 or 2).
+    pub version: u32,
 }
 
 impl Header {
@@ -78,7 +81,7 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(MAGIC);
-        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&self.log_tag.to_le_bytes());
         b[16..24].copy_from_slice(&self.segment.0.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_lsn.0.to_le_bytes());
@@ -112,7 +115,7 @@ impl Header {
             });
         }
         let version = le32(&b[8..12]);
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(Problem::UnsupportedVersion(version));
         }
         let h = Header {
@@ -123,6 +126,7 @@ impl Header {
             index_offset: le64(&b[48..56]),
             index_len: le32(&b[56..60]),
             log_tag: le32(&b[12..16]),
+            version,
         };
         let index_end = h.index_offset.checked_add(u64::from(h.index_len));
         if h.index_offset < HEADER_LEN as u64 || index_end != Some(file.len() as u64) {
@@ -225,6 +229,19 @@ pub struct Index {
     pub stripes: Vec<StripeMeta>,
     /// Every (type, severity) present.
     pub keys: Vec<KeyEntry>,
+    /// Per block, where its filter ([`super::bloom`]) is in `filter_data`
+    /// (an empty range: none, as in version 1 files; nothing is ruled out).
+    pub filters: Vec<Range<u32>>,
+    /// The filters' bytes.
+    pub filter_data: Vec<u8>,
+}
+
+impl Index {
+    /// The filter of block `n`, if it has one.
+    pub fn filter(&self, n: usize) -> Option<super::bloom::Bloom<'_>> {
+        let r = self.filters.get(n)?;
+        super::bloom::Bloom::new(self.filter_data.get(r.start as usize..r.end as usize)?)
+    }
 }
 
 impl Index {
@@ -261,6 +278,17 @@ impl Index {
                 b.extend_from_slice(&p.first_row.to_le_bytes());
                 b.extend_from_slice(&p.rows.to_le_bytes());
             }
+        }
+        // Version 2: a filter per block (length 0: none).
+        b.extend_from_slice(&(self.blocks.len() as u32).to_le_bytes());
+        for n in 0..self.blocks.len() {
+            let f = self
+                .filters
+                .get(n)
+                .and_then(|r| self.filter_data.get(r.start as usize..r.end as usize))
+                .unwrap_or(&[]);
+            b.extend_from_slice(&(f.len() as u16).to_le_bytes());
+            b.extend_from_slice(f);
         }
         let crc = crc32fast::hash(&b[4..]);
         b[..4].copy_from_slice(&crc.to_le_bytes());
@@ -393,6 +421,23 @@ impl Index {
                 postings,
             });
         }
+        let (mut filters, mut filter_data) = (Vec::new(), Vec::new());
+        if h.version >= 2 {
+            let n = r.u32().ok_or_else(short)?;
+            if n != nb {
+                return Err(bad(format!("{n} block filters for {nb} blocks")));
+            }
+            for i in 0..n {
+                let len = r.u16().ok_or_else(short)?;
+                let f = r.take(usize::from(len)).ok_or_else(short)?;
+                if len > 0 && super::bloom::Bloom::new(f).is_none() {
+                    return Err(bad(format!("the filter of block {i} is malformed")));
+                }
+                let start = filter_data.len() as u32;
+                filter_data.extend_from_slice(f);
+                filters.push(start..filter_data.len() as u32);
+            }
+        }
         if r.left() != 0 {
             return Err(bad(format!("{} bytes after the index", r.left())));
         }
@@ -407,6 +452,8 @@ impl Index {
             blocks,
             stripes,
             keys,
+            filters,
+            filter_data,
         })
     }
 }
@@ -496,6 +543,9 @@ pub struct RowIn<'a> {
     pub severity: u8,
     /// Its time (0 for opaque records).
     pub time: i64,
+    /// Its actor's name (empty if none, and for opaque records): rows of a
+    /// key are sorted by it, so one actor's rows share a few blocks.
+    pub actor: &'a [u8],
     /// The whole payload.
     pub payload: &'a [u8],
 }
@@ -504,12 +554,13 @@ impl<'a> RowIn<'a> {
     /// A row for `payload`: an event if it has an event's structure (its
     /// bytes come back exactly either way), else opaque.
     pub fn new(lsn: Lsn, payload: &'a [u8]) -> RowIn<'a> {
-        match codec::peek_structure(payload) {
-            Some((type_id, severity, time)) => RowIn {
+        match codec::split(payload) {
+            Some((head, fields)) => RowIn {
                 lsn,
-                type_id,
-                severity: severity.code(),
-                time: time.0,
+                type_id: head.type_id,
+                severity: head.severity,
+                time: head.time,
+                actor: fields.text(codec::TextField::Actor).unwrap_or_default(),
                 payload,
             },
             None => RowIn {
@@ -517,6 +568,7 @@ impl<'a> RowIn<'a> {
                 type_id: 0,
                 severity: OPAQUE,
                 time: 0,
+                actor: &[],
                 payload,
             },
         }

@@ -5,6 +5,8 @@
 //!
 //! - [`format`]: the bytes (pure, fuzzed);
 //! - [`build`]: records → file bytes (pure);
+//! - [`bloom`]: the filter of each block (actors, sessions, entities,
+//!   networks);
 //! - [`filter`]: the seam a query plugs into ([`RowFilter`]), and what a
 //!   reader read ([`SegmentPlan`]);
 //! - [`segment`]: a compacted segment opened for reading (`CSeg`): loading
@@ -13,6 +15,7 @@
 //! Nothing here knows of `Log`: the compactor (taking sealed segments, the
 //! atomic swap) is `engine::compactor`.
 
+pub mod bloom;
 pub mod build;
 pub mod filter;
 pub mod format;

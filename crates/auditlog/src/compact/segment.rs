@@ -147,6 +147,7 @@ impl CSeg {
             index_offset: at,
             index_len: u32::try_from(index.len()).ok()?,
             log_tag,
+            version: format::VERSION,
         };
         let mut bytes = header.encode().to_vec();
         if at > format::HEADER_LEN as u64 {
@@ -280,6 +281,10 @@ impl CSeg {
                 plan.skipped_by_time += 1;
                 continue;
             }
+            if !has_opaque && self.index.filter(n).is_some_and(|f| !filter.bloom(&f)) {
+                plan.skipped_by_filter += 1;
+                continue;
+            }
             if self.damaged.binary_search(&(n as u32)).is_ok() {
                 plan.skipped_damaged += 1;
                 continue;
@@ -364,6 +369,10 @@ impl CSeg {
             let has_opaque = self.has_opaque(n);
             if !has_opaque && (b.min_time > until || b.max_time < since) {
                 plan.skipped_by_time += 1;
+                continue;
+            }
+            if !has_opaque && self.index.filter(n).is_some_and(|f| !filter.bloom(&f)) {
+                plan.skipped_by_filter += 1;
                 continue;
             }
             if self.damaged.binary_search(&(n as u32)).is_ok() {
@@ -607,6 +616,7 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Heade
         index_offset: 0,
         index_len: 0,
         log_tag: 0,
+        version: format::VERSION,
     };
     (header, index)
 }

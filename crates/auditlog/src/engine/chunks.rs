@@ -8,6 +8,7 @@
 //! and counts come from the summaries. A reopened log rebuilds it the
 //! same way on its first filtered read.
 
+use crate::compact::bloom::{self, Bloom};
 use crate::compact::RowFilter;
 use crate::event::codec;
 use crate::raw::frame::{self, FRAME_HEADER_LEN};
@@ -34,6 +35,19 @@ pub(crate) struct Chunk {
     pub(crate) max_time: i64,
     /// A record that is not an event (never skipped: the reader above reports it).
     pub(crate) opaque: bool,
+    /// The filter of its actors, sessions, entities and networks.
+    filter: Box<[u8]>,
+}
+
+/// Why a chunk was passed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RuledOut {
+    /// No (type, severity) the filter accepts.
+    Key,
+    /// Its times are outside the filter's.
+    Time,
+    /// Its filter rules out the actor, session, entity or network asked for.
+    Filter,
 }
 
 impl Chunk {
@@ -42,9 +56,9 @@ impl Chunk {
         self.keys.iter().map(|k| k.1).sum::<u32>() + u32::from(self.opaque)
     }
 
-    /// Whether `filter` rules out every record of the chunk: by key (`Some(true)`)
-    /// or by time (`Some(false)`); `None` if it may hold a match.
-    pub(crate) fn ruled_out(&self, filter: &dyn RowFilter) -> Option<bool> {
+    /// Whether `filter` rules out every record of the chunk, and why;
+    /// `None` if it may hold a match.
+    pub(crate) fn ruled_out(&self, filter: &dyn RowFilter) -> Option<RuledOut> {
         if self.opaque || filter.is_all() {
             return None;
         }
@@ -54,10 +68,15 @@ impl Chunk {
                 .iter()
                 .any(|&(k, _)| filter.key((k >> 8) as u16, k as u8))
         {
-            return Some(true);
+            return Some(RuledOut::Key);
         }
         let (since, until) = filter.time();
-        (self.min_time > until || self.max_time < since).then_some(false)
+        if self.min_time > until || self.max_time < since {
+            return Some(RuledOut::Time);
+        }
+        Bloom::new(&self.filter)
+            .is_some_and(|b| !filter.bloom(&b))
+            .then_some(RuledOut::Filter)
     }
 }
 
@@ -134,19 +153,17 @@ impl ChunkIndex {
             out.extend_from_slice(&list[at..]);
         }
         out.sort_unstable();
-        // Frames in chunks the filter's times rule out go (opaque ones stay).
-        let (since, until) = filter.time();
-        if since != i64::MIN || until != i64::MAX {
-            let mut c = 0;
-            out.retain(|&(_, off)| {
-                while c < self.chunks.len() && self.chunks[c].end <= off {
-                    c += 1;
-                }
-                self.chunks
-                    .get(c)
-                    .is_none_or(|ch| ch.opaque || (ch.min_time <= until && ch.max_time >= since))
-            });
-        }
+        // Frames in chunks the filter's times or values rule out go (opaque
+        // ones stay: such a chunk is never ruled out).
+        let mut c = 0;
+        out.retain(|&(_, off)| {
+            while c < self.chunks.len() && self.chunks[c].end <= off {
+                c += 1;
+            }
+            self.chunks
+                .get(c)
+                .is_none_or(|ch| ch.ruled_out(filter).is_none())
+        });
         out
     }
 
@@ -171,6 +188,7 @@ fn summarise(
     let (mut off, mut lsn, mut frames) = (start, first_lsn, 0u32);
     let mut keys = Vec::new();
     let (mut min_time, mut max_time, mut opaque) = (i64::MAX, i64::MIN, false);
+    let mut values = bloom::Fixed::new(12);
     while frames < CHUNK_FRAMES {
         if off >= end {
             return Ok(None);
@@ -185,7 +203,8 @@ fn summarise(
         }
         let payload = &bytes[(off as usize + FRAME_HEADER_LEN)..f.next as usize];
         match codec::split(payload) {
-            Some((h, _)) => {
+            Some((h, fields)) => {
+                values.insert_row(&fields);
                 let key = u32::from(h.type_id) << 8 | u32::from(h.severity);
                 keys.push(key);
                 frames_out.push((key, lsn, off));
@@ -216,5 +235,6 @@ fn summarise(
         min_time,
         max_time,
         opaque,
+        filter: values.finish().into_boxed_slice(),
     }))
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::compact::{self, build, format::RowIn, CSeg};
+use crate::compact::{self, build, CSeg};
 use crate::engine::{reader, Seg, Shared};
 use crate::error::{Error, Result};
 use crate::io::SegmentFile;
@@ -109,18 +109,46 @@ pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     Ok(report)
 }
 
+/// Why building a compacted segment failed: reading the raw one, or compressing.
+enum BuildError {
+    Read(Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for BuildError {
+    fn from(e: std::io::Error) -> Self {
+        BuildError::Io(e)
+    }
+}
+
 fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport) -> Result<()> {
     let vfs = &shared.opts.vfs;
     let dir = &shared.dir;
     let next = Lsn(seg.next_lsn.load(Ordering::Acquire));
-    let records = reader::read_segment(shared, seg)?;
-    let rows: Vec<RowIn<'_>> = records
-        .iter()
-        .map(|r| RowIn::new(r.lsn(), r.payload()))
-        .collect();
+    // Record by record, every frame checked; the builder holds a stripe at a time.
+    let mut records = reader::read_segment(shared, seg)?;
+    let mut count = 0u64;
+    let mut counted = std::iter::from_fn(|| {
+        let r = records.next()?;
+        count += 1;
+        Some(
+            r.map(|r| (r.lsn(), r.into_payload()))
+                .map_err(BuildError::Read),
+        )
+    });
     let tag = shared.log_id as u32;
-    let built = build::build(tag, seg.id, seg.first_lsn, next, rows, &shared.opts.compact)
-        .map_err(|e| Error::io("compress segment", &seg.path, e))?;
+    let built = build::build(
+        tag,
+        seg.id,
+        seg.first_lsn,
+        next,
+        &mut counted,
+        &shared.opts.compact,
+    )
+    .map_err(|e| match e {
+        BuildError::Read(e) => e,
+        BuildError::Io(e) => Error::io("compress segment", &seg.path, e),
+    })?;
     let len = built.bytes.len() as u64;
     let (path, file) = write_compacted(&shared.opts, dir, seg.id, &built.bytes)?;
     let cseg = CSeg::load(seg.id, &path, file, None).map_err(|(problem, offset, end)| {
@@ -148,7 +176,7 @@ fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport)
         .map_err(|e| Error::io("remove compacted raw segment", &seg.path, e))?;
     sync_dir(shared, dir)?;
     report.segments += 1;
-    report.records += records.len() as u64;
+    report.records += count;
     report.raw_file_bytes += seg.capacity;
     report.raw_data_bytes += seg.end.load(Ordering::Acquire) - crate::raw::segment::DATA_START;
     report.compacted_bytes += len;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::compact::filter::{All, RowFilter, SegmentPlan};
+use crate::engine::chunks::RuledOut;
 use crate::engine::{At, Plans, Seg, Shared};
 use crate::error::{Problem, Result};
 use crate::raw::frame::{self, FRAME_HEADER_LEN};
@@ -373,8 +374,9 @@ impl Cursor {
                         with_plan(&self.explain, seg.id, false, (seg.first_lsn, next), |p| {
                             p.blocks += 1;
                             match ruled_out {
-                                Some(true) => p.skipped_by_key += 1,
-                                Some(false) => p.skipped_by_time += 1,
+                                Some(RuledOut::Key) => p.skipped_by_key += 1,
+                                Some(RuledOut::Time) => p.skipped_by_time += 1,
+                                Some(RuledOut::Filter) => p.skipped_by_filter += 1,
                                 None => p.blocks_read += 1,
                             }
                         });
@@ -449,18 +451,17 @@ impl Cursor {
 }
 
 /// Every record of raw segment `seg`, checked (the compactor's input).
-pub(crate) fn read_segment(shared: &Arc<Shared>, seg: &Arc<Seg>) -> Result<Vec<Record>> {
+pub(crate) fn read_segment(
+    shared: &Arc<Shared>,
+    seg: &Arc<Seg>,
+) -> Result<impl Iterator<Item = Result<Record>>> {
     let end = seg.end.load(Ordering::Acquire);
     let mut cursor = Cursor::new(shared.clone(), seg.first_lsn);
     cursor.map(seg, end)?;
     cursor.off = crate::raw::segment::DATA_START;
     cursor.seg = Some(seg.clone());
     let upto = Lsn(seg.next_lsn.load(Ordering::Acquire));
-    let mut out = Vec::new();
-    while let Some(r) = cursor.next(upto) {
-        out.push(r?);
-    }
-    Ok(out)
+    Ok(std::iter::from_fn(move || cursor.next(upto)))
 }
 
 /// A forward reader over part of one raw segment, from the frame at `off`

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::chunks::RuledOut;
 use super::reader::{locate_in, with_plan, RawRange};
 use super::{Plans, Seg, Shared};
 use crate::compact::format::{BlockMeta, OPAQUE};
@@ -147,12 +148,16 @@ fn visit_raw(
             continue;
         }
         match c.ruled_out(&**filter) {
-            Some(true) => {
+            Some(RuledOut::Key) => {
                 stats.skipped_by_key += 1;
                 continue;
             }
-            Some(false) => {
+            Some(RuledOut::Time) => {
                 stats.skipped_by_time += 1;
+                continue;
+            }
+            Some(RuledOut::Filter) => {
+                stats.skipped_by_filter += 1;
                 continue;
             }
             None => {}
@@ -201,6 +206,7 @@ fn visit_raw(
                 p.blocks_read += stats.blocks_read;
                 p.skipped_by_key += stats.skipped_by_key;
                 p.skipped_by_time += stats.skipped_by_time;
+                p.skipped_by_filter += stats.skipped_by_filter;
                 p.rows += stats.rows;
             },
         );

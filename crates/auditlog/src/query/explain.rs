@@ -41,14 +41,14 @@ impl fmt::Display for Explain {
             if p.compacted {
                 writeln!(
                     f,
-                    "segment {} compacted, LSNs {}..={}: read {} of {} blocks ({} bytes, {} rows); skipped {} by type/severity index, {} by time range, {} by LSN range, {} damaged; {} rows matched on their columns",
+                    "segment {} compacted, LSNs {}..={}: read {} of {} blocks ({} bytes, {} rows); skipped {} by type/severity index, {} by time range, {} by block filter, {} by LSN range, {} damaged; {} rows matched on their columns",
                     p.segment, p.lsns.0, p.lsns.1 .0.saturating_sub(1), p.blocks_read, p.blocks, p.bytes_read, p.rows,
-                    p.skipped_by_key, p.skipped_by_time, p.skipped_by_lsn, p.skipped_damaged, p.records
+                    p.skipped_by_key, p.skipped_by_time, p.skipped_by_filter, p.skipped_by_lsn, p.skipped_damaged, p.records
                 )?;
             } else {
                 writeln!(
                     f,
-                    "segment {} raw, LSNs {}..={}: scanned {} of {} chunks ({} bytes, {} records); skipped {} by type/severity, {} by time range, {} by LSN range; {} records matched",
+                    "segment {} raw, LSNs {}..={}: scanned {} of {} chunks ({} bytes, {} records); skipped {} by type/severity, {} by time range, {} by chunk filter, {} by LSN range; {} records matched",
                     p.segment,
                     p.lsns.0,
                     p.lsns.1 .0.saturating_sub(1),
@@ -58,6 +58,7 @@ impl fmt::Display for Explain {
                     p.rows,
                     p.skipped_by_key,
                     p.skipped_by_time,
+                    p.skipped_by_filter,
                     p.skipped_by_lsn,
                     p.records
                 )?;

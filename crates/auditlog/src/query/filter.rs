@@ -76,6 +76,16 @@ impl fmt::Display for IpNet {
 }
 
 impl IpNet {
+    /// The network's address (as written: host bits are not cleared).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Its prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `ip` is in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         fn bits(ip: IpAddr) -> (u128, u32) {

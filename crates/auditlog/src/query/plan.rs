@@ -4,6 +4,7 @@
 //! of each block's index entry and of each row's columns, so a row becomes
 //! an `Event` only once it matches (late materialization).
 
+use crate::compact::bloom::{net_key, Bloom, Kind, V4_PREFIXES, V6_PREFIXES};
 use crate::compact::filter::{RowFilter, OPAQUE};
 use crate::event::codec::{Fields, Head, TextField};
 use crate::event::reserved::{engine_type_name, CATALOG_ENTRY, ENGINE_TYPE_BASE};
@@ -201,6 +202,30 @@ impl RowFilter for Compiled {
             && head.time >= self.pre.since
             && head.time <= self.pre.until
             && self.rest_matches(fields)
+    }
+
+    fn bloom(&self, b: &Bloom<'_>) -> bool {
+        let f = &self.filter;
+        let text =
+            |kind, v: &Option<String>| v.as_ref().is_none_or(|v| b.may_contain(kind, v.as_bytes()));
+        text(Kind::Actor, &f.actor)
+            && text(Kind::Session, &f.session)
+            && text(Kind::EntityId, &f.entity_id)
+            && f.ip.is_none_or(|net| {
+                // The longest network the filter stores that holds `net`.
+                let stored: &[u8] = if net.addr().is_ipv4() {
+                    &V4_PREFIXES
+                } else {
+                    &V6_PREFIXES
+                };
+                match stored.iter().rev().find(|&&p| p <= net.prefix()) {
+                    Some(&p) => {
+                        let (kind, key, len) = net_key(net.addr(), p);
+                        b.may_contain(kind, &key[..len])
+                    }
+                    None => true,
+                }
+            })
     }
 
     fn is_all(&self) -> bool {

@@ -1,0 +1,251 @@
+//! Block filters: a Bloom filter per compacted block (and per raw chunk)
+//! over the values queries look for that no sort order serves: actor names
+//! and ids, sessions, entity ids, and client addresses with their
+//! networks (/8, /16, /24 and /32 for IPv4; /16 to /64 and /128 for IPv6).
+//! A filter says "certainly not here" or "maybe": a query skips the blocks
+//! whose filters rule out what it asks for. docs/FORMAT.md, "Block filters".
+
+use std::net::IpAddr;
+
+use crate::event::codec::{Fields, TextField};
+
+/// The networks stored for an IPv4 address (prefix lengths).
+pub const V4_PREFIXES: [u8; 4] = [8, 16, 24, 32];
+/// The networks stored for an IPv6 address.
+pub const V6_PREFIXES: [u8; 5] = [16, 32, 48, 64, 128];
+
+/// What a value is, in the filter (a value's first byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// An actor's name, id or account name (a query's actor matches any).
+    Actor = b'a',
+    /// A session.
+    Session = b's',
+    /// An entity id.
+    EntityId = b'e',
+    /// An IPv4 network: prefix length, then the masked address.
+    V4 = b'4',
+    /// An IPv6 network.
+    V6 = b'6',
+}
+
+/// The most bits a filter has (1 KiB), and the fewest.
+const MAX_LOG2_BITS: u8 = 13;
+const MIN_LOG2_BITS: u8 = 6;
+/// Bits per distinct value, and probes per value: about 2% false positives.
+const BITS_PER_VALUE: usize = 8;
+const PROBES: u8 = 4;
+
+fn hash(kind: Kind, value: &[u8]) -> u64 {
+    // FNV-1a, then a final mix (values are short; speed matters more than
+    // the last bit of quality).
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ u64::from(kind as u8);
+    for &b in value {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// The network of `ip` with `prefix` bits kept: (kind, key bytes, length).
+pub fn net_key(ip: IpAddr, prefix: u8) -> (Kind, [u8; 17], usize) {
+    let mut key = [0u8; 17];
+    key[0] = prefix;
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let masked = if prefix == 0 {
+                0
+            } else {
+                bits & (u32::MAX << (32 - u32::from(prefix.min(32))))
+            };
+            key[1..5].copy_from_slice(&masked.to_be_bytes());
+            (Kind::V4, key, 5)
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let masked = if prefix == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - u32::from(prefix.min(128))))
+            };
+            key[1..17].copy_from_slice(&masked.to_be_bytes());
+            (Kind::V6, key, 17)
+        }
+    }
+}
+
+/// The values of one event a filter holds.
+pub fn row_values(fields: &Fields<'_>, out: &mut dyn FnMut(Kind, &[u8])) {
+    for f in [
+        TextField::Actor,
+        TextField::ActorId,
+        TextField::ActorAccount,
+    ] {
+        if let Some(v) = fields.text(f) {
+            out(Kind::Actor, v);
+        }
+    }
+    if let Some(v) = fields.text(TextField::Session) {
+        out(Kind::Session, v);
+    }
+    if let Some(v) = fields.text(TextField::EntityId) {
+        out(Kind::EntityId, v);
+    }
+    if let Some(ip) = fields.ip() {
+        let prefixes: &[u8] = if ip.is_ipv4() {
+            &V4_PREFIXES
+        } else {
+            &V6_PREFIXES
+        };
+        for &p in prefixes {
+            let (kind, key, len) = net_key(ip, p);
+            out(kind, &key[..len]);
+        }
+    }
+}
+
+/// Gathers values, then sizes and fills a filter.
+#[derive(Debug, Default)]
+pub struct Builder {
+    hashes: Vec<u64>,
+}
+
+/// A filter of a fixed size, filled as values come (no sizing pass): what
+/// the in-memory index of raw segments builds per chunk of frames.
+#[derive(Debug)]
+pub struct Fixed {
+    bytes: Vec<u8>,
+}
+
+impl Fixed {
+    /// An empty filter of `2^log2_bits` bits.
+    pub fn new(log2_bits: u8) -> Fixed {
+        let log2 = log2_bits.clamp(MIN_LOG2_BITS, MAX_LOG2_BITS);
+        let mut bytes = vec![0u8; 2 + (1usize << log2) / 8];
+        bytes[0] = log2;
+        bytes[1] = PROBES;
+        Fixed { bytes }
+    }
+
+    /// Adds the values of one event.
+    pub fn insert_row(&mut self, fields: &Fields<'_>) {
+        let bits = ((self.bytes.len() - 2) * 8) as u64;
+        let set = &mut self.bytes[2..];
+        row_values(fields, &mut |k, v| {
+            for i in probes(hash(k, v), PROBES) {
+                let b = (i & (bits - 1)) as usize;
+                set[b / 8] |= 1 << (b % 8);
+            }
+        });
+    }
+
+    /// The filter's bytes (as [`Builder::finish`] gives them).
+    pub fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl Builder {
+    /// Adds a value.
+    pub fn insert(&mut self, kind: Kind, value: &[u8]) {
+        self.hashes.push(hash(kind, value));
+    }
+
+    /// Adds the values of one event.
+    pub fn insert_row(&mut self, fields: &Fields<'_>) {
+        row_values(fields, &mut |k, v| self.insert(k, v));
+    }
+
+    /// The filter's bytes: log2 of its bits, probes, then the bits; empty
+    /// when no value was added (nothing can be ruled out then, as no query
+    /// value can be in it; readers treat an empty filter as "no values").
+    pub fn finish(mut self) -> Vec<u8> {
+        self.hashes.sort_unstable();
+        self.hashes.dedup();
+        let want = (self.hashes.len() * BITS_PER_VALUE).max(1);
+        let log2 = (usize::BITS - (want - 1).leading_zeros()) as u8;
+        let log2 = log2.clamp(MIN_LOG2_BITS, MAX_LOG2_BITS);
+        let bits = 1usize << log2;
+        let mut out = vec![0u8; 2 + bits / 8];
+        out[0] = log2;
+        out[1] = PROBES;
+        for &h in &self.hashes {
+            for i in probes(h, PROBES) {
+                let b = (i & (bits as u64 - 1)) as usize;
+                out[2 + b / 8] |= 1 << (b % 8);
+            }
+        }
+        out
+    }
+}
+
+fn probes(h: u64, n: u8) -> impl Iterator<Item = u64> {
+    let (h1, h2) = (h, h.rotate_left(32) | 1);
+    (0..u64::from(n)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)))
+}
+
+/// A filter read back (borrowed from the file or the chunk index).
+#[derive(Debug, Clone, Copy)]
+pub struct Bloom<'a> {
+    bits: &'a [u8],
+    probes: u8,
+}
+
+impl<'a> Bloom<'a> {
+    /// The filter in `bytes`, if they are one (its length matches its size).
+    pub fn new(bytes: &'a [u8]) -> Option<Bloom<'a>> {
+        let (&log2, rest) = bytes.split_first()?;
+        let (&probes, bits) = rest.split_first()?;
+        let ok = (MIN_LOG2_BITS..=MAX_LOG2_BITS).contains(&log2)
+            && (1..=16).contains(&probes)
+            && bits.len() == (1usize << log2) / 8;
+        ok.then_some(Bloom { bits, probes })
+    }
+
+    /// Whether the value may be in the set (`false`: certainly not).
+    pub fn may_contain(&self, kind: Kind, value: &[u8]) -> bool {
+        let n = self.bits.len() as u64 * 8;
+        probes(hash(kind, value), self.probes).all(|i| {
+            let b = (i % n) as usize;
+            self.bits[b / 8] & (1 << (b % 8)) != 0
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_went_in_is_found_and_most_else_is_not() {
+        let mut b = Builder::default();
+        for i in 0..500 {
+            b.insert(Kind::Actor, format!("user{i}").as_bytes());
+        }
+        let bytes = b.finish();
+        let f = Bloom::new(&bytes).unwrap();
+        assert!((0..500).all(|i| f.may_contain(Kind::Actor, format!("user{i}").as_bytes())));
+        let false_pos = (500..10_500)
+            .filter(|i| f.may_contain(Kind::Actor, format!("user{i}").as_bytes()))
+            .count();
+        assert!(false_pos < 500, "{false_pos} of 10000");
+        assert!(!(0..500).all(|i| f.may_contain(Kind::Session, format!("user{i}").as_bytes())));
+        assert!(Bloom::new(&bytes[..bytes.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn networks_are_keyed_by_their_masked_address() {
+        let a: IpAddr = "10.1.2.3".parse().unwrap();
+        let b: IpAddr = "10.1.2.200".parse().unwrap();
+        assert_eq!(net_key(a, 24).1, net_key(b, 24).1);
+        assert_ne!(net_key(a, 32).1, net_key(b, 32).1);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            net_key(v6, 32).1,
+            net_key("2001:db8:ffff::".parse().unwrap(), 32).1
+        );
+    }
+}
