@@ -21,18 +21,35 @@ fn main() {
     let opts = AuditOptions {
         log: Options::default()
             .durability(Durability::Buffered)
-            .compaction(Compaction::Manual),
+            .compaction(Compaction::Manual)
+            .compact_block_bytes(
+                std::env::var("PROBE_BLOCK_KIB").map_or(64, |v| v.parse().expect("KiB")) << 10,
+            ),
         catalog: Catalog::builtin("filetransfer-2.0"),
         ..AuditOptions::default()
     };
     let log = AuditLog::open(&dir, opts).expect("open");
     let w = workload(events);
+    let anon = || auditlog_bench::compare::rss_parts().0 >> 20;
     if fresh {
-        let evs: Vec<_> = w.generate().collect();
-        for c in evs.chunks(1000) {
-            log.append_batch(c).expect("append");
+        eprintln!("anon before: {} MiB", anon());
+        let mut batch = Vec::with_capacity(1000);
+        for e in w.generate() {
+            batch.push(e);
+            if batch.len() == 1000 {
+                log.append_batch(&batch).expect("append");
+                batch.clear();
+            }
         }
+        log.append_batch(&batch).expect("append");
+        eprintln!("anon after appends: {} MiB", anon());
+        let sampler = auditlog_bench::compare::MemSampler::start();
         log.log().compact().expect("compact");
+        eprintln!(
+            "anon after compaction: {} MiB (peak during it {} MiB)",
+            anon(),
+            sampler.stop().0 >> 20
+        );
     }
     let q = Questions::for_workload(&w);
     let f = match shape {
@@ -59,6 +76,7 @@ fn main() {
         },
         _ => Filter::default(),
     };
+    let sampler = auditlog_bench::compare::MemSampler::start();
     for _ in 0..repeat {
         let t = Instant::now();
         let n = if shape == "count" {
@@ -68,6 +86,11 @@ fn main() {
         };
         eprintln!("{shape}: {n} in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     }
+    eprintln!(
+        "anon after queries: {} MiB (peak during them {} MiB)",
+        anon(),
+        sampler.stop().0 >> 20
+    );
     let mut qe = log.query_explained(&f, false);
     let n = qe.by_ref().count();
     eprintln!("{n}\n{}", qe.explain().unwrap());

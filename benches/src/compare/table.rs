@@ -128,6 +128,13 @@ pub fn render(
     );
     row(
         &mut out,
+        "3. bytes per event on disk after `compact` with no writer (auditlog: the active segment sealed and compacted too)",
+        results,
+        "bytes_all_compacted",
+        &bytes,
+    );
+    row(
+        &mut out,
         "3. bytes per event, JSON lines compressed (zstd -3)",
         results,
         "bytes_zstd",

@@ -399,3 +399,32 @@ fn selective_queries_read_a_bounded_share_and_counts_come_from_the_index() {
     assert!(top.groups.windows(2).all(|w| w[0].count >= w[1].count));
     assert_eq!(top.total, 43_000);
 }
+
+/// `Log::seal` ends the active segment so that compaction takes it; the
+/// next append starts a small segment, and nothing is lost or repeated
+/// across a reopen.
+#[test]
+fn a_sealed_tail_is_compacted_and_a_small_segment_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options::default()
+        .durability(Durability::Buffered)
+        .compaction(Compaction::Manual);
+    let log = AuditLog::open(dir.path(), opts(o.clone())).unwrap();
+    let evs = events(3000, 21);
+    let mut lsns = append(&log, &evs[..2000], 100);
+    // A fresh log's segment is 64 KiB, and they double as they fill.
+    let raw = log.log().raw_segments();
+    assert_eq!(raw[0].2, 64 << 10, "{raw:?}");
+    assert!(raw.windows(2).all(|w| w[1].2 == 2 * w[0].2), "{raw:?}");
+    assert!(log.log().seal().unwrap());
+    assert!(!log.log().seal().unwrap(), "an empty segment is not sealed");
+    log.log().compact().unwrap();
+    let raw = log.log().raw_segments();
+    assert_eq!(raw.len(), 1);
+    assert_eq!((raw[0].2, raw[0].3), (64 << 10, 0), "{raw:?}");
+    lsns.extend(append(&log, &evs[2000..], 100));
+    check_all(&log, &evs, &lsns, &[]);
+    drop(log);
+    let log = AuditLog::open(dir.path(), opts(o)).unwrap();
+    check_all(&log, &evs, &lsns, &[]);
+}

@@ -29,10 +29,8 @@ use crate::query::Prefilter;
 use crate::severity::Severity;
 use crate::Lsn;
 
-/// File name of a log's catalog cache.
-pub const CATALOG_FILE: &str = "CATALOG";
-/// Name under which a new `CATALOG` is written before it replaces the old one.
-pub const CATALOG_TMP_FILE: &str = "CATALOG.tmp";
+pub use crate::io::{CATALOG_FILE, CATALOG_TMP_FILE};
+
 /// How many `covered` lines the file may gather before it is rewritten.
 const COVERED_LINES_MAX: usize = 64;
 

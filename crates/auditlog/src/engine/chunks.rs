@@ -8,6 +8,9 @@
 //! and counts come from the summaries. A reopened log rebuilds it the
 //! same way on its first filtered read.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use crate::compact::bloom::{self, Bloom};
 use crate::compact::RowFilter;
 use crate::event::codec;
@@ -35,8 +38,9 @@ pub(crate) struct Chunk {
     pub(crate) max_time: i64,
     /// A record that is not an event (never skipped: the reader above reports it).
     pub(crate) opaque: bool,
-    /// The filter of its actors, sessions, entities and networks.
-    filter: Box<[u8]>,
+    /// The filter of its actors, sessions, entities and networks, made the
+    /// first time a query asks (a query on types and times never does).
+    filter: std::sync::OnceLock<Box<[u8]>>,
 }
 
 /// Why a chunk was passed over.
@@ -58,7 +62,12 @@ impl Chunk {
 
     /// Whether `filter` rules out every record of the chunk, and why;
     /// `None` if it may hold a match.
-    pub(crate) fn ruled_out(&self, filter: &dyn RowFilter) -> Option<RuledOut> {
+    pub(crate) fn ruled_out(
+        &self,
+        filter: &dyn RowFilter,
+        bytes: &[u8],
+        skips: &[Skip],
+    ) -> Option<RuledOut> {
         if self.opaque || filter.is_all() {
             return None;
         }
@@ -74,9 +83,52 @@ impl Chunk {
         if self.min_time > until || self.max_time < since {
             return Some(RuledOut::Time);
         }
-        Bloom::new(&self.filter)
+        let values = self.filter.get_or_init(|| self.values(bytes, skips));
+        Bloom::new(values)
             .is_some_and(|b| !filter.bloom(&b))
             .then_some(RuledOut::Filter)
+    }
+
+    /// The filter of the chunk's values, from its frames in `bytes` (checked
+    /// against their CRCs when the chunk was summarised).
+    fn values(&self, bytes: &[u8], skips: &[Skip]) -> Box<[u8]> {
+        let mut values = bloom::Fixed::new(12);
+        let mut off = self.start;
+        while off < self.end {
+            if let Some(s) = skips.iter().find(|s| s.start == off && s.end > s.start) {
+                off = s.end;
+                continue;
+            }
+            let Some((len, _, _)) = frame::peek(bytes, off, self.end) else {
+                break;
+            };
+            let start = off as usize + FRAME_HEADER_LEN;
+            let next = start + len as usize;
+            if let Some((_, fields)) = bytes.get(start..next).and_then(codec::split) {
+                values.insert_row(&fields);
+            }
+            off = next as u64;
+        }
+        values.finish().into_boxed_slice()
+    }
+}
+
+/// Hashes the postings' keys (small integers) with one multiply: the map
+/// is looked up once per frame summarised.
+#[derive(Debug, Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -90,7 +142,7 @@ pub(crate) struct ChunkIndex {
     pub(crate) chunks: Vec<Chunk>,
     /// Per key (`type_id << 8 | severity`, or [`OPAQUE_KEY`]): the (LSN,
     /// offset) of each of its frames, in order.
-    pub(crate) postings: std::collections::HashMap<u32, Vec<(Lsn, u64)>>,
+    pub(crate) postings: HashMap<u32, Vec<(Lsn, u64)>, BuildHasherDefault<KeyHasher>>,
     /// Where the next chunk starts.
     next_off: u64,
     next_lsn: Lsn,
@@ -124,8 +176,11 @@ impl ChunkIndex {
                 &mut frames,
             ) {
                 Ok(Some(c)) => {
-                    for (key, lsn, off) in frames {
-                        self.postings.entry(key).or_default().push((lsn, off));
+                    // One look-up per key of the chunk, not per frame.
+                    frames.sort_by_key(|f| f.0);
+                    for run in frames.chunk_by(|a, b| a.0 == b.0) {
+                        let list = self.postings.entry(run[0].0).or_default();
+                        list.extend(run.iter().map(|&(_, lsn, off)| (lsn, off)));
                     }
                     (self.next_off, self.next_lsn) = (c.end, c.next_lsn);
                     self.chunks.push(c);
@@ -143,7 +198,13 @@ impl ChunkIndex {
 
     /// The frames at or after `from` the filter's keys and times can
     /// match, in order, as far as the index reaches (see [`end`](Self::end)).
-    pub(crate) fn wanted(&self, filter: &dyn RowFilter, from: Lsn) -> Vec<(Lsn, u64)> {
+    pub(crate) fn wanted(
+        &self,
+        filter: &dyn RowFilter,
+        from: Lsn,
+        bytes: &[u8],
+        skips: &[Skip],
+    ) -> Vec<(Lsn, u64)> {
         let mut out: Vec<(Lsn, u64)> = Vec::new();
         for (&key, list) in &self.postings {
             if key != OPAQUE_KEY && !filter.key((key >> 8) as u16, key as u8) {
@@ -162,7 +223,7 @@ impl ChunkIndex {
             }
             self.chunks
                 .get(c)
-                .is_none_or(|ch| ch.ruled_out(filter).is_none())
+                .is_none_or(|ch| ch.ruled_out(filter, bytes, skips).is_none())
         });
         out
     }
@@ -188,7 +249,6 @@ fn summarise(
     let (mut off, mut lsn, mut frames) = (start, first_lsn, 0u32);
     let mut keys = Vec::new();
     let (mut min_time, mut max_time, mut opaque) = (i64::MAX, i64::MIN, false);
-    let mut values = bloom::Fixed::new(12);
     while frames < CHUNK_FRAMES {
         if off >= end {
             return Ok(None);
@@ -203,8 +263,7 @@ fn summarise(
         }
         let payload = &bytes[(off as usize + FRAME_HEADER_LEN)..f.next as usize];
         match codec::split(payload) {
-            Some((h, fields)) => {
-                values.insert_row(&fields);
+            Some((h, _)) => {
                 let key = u32::from(h.type_id) << 8 | u32::from(h.severity);
                 keys.push(key);
                 frames_out.push((key, lsn, off));
@@ -235,6 +294,6 @@ fn summarise(
         min_time,
         max_time,
         opaque,
-        filter: values.finish().into_boxed_slice(),
+        filter: std::sync::OnceLock::new(),
     }))
 }

@@ -99,8 +99,8 @@ fn list_dir(o: &Options, dir: &Path) -> Result<Listing> {
         } else if name != LOCK_FILE
             && name != crate::io::DEMO_MARKER
             && name != QUARANTINE_FILE
-            && name != crate::catalog::registry::CATALOG_FILE
-            && name != crate::catalog::registry::CATALOG_TMP_FILE
+            && name != crate::io::CATALOG_FILE
+            && name != crate::io::CATALOG_TMP_FILE
             && name != quarantine::QUARANTINE_TMP_FILE
         {
             let what = if name.ends_with(segment::SEGMENT_SUFFIX) {

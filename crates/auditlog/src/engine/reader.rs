@@ -223,7 +223,7 @@ impl Cursor {
         if !self.pre.keys_limited() || index_lsn <= self.lsn {
             return;
         }
-        let wanted = chunks.wanted(&*self.pre, self.lsn);
+        let wanted = chunks.wanted(&*self.pre, self.lsn, &self.bytes, &seg.skips);
         if self.explain.is_some() {
             let first = chunks.chunks.partition_point(|c| c.next_lsn <= self.lsn);
             let n = chunks.chunks.len();
@@ -364,9 +364,10 @@ impl Cursor {
             } else if !self.pre.is_all() && !self.pre.keys_limited() {
                 let skip = {
                     let chunks = seg.chunks.lock();
-                    chunks
-                        .at(self.off)
-                        .map(|c| (c.ruled_out(&*self.pre), c.end, c.next_lsn))
+                    chunks.at(self.off).map(|c| {
+                        let why = c.ruled_out(&*self.pre, &self.bytes, &seg.skips);
+                        (why, c.end, c.next_lsn)
+                    })
                 };
                 if let Some((ruled_out, c_end, c_next)) = skip {
                     if self.explain.is_some() {

@@ -147,7 +147,7 @@ fn visit_raw(
             scan(visitor, (off, lsn), c.next_lsn, &[])?;
             continue;
         }
-        match c.ruled_out(&**filter) {
+        match c.ruled_out(&**filter, &bytes, &seg.skips) {
             Some(RuledOut::Key) => {
                 stats.skipped_by_key += 1;
                 continue;

@@ -28,6 +28,12 @@ pub const LOCK_FILE: &str = "LOCK";
 /// the engine ignores it; the demo replaces only a directory that has it.
 pub const DEMO_MARKER: &str = "DEMO";
 
+/// File name of a log's catalog cache (written by the catalog layer; the
+/// engine only knows the name, so that opening the directory accepts it).
+pub const CATALOG_FILE: &str = "CATALOG";
+/// Name under which a new `CATALOG` is written before it replaces the old one.
+pub const CATALOG_TMP_FILE: &str = "CATALOG.tmp";
+
 /// A held exclusive lock on a log directory; dropping it releases the lock.
 pub type LockGuard = Box<dyn Send + Sync>;
 

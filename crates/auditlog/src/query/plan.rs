@@ -190,7 +190,11 @@ impl RowFilter for Compiled {
     }
 
     fn keys_limited(&self) -> bool {
-        self.pre.keys_limited()
+        // Only when the filter names types or severities: the engine's own
+        // types it leaves out are rejected row by row (they are few), so
+        // readers need not walk the index of keys for them.
+        let f = &self.filter;
+        !f.types.is_empty() || f.min_severity.is_some() || f.max_severity.is_some()
     }
 
     fn time(&self) -> (i64, i64) {
