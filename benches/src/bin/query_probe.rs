@@ -2,13 +2,12 @@
 //! shape many times: for profiling the read path (`perf record`).
 //!
 //! `cargo run --release -p auditlog-bench --bin query_probe -- DIR EVENTS SHAPE REPEAT`
-//! with SHAPE one of `scan` (one actor, whole log), `q2`, `q4`, `q6`, `count`.
+//! with SHAPE one of the compare harness's `q1`, `q2`, `q4`, `q6`, `scan`, or
+//! `count` (everything counted), anything else: every event.
 
 use std::time::Instant;
 
-use auditlog::{
-    AuditLog, AuditOptions, Catalog, Compaction, Durability, Filter, Options, Severity, Timestamp,
-};
+use auditlog::{AuditLog, AuditOptions, Catalog, Compaction, Durability, Filter, Options};
 use auditlog_bench::compare::{workload, Questions};
 
 fn main() {
@@ -52,30 +51,11 @@ fn main() {
         );
     }
     let q = Questions::for_workload(&w);
-    let f = match shape {
-        "scan" => Filter {
-            actor: Some(q.actor.clone()),
-            ..Filter::default()
-        },
-        "q2" => Filter {
-            types: q.two_types.iter().map(|s| s.to_string()).collect(),
-            min_severity: Some(Severity::Warning),
-            ..Filter::default()
-        },
-        "q4" => Filter {
-            actor: Some(q.actor.clone()),
-            since: Some(q.week.0),
-            until: Some(Timestamp(q.week.1 .0 - 1)),
-            ..Filter::default()
-        },
-        "q6" => Filter {
-            ip: Some(q.net),
-            since: Some(q.day.0),
-            until: Some(Timestamp(q.day.1 .0 - 1)),
-            ..Filter::default()
-        },
-        _ => Filter::default(),
-    };
+    let f = q
+        .filters()
+        .into_iter()
+        .find(|f| f.0 == shape)
+        .map_or_else(Filter::default, |f| f.1);
     let sampler = auditlog_bench::compare::MemSampler::start();
     for _ in 0..repeat {
         let t = Instant::now();

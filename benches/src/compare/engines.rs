@@ -107,15 +107,13 @@ fn audit_opts(durability: Durability) -> AuditOptions {
     }
 }
 
-/// Q1 as an auditlog filter.
-fn auditlog_q1(q: &Questions) -> Filter {
-    Filter {
-        types: vec!["USER_AUTH_FAILED_*".into()],
-        ip: Some(q.attacker.to_string().parse().expect("an address")),
-        since: Some(q.day.0),
-        until: Some(Timestamp(q.day.1 .0 - 1)),
-        ..Filter::default()
-    }
+/// One of the harness's questions as an auditlog filter.
+fn filter(q: &Questions, name: &str) -> Filter {
+    q.filters()
+        .into_iter()
+        .find(|f| f.0 == name)
+        .expect("a question")
+        .1
 }
 
 fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
@@ -138,12 +136,8 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
         "bytes_used",
         (compacted + tail_used) as f64 / evs.len() as f64,
     );
-    let q1 = auditlog_q1(q);
-    let q2 = Filter {
-        types: q.two_types.iter().map(|s| s.to_string()).collect(),
-        min_severity: Some(Severity::Warning),
-        ..Filter::default()
-    };
+    let q1 = filter(q, "q1");
+    let q2 = filter(q, "q2");
     let lsns = |f: &Filter| -> Vec<u64> {
         log.query(f, false)
             .map(|r| {
@@ -168,22 +162,16 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
         digest_counts(&counts)
     });
     emit_query("q3", a, ms);
-    let scan = Filter {
-        source: Some(q.source.into()),
-        ..Filter::default()
-    };
+    let scan = filter(q, "scan");
     let (a, ms) = timed(|| digest(lsns(&scan)));
     emit_query("scan", a, ms);
     emit("scan_rate", evs.len() as f64 / (ms / 1e3));
-    let q4 = Filter {
-        actor: Some(q.actor.clone()),
-        since: Some(q.week.0),
-        until: Some(Timestamp(q.week.1 .0 - 1)),
-        ..Filter::default()
-    };
+    let q4 = filter(q, "q4");
     let (a, ms) = timed(|| digest(lsns(&q4)));
     emit_query("q4", a, ms);
-    explain_blocks(&log, "q4", &q4);
+    for name in ["q1", "q2", "q4", "q6", "scan"] {
+        explain_blocks(&log, name, &filter(q, name));
+    }
     let (a, ms) = timed(|| {
         let agg = log
             .aggregate(&Filter::default(), &[GroupBy::Day, GroupBy::Severity], None)
@@ -202,15 +190,9 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
         digest_counts(&counts)
     });
     emit_query("q5", a, ms);
-    let q6 = Filter {
-        ip: Some(q.net),
-        since: Some(q.day.0),
-        until: Some(Timestamp(q.day.1 .0 - 1)),
-        ..Filter::default()
-    };
+    let q6 = filter(q, "q6");
     let (a, ms) = timed(|| digest(lsns(&q6)));
     emit_query("q6", a, ms);
-    explain_blocks(&log, "q6", &q6);
     let failed = Filter {
         types: vec!["USER_AUTH_FAILED_*".into()],
         ..Filter::default()
@@ -855,7 +837,7 @@ fn reopen(engine: &str, store: &Path, q: &Questions) -> String {
             let log = AuditLog::open(store.join("auditlog"), audit_opts(Durability::Buffered))
                 .expect("open");
             let n = log
-                .query(&auditlog_q1(q), false)
+                .query(&filter(q, "q1"), false)
                 .count_matches()
                 .expect("query");
             format!("q1 {n} events")

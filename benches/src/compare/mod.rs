@@ -144,6 +144,56 @@ impl Questions {
         }
     }
 
+    /// The questions that return events, as auditlog filters: (name, filter).
+    pub fn filters(&self) -> Vec<(&'static str, auditlog::Filter)> {
+        use auditlog::{Filter, Severity};
+        vec![
+            (
+                "q1",
+                Filter {
+                    types: vec!["USER_AUTH_FAILED_*".into()],
+                    ip: Some(self.attacker.to_string().parse().expect("an address")),
+                    since: Some(self.day.0),
+                    until: Some(Timestamp(self.day.1 .0 - 1)),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "q2",
+                Filter {
+                    types: self.two_types.iter().map(|s| s.to_string()).collect(),
+                    min_severity: Some(Severity::Warning),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "q4",
+                Filter {
+                    actor: Some(self.actor.clone()),
+                    since: Some(self.week.0),
+                    until: Some(Timestamp(self.week.1 .0 - 1)),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "q6",
+                Filter {
+                    ip: Some(self.net),
+                    since: Some(self.day.0),
+                    until: Some(Timestamp(self.day.1 .0 - 1)),
+                    ..Filter::default()
+                },
+            ),
+            (
+                "scan",
+                Filter {
+                    source: Some(self.source.into()),
+                    ..Filter::default()
+                },
+            ),
+        ]
+    }
+
     /// Q4 on an event.
     pub fn q4(&self, e: &Event) -> bool {
         e.actor.as_deref() == Some(self.actor.as_str())

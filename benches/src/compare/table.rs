@@ -226,6 +226,22 @@ pub fn render(
             .collect();
         let _ = writeln!(out, "- {key}: {}", vals.join("; "));
     }
+    if let Some(r) = results.get("auditlog") {
+        let reads: Vec<String> = ["q1", "q2", "q4", "q6", "scan"]
+            .iter()
+            .filter_map(|q| {
+                r.get(&format!("{q}_read"))
+                    .map(|v| format!("{q} {}", v.replace('_', " ")))
+            })
+            .collect();
+        if !reads.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nWhat auditlog read (its explain: compacted blocks decompressed, and raw chunks scanned, of those in the stripes and segments looked at): {}",
+                reads.join("; ")
+            );
+        }
+    }
     out
 }
 

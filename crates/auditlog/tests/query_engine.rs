@@ -428,3 +428,85 @@ fn a_sealed_tail_is_compacted_and_a_small_segment_follows() {
     let log = AuditLog::open(dir.path(), opts(o)).unwrap();
     check_all(&log, &evs, &lsns, &[]);
 }
+
+const KILL_CHILD_DIR: &str = "AUDITLOG_QUERY_KILL_DIR";
+
+fn kill_opts() -> Options {
+    log_opts()
+        .segment_bytes(128 << 10)
+        .compaction(Compaction::Background(std::time::Duration::from_millis(3)))
+}
+
+/// The SIGKILL test's child: appends the test's events in order, in small
+/// batches, until it is killed.
+#[test]
+#[ignore = "the SIGKILL test's child process, not a test"]
+fn query_kill_child() {
+    let Ok(dir) = std::env::var(KILL_CHILD_DIR) else {
+        return;
+    };
+    let log = AuditLog::open(&dir, opts(kill_opts())).unwrap();
+    for chunk in events(200_000, 77).chunks(10) {
+        log.append_batch(chunk).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// After a SIGKILL the raw tail's in-memory index is gone: a reopened log
+/// builds it anew, and every query and aggregate still answers exactly what
+/// the events that survived say (they are a prefix of those appended).
+#[test]
+fn after_sigkill_the_rebuilt_index_answers_what_the_events_say() {
+    let exe = std::env::current_exe().unwrap();
+    let all = events(200_000, 77);
+    let mut rng = SplitMix64(0x51);
+    for cycle in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "query_kill_child",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(KILL_CHILD_DIR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400 + rng.next() % 600));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let log = AuditLog::open(dir.path(), opts(kill_opts())).unwrap();
+        let got: Vec<(Lsn, Event)> = log
+            .query(&Filter::default(), false)
+            .map(|r| r.unwrap())
+            .collect();
+        let n = got.len();
+        assert!(n > 100, "cycle {cycle}: only {n} events survived");
+        assert_eq!(
+            got.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+            all[..n],
+            "cycle {cycle}: the survivors are not a prefix"
+        );
+        let lsns: Vec<Lsn> = got.iter().map(|(l, _)| *l).collect();
+        let filters = [
+            Filter {
+                types: vec!["PACKAGE_QUARANTINED".into()],
+                ..Filter::default()
+            },
+            Filter {
+                actor: Some("user3".into()),
+                ip: Some("10.20.0.0/16".parse().unwrap()),
+                ..Filter::default()
+            },
+            Filter {
+                types: vec!["USER_AUTH_FAILED_*".into()],
+                since: Some(Timestamp(T0 + (n as i64 / 3) * SEC)),
+                failed: true,
+                ..Filter::default()
+            },
+        ];
+        check_all(&log, &all[..n], &lsns, &filters);
+    }
+}

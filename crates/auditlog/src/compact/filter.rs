@@ -32,6 +32,13 @@ pub trait RowFilter: Send + Sync {
         self.key(head.type_id, head.severity) && head.time >= since && head.time <= until
     }
 
+    /// The optional fields [`row`](Self::row) reads (presence bits, see
+    /// `event::codec::FIELDS`): a block reader decodes only these before
+    /// it knows a row matches. All of them unless a filter says less.
+    fn columns(&self) -> u16 {
+        (1 << crate::event::codec::FIELDS.len()) - 1
+    }
+
     /// Whether a raw record's payload can match (anything that does not
     /// have an event's structure can).
     fn payload(&self, payload: &[u8]) -> bool {

@@ -618,6 +618,98 @@ pub fn encode_block(rows: &[RowIn<'_>]) -> Vec<u8> {
     out
 }
 
+/// The columns of a raw block, found from its column table.
+fn columns(raw: &[u8]) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Problem> {
+    let mut r = Rd::new(raw);
+    let short = || bad("block ends early");
+    let rows = r.varint().ok_or_else(short)?;
+    let first_lsn = r.varint().ok_or_else(short)?;
+    let rows = u32::try_from(rows)
+        .ok()
+        .filter(|&n| n > 0 && n as usize <= raw.len())
+        .ok_or_else(|| bad(format!("block claims {rows} rows")))?;
+    let mut cols: [Rd<'_>; COLUMNS] = std::array::from_fn(|_| Rd::new(&[]));
+    for c in &mut cols {
+        let n = r.varint().ok_or_else(short)?;
+        let n = usize::try_from(n).map_err(|_| short())?;
+        *c = Rd::new(r.take(n).ok_or_else(short)?);
+    }
+    if r.left() != 0 {
+        return Err(bad(format!("{} bytes after the last column", r.left())));
+    }
+    if cols[COL_KEY].left() != rows as usize * 3 || cols[COL_BITS].left() != rows as usize * 2 {
+        return Err(bad("key or presence column does not match the row count"));
+    }
+    Ok((rows, first_lsn, cols))
+}
+
+/// Like [`decode_block`], in two passes: the first reads only the LSN, key,
+/// time and presence columns and the optional fields in `needed` (presence
+/// bits), and asks `want` of each row with those fields alone; only if a row
+/// is wanted does the second pass walk every column to rebuild the wanted
+/// rows. A block where nothing matches costs a walk of the columns the
+/// filter reads. `want` must decide from the fields in `needed` only (rows
+/// that are not events are asked with no fields).
+pub fn decode_block_where(
+    raw: &[u8],
+    needed: u16,
+    want: &mut dyn FnMut(&RowKey, &codec::Fields<'_>) -> bool,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<(Lsn, Range<usize>)>,
+) -> Result<u32, Problem> {
+    let (rows, first_lsn, mut cols) = columns(raw)?;
+    let short = || bad("block ends early");
+    let mut wanted: Vec<u32> = Vec::new();
+    let (mut lsn, mut time) = (first_lsn, 0i64);
+    for row in 0..rows {
+        let delta = cols[COL_LSN].varint().ok_or_else(short)?;
+        lsn = lsn.wrapping_add(unzigzag(delta) as u64);
+        let type_id = cols[COL_KEY].u16().ok_or_else(short)?;
+        let severity = cols[COL_KEY].u8().ok_or_else(short)?;
+        time = time.wrapping_add(unzigzag(cols[COL_TIME].varint().ok_or_else(short)?));
+        let bits = cols[COL_BITS].u16().ok_or_else(short)?;
+        if bits >> FIELD_COLUMNS != 0 {
+            return Err(bad(format!("unknown presence bits {bits:#06x}")));
+        }
+        let mut fields = codec::Fields::default();
+        if severity != OPAQUE {
+            for i in 0..FIELD_COLUMNS {
+                if bits & needed & (1 << i) != 0 {
+                    let col = &mut cols[4 + i];
+                    let n = codec::field_len(i, &col.b[col.at..]).ok_or_else(|| {
+                        bad(format!("field {} does not decode", codec::FIELDS[i]))
+                    })?;
+                    fields.set(i, col.take(n).ok_or_else(short)?);
+                }
+            }
+        }
+        let key = RowKey {
+            row,
+            lsn: Lsn(lsn),
+            type_id,
+            severity,
+            time,
+        };
+        if want(&key, &fields) {
+            wanted.push(row);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(rows);
+    }
+    let mut next = 0;
+    decode_block(
+        raw,
+        &mut |k, _| {
+            let hit = wanted.get(next) == Some(&k.row);
+            next += usize::from(hit);
+            hit
+        },
+        buf,
+        out,
+    )
+}
+
 /// What a block decoder learns about each row before deciding whether to
 /// rebuild its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

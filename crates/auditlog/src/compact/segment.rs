@@ -295,8 +295,9 @@ impl CSeg {
             let raw = self.block_raw(n).map_err(|p| self.corruption(b, p))?;
             let ranges = &wanted[i];
             let mut outside = false;
-            format::decode_block(
+            format::decode_block_where(
                 &raw,
+                filter.columns(),
                 &mut |k, fields| {
                     outside |= k.lsn < st.first_lsn || k.lsn >= st.next_lsn;
                     if k.lsn < lo || k.lsn > hi {

@@ -50,6 +50,10 @@ const STRING_FIELDS: [usize; 10] = [
 ];
 const IP: usize = 1;
 const RESULT: usize = 10;
+/// The bit of the `ip` field.
+pub const IP_FIELD: usize = IP;
+/// The bit of the `result` field.
+pub const RESULT_FIELD: usize = RESULT;
 const ATTRS: usize = 11;
 
 /// The optional fields that hold text; the value is the field's bit.

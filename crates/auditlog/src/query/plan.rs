@@ -6,7 +6,7 @@
 
 use crate::compact::bloom::{net_key, Bloom, Kind, V4_PREFIXES, V6_PREFIXES};
 use crate::compact::filter::{RowFilter, OPAQUE};
-use crate::event::codec::{Fields, Head, TextField};
+use crate::event::codec::{self, Fields, Head, TextField};
 use crate::event::reserved::{engine_type_name, CATALOG_ENTRY, ENGINE_TYPE_BASE};
 use crate::severity::Severity;
 
@@ -206,6 +206,20 @@ impl RowFilter for Compiled {
             && head.time >= self.pre.since
             && head.time <= self.pre.until
             && self.rest_matches(fields)
+    }
+
+    fn columns(&self) -> u16 {
+        let f = &self.filter;
+        let bit = |on: bool, field: usize| u16::from(on) << field;
+        bit(f.actor.is_some(), TextField::Actor as usize)
+            | bit(f.actor.is_some(), TextField::ActorId as usize)
+            | bit(f.actor.is_some(), TextField::ActorAccount as usize)
+            | bit(f.ip.is_some(), codec::IP_FIELD)
+            | bit(f.source.is_some(), TextField::Source as usize)
+            | bit(f.entity_type.is_some(), TextField::EntityType as usize)
+            | bit(f.entity_id.is_some(), TextField::EntityId as usize)
+            | bit(f.session.is_some(), TextField::Session as usize)
+            | bit(f.failed, codec::RESULT_FIELD)
     }
 
     fn bloom(&self, b: &Bloom<'_>) -> bool {
