@@ -194,15 +194,29 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
     } else {
         log.query(&filter, reverse)
     };
-    let events = q.by_ref().take(limit.unwrap_or(usize::MAX));
-    {
-        let mut p = Printer::new(format);
-        for r in events {
+    let mut p = Printer::new(format);
+    if p.format == Format::Jsonl {
+        // JSON lines straight from the events read in place: none is built.
+        let limit = limit.map_or(u64::MAX, |l| l as u64);
+        let mut left = limit;
+        if left > 0 {
+            q.for_each_view(&mut |v| {
+                writeln!(p.out, "{}", v.to_json()).map_err(|e| auditlog::Error::Io {
+                    op: "write to standard output",
+                    path: "-".into(),
+                    source: e,
+                })?;
+                left -= 1;
+                Ok(left > 0)
+            })?;
+        }
+    } else {
+        for r in q.by_ref().take(limit.unwrap_or(usize::MAX)) {
             let (lsn, e) = r?;
             p.print(lsn, &e)?;
         }
-        p.flush()?;
     }
+    p.flush()?;
     if let Some(plan) = q.explain() {
         eprintln!("{plan}; {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     }

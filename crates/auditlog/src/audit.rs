@@ -436,6 +436,14 @@ impl Names for AuditLog {
     fn to_event(&self, lsn: Lsn, r: &EventRef<'_>) -> Result<Event> {
         AuditLog::to_event(self, lsn, r)
     }
+
+    fn key_name(&self, id: u32) -> Option<String> {
+        if let Some(n) = self.registry.read().key_name(id) {
+            return Some(n.to_string());
+        }
+        self.reload_registry().ok()?;
+        self.registry.read().key_name(id).map(String::from)
+    }
 }
 
 /// What [`AuditLog::version_report`] found.

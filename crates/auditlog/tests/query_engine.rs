@@ -75,6 +75,11 @@ fn events(n: usize, seed: u64) -> Vec<Event> {
                 e.session = Some(format!("s{}", rng.next() % 20));
                 e.entity_id = Some(format!("p{}", rng.next() % 30));
             }
+            if ty == "CONFIG_UPDATED" {
+                // Attributes: views name them and keep them in key order.
+                e.attrs.insert("zeta".into(), format!("{}", rng.next() % 9));
+                e.attrs.insert("alpha".into(), "x".into());
+            }
             e
         })
         .collect()
@@ -224,6 +229,19 @@ fn check_all(log: &AuditLog, evs: &[Event], lsns: &[Lsn], filters: &[Filter]) {
         rev.reverse();
         assert_eq!(rev, want, "filter {f:?}, newest first");
         assert_eq!(log.count(f).unwrap(), want.len() as u64, "count {f:?}");
+        // Read in place, never built: the same JSON lines as the built events.
+        let mut lines = Vec::new();
+        log.query(f, false)
+            .for_each_view(&mut |v| {
+                lines.push(v.to_json());
+                Ok(true)
+            })
+            .unwrap();
+        let built: Vec<String> = want
+            .iter()
+            .map(|(l, e)| auditlog::event::json::to_json(e, Some(*l)))
+            .collect();
+        assert_eq!(lines, built, "views of {f:?}");
         for by in DIMENSIONS {
             assert_eq!(
                 engine_groups(log, f, by),

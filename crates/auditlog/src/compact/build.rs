@@ -49,16 +49,22 @@ pub struct Built {
 /// `log_tag`, which covers LSNs `first_lsn..next_lsn` and holds the
 /// records `records` yields (in LSN order, inside that range). Only one
 /// stripe of records is held at a time, so memory stays bounded by the
-/// stripe size (and the compressed output).
+/// stripe size (and the compressed output, for which room for a fifth of
+/// `raw_bytes`, the records' bytes, is taken at once: growing it by
+/// doubling would hold two copies at the end).
+#[allow(clippy::too_many_arguments)]
 pub fn build<E: From<std::io::Error>>(
     log_tag: u32,
     segment: SegmentId,
     first_lsn: Lsn,
     next_lsn: Lsn,
     records: &mut dyn Iterator<Item = Result<(Lsn, Bytes), E>>,
+    raw_bytes: u64,
     p: &Params,
 ) -> Result<Built, E> {
-    let mut bytes = vec![0u8; HEADER_LEN];
+    let guess = usize::try_from(raw_bytes / 5).unwrap_or(0) + (64 << 10);
+    let mut bytes = Vec::with_capacity(guess);
+    bytes.resize(HEADER_LEN, 0);
     let mut index = Index::default();
     let mut postings: BTreeMap<(u16, u8), Vec<Posting>> = BTreeMap::new();
     let stripe_rows = p.stripe_rows.max(1);

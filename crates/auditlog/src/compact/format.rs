@@ -229,19 +229,14 @@ pub struct Index {
     pub stripes: Vec<StripeMeta>,
     /// Every (type, severity) present.
     pub keys: Vec<KeyEntry>,
-    /// Per block, where its filter ([`super::bloom`]) is in `filter_data`
-    /// (an empty range: none, as in version 1 files; nothing is ruled out).
+    /// Per block, where its filter ([`super::bloom`]) is (an empty range:
+    /// none, as in version 1 files; nothing is ruled out): in `filter_data`
+    /// for an index being built; in the index's bytes, from their start, for
+    /// a decoded one (which copies no filter: a reader takes them from the
+    /// mapped file).
     pub filters: Vec<Range<u32>>,
-    /// The filters' bytes.
+    /// The filters' bytes of an index being built (empty when decoded).
     pub filter_data: Vec<u8>,
-}
-
-impl Index {
-    /// The filter of block `n`, if it has one.
-    pub fn filter(&self, n: usize) -> Option<super::bloom::Bloom<'_>> {
-        let r = self.filters.get(n)?;
-        super::bloom::Bloom::new(self.filter_data.get(r.start as usize..r.end as usize)?)
-    }
 }
 
 impl Index {
@@ -421,7 +416,7 @@ impl Index {
                 postings,
             });
         }
-        let (mut filters, mut filter_data) = (Vec::new(), Vec::new());
+        let mut filters = Vec::new();
         if h.version >= 2 {
             let n = r.u32().ok_or_else(short)?;
             if n != nb {
@@ -429,13 +424,12 @@ impl Index {
             }
             for i in 0..n {
                 let len = r.u16().ok_or_else(short)?;
+                let start = r.at as u32;
                 let f = r.take(usize::from(len)).ok_or_else(short)?;
                 if len > 0 && super::bloom::Bloom::new(f).is_none() {
                     return Err(bad(format!("the filter of block {i} is malformed")));
                 }
-                let start = filter_data.len() as u32;
-                filter_data.extend_from_slice(f);
-                filters.push(start..filter_data.len() as u32);
+                filters.push(start..start + u32::from(len));
             }
         }
         if r.left() != 0 {
@@ -453,7 +447,7 @@ impl Index {
             stripes,
             keys,
             filters,
-            filter_data,
+            filter_data: Vec::new(),
         })
     }
 }

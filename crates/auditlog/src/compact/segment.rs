@@ -46,6 +46,8 @@ pub(crate) struct CSeg {
     pub(crate) records: u64,
     /// Bytes of the index.
     pub(crate) index_len: u64,
+    /// Where the index starts (block filters are read from there).
+    index_offset: u64,
     /// Raw bytes of all blocks (for the compression ratio).
     pub(crate) raw_bytes: u64,
     /// The low 32 bits of its log's identity (0: unknown).
@@ -116,6 +118,7 @@ impl CSeg {
             path: path.to_path_buf(),
             records: header.records,
             index_len: u64::from(header.index_len),
+            index_offset: header.index_offset,
             log_tag: header.log_tag,
             raw_bytes,
             index,
@@ -281,7 +284,7 @@ impl CSeg {
                 plan.skipped_by_time += 1;
                 continue;
             }
-            if !has_opaque && self.index.filter(n).is_some_and(|f| !filter.bloom(&f)) {
+            if !has_opaque && self.filter(n).is_some_and(|f| !filter.bloom(&f)) {
                 plan.skipped_by_filter += 1;
                 continue;
             }
@@ -372,7 +375,7 @@ impl CSeg {
                 plan.skipped_by_time += 1;
                 continue;
             }
-            if !has_opaque && self.index.filter(n).is_some_and(|f| !filter.bloom(&f)) {
+            if !has_opaque && self.filter(n).is_some_and(|f| !filter.bloom(&f)) {
                 plan.skipped_by_filter += 1;
                 continue;
             }
@@ -427,6 +430,13 @@ impl CSeg {
             }
         }
         Ok(())
+    }
+
+    /// The filter of block `n`, if it has one (read from the mapped file).
+    fn filter(&self, n: usize) -> Option<super::bloom::Bloom<'_>> {
+        let r = self.index.filters.get(n)?;
+        let at = usize::try_from(self.index_offset).ok()?;
+        super::bloom::Bloom::new(self.bytes.get(at + r.start as usize..at + r.end as usize)?)
     }
 
     fn has_opaque(&self, block: usize) -> bool {

@@ -143,6 +143,7 @@ fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport)
         seg.first_lsn,
         next,
         &mut counted,
+        seg.end.load(Ordering::Acquire) - crate::raw::segment::DATA_START,
         &shared.opts.compact,
     )
     .map_err(|e| match e {

@@ -22,6 +22,37 @@ pub(crate) trait Names: Send + Sync {
 
     /// The owned event of `r`.
     fn to_event(&self, lsn: Lsn, r: &EventRef<'_>) -> Result<Event>;
+
+    /// The name of attribute key `id` (looking again, once, as for types).
+    fn key_name(&self, id: u32) -> Option<String>;
+}
+
+/// A matching event read in place, not built: its bytes are borrowed from
+/// the log (or a compacted stripe's buffer), its names from the query's
+/// copy of the catalog. What output paths that write each event once use.
+pub struct EventView<'a> {
+    lsn: Lsn,
+    event: &'a EventRef<'a>,
+    type_name: &'a str,
+    attrs: &'a [(&'a str, &'a str)],
+}
+
+impl EventView<'_> {
+    /// Its LSN.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// Its type's name.
+    pub fn type_name(&self) -> &str {
+        self.type_name
+    }
+
+    /// Its canonical JSON line (no newline), with its LSN: the line
+    /// `event::json::to_json` writes for the built event.
+    pub fn to_json(&self) -> String {
+        crate::event::json::ref_to_json(self.event, self.type_name, self.attrs, Some(self.lsn))
+    }
 }
 
 /// The events of a query, with their LSNs.
@@ -30,6 +61,9 @@ pub struct Query<'a> {
     inner: Iter,
     compiled: Arc<Compiled>,
     plans: Option<Plans>,
+    /// Names looked up for views, by type id and key id.
+    type_names: std::collections::HashMap<u16, String>,
+    key_names: std::collections::HashMap<u32, String>,
 }
 
 impl<'a> Query<'a> {
@@ -44,6 +78,64 @@ impl<'a> Query<'a> {
             inner,
             compiled,
             plans,
+            type_names: Default::default(),
+            key_names: Default::default(),
+        }
+    }
+
+    /// Calls `f` with each remaining matching event, read in place and never
+    /// built (`auditlog query --format jsonl` writes from these), until `f`
+    /// returns `false`; returns how many it was called with.
+    ///
+    /// # Errors
+    /// Damage met while reading; an event whose type or attribute key the
+    /// log's catalog does not name; an error `f` returns.
+    pub fn for_each_view(
+        &mut self,
+        f: &mut dyn FnMut(&EventView<'_>) -> Result<bool>,
+    ) -> Result<u64> {
+        let mut n = 0;
+        loop {
+            let rec = match self.inner.next() {
+                None => return Ok(n),
+                Some(r) => r?,
+            };
+            let Some(r) = self.check(&rec)? else {
+                continue;
+            };
+            let unknown = |what: String| Error::BadEvent {
+                lsn: rec.lsn(),
+                source: codec::DecodeError { offset: 0, what },
+            };
+            if !self.type_names.contains_key(&r.type_id) {
+                let name = self.names.type_name(r.type_id).ok_or_else(|| {
+                    unknown(format!("type id {} is not in the catalog", r.type_id))
+                })?;
+                self.type_names.insert(r.type_id, name);
+            }
+            for (k, _) in r.attrs() {
+                if !self.key_names.contains_key(&k) {
+                    let name = self.names.key_name(k).ok_or_else(|| {
+                        unknown(format!("attribute key id {k} is not in the catalog"))
+                    })?;
+                    self.key_names.insert(k, name);
+                }
+            }
+            let mut attrs: Vec<(&str, &str)> = r
+                .attrs()
+                .map(|(k, v)| (self.key_names[&k].as_str(), v))
+                .collect();
+            attrs.sort_unstable();
+            let view = EventView {
+                lsn: rec.lsn(),
+                event: &r,
+                type_name: &self.type_names[&r.type_id],
+                attrs: &attrs,
+            };
+            n += 1;
+            if !f(&view)? {
+                return Ok(n);
+            }
         }
     }
 

@@ -20,7 +20,7 @@ mod plan;
 pub(crate) use aggregate::Counter;
 pub use aggregate::{Aggregate, Group, GroupBy, GroupValue, UnknownGroupBy};
 pub(crate) use exec::Names;
-pub use exec::Query;
+pub use exec::{EventView, Query};
 pub use explain::{Explain, SegmentPlan};
 pub use filter::{Filter, IpNet, IpNetError};
 pub(crate) use plan::{Compiled, Prefilter};
