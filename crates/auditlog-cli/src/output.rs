@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use auditlog::event::json;
-use auditlog::{Event, Filter, Lsn, Severity};
+use auditlog::{EventFields, Filter, Lsn, Severity};
 use auditlog_cli::formats;
 use auditlog_cli::terminal::visible;
 
@@ -47,10 +47,10 @@ impl Printer {
         }
     }
 
-    fn print(&mut self, lsn: Lsn, e: &Event) -> Result<()> {
-        let o = |s: &Option<String>| s.clone().unwrap_or_default();
+    fn print(&mut self, lsn: Lsn, e: &EventFields<'_>) -> Result<()> {
+        let o = |s: Option<&str>| s.unwrap_or_default().to_string();
         match self.format {
-            Format::Jsonl => writeln!(self.out, "{}", json::to_json(e, Some(lsn)))?,
+            Format::Jsonl => writeln!(self.out, "{}", json::fields_to_json(e, Some(lsn)))?,
             Format::Csv => {
                 if !self.header_done {
                     writeln!(self.out, "{CSV_HEADER}")?;
@@ -60,26 +60,27 @@ impl Printer {
                 let attrs = if e.attrs.is_empty() {
                     String::new()
                 } else {
-                    serde_json::to_string(&e.attrs).expect("strings serialize")
+                    let map: BTreeMap<&str, &str> = e.attrs.iter().copied().collect();
+                    serde_json::to_string(&map).expect("strings serialize")
                 };
                 let cells = [
                     lsn.to_string(),
                     e.time.to_string(),
-                    e.event_type.clone(),
+                    e.event_type.to_string(),
                     e.severity.to_string(),
-                    o(&e.source),
+                    o(e.source),
                     e.ip.map(|i| i.to_string()).unwrap_or_default(),
-                    o(&e.actor_id),
-                    o(&e.actor),
-                    o(&e.actor_account),
-                    o(&e.account_id),
-                    o(&e.session),
-                    o(&e.entity_type),
-                    o(&e.entity_id),
-                    o(&e.entity_name),
+                    o(e.actor_id),
+                    o(e.actor),
+                    o(e.actor_account),
+                    o(e.account_id),
+                    o(e.session),
+                    o(e.entity_type),
+                    o(e.entity_id),
+                    o(e.entity_name),
                     e.result.map(|r| r.to_string()).unwrap_or_default(),
                     attrs,
-                    o(&e.data),
+                    o(e.data),
                 ];
                 let mut w = csv::Writer::from_writer(Vec::new());
                 w.write_record(&cells)?;
@@ -107,8 +108,8 @@ impl Printer {
                     lsn.0,
                     e.time.to_string(),
                     e.severity.as_str(),
-                    visible(&e.event_type),
-                    visible(&o(&e.actor)),
+                    visible(e.event_type),
+                    visible(&o(e.actor)),
                     e.ip.map(|i| i.to_string()).unwrap_or_default(),
                     e.result.map(|r| r.to_string()).unwrap_or_default()
                 )?;
@@ -195,26 +196,21 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
         log.query(&filter, reverse)
     };
     let mut p = Printer::new(format);
-    if p.format == Format::Jsonl {
-        // JSON lines straight from the events read in place: none is built.
-        let limit = limit.map_or(u64::MAX, |l| l as u64);
-        let mut left = limit;
-        if left > 0 {
-            q.for_each_view(&mut |v| {
-                writeln!(p.out, "{}", v.to_json()).map_err(|e| auditlog::Error::Io {
-                    op: "write to standard output",
-                    path: "-".into(),
-                    source: e,
-                })?;
-                left -= 1;
-                Ok(left > 0)
-            })?;
-        }
-    } else {
-        for r in q.by_ref().take(limit.unwrap_or(usize::MAX)) {
-            let (lsn, e) = r?;
-            p.print(lsn, &e)?;
-        }
+    // Straight from the events read in place: none is built.
+    let mut left = limit.map_or(u64::MAX, |l| l as u64);
+    let mut failed = None;
+    if left > 0 {
+        q.for_each_view(&mut |v| {
+            if let Err(e) = p.print(v.lsn(), &v.fields()) {
+                failed = Some(e);
+                return Ok(false);
+            }
+            left -= 1;
+            Ok(left > 0)
+        })?;
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     p.flush()?;
     if let Some(plan) = q.explain() {
@@ -243,7 +239,7 @@ pub(crate) fn tail(dir: &Path, n: u64, follow: bool, format: Option<Format>) -> 
         } else {
             Duration::ZERO
         })? {
-            Some((lsn, e)) => p.print(lsn, &e)?,
+            Some((lsn, e)) => p.print(lsn, &e.fields())?,
             None if follow => p.flush()?,
             None => break,
         }
@@ -273,7 +269,7 @@ pub(crate) fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result
             for r in log.query(&filter, false) {
                 let (lsn, e) = r?;
                 bar.set_position(lsn.0);
-                p.print(lsn, &e)?;
+                p.print(lsn, &e.fields())?;
             }
             p.flush()?;
         }

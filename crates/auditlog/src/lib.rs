@@ -67,7 +67,7 @@ pub use engine::{
     CompactReport, CompactedInfo, Follower, Iter, Log, Record, RecoveryReport, VerifyReport,
 };
 pub use error::{Corruption, Error, Problem, Result};
-pub use event::{Event, Timestamp};
+pub use event::{Event, EventFields, Timestamp};
 pub use options::{Compaction, Durability, Options, RecoveryMode};
 pub use query::{
     Aggregate, Explain, Filter, Group, GroupBy, GroupValue, IpNet, Query, SegmentPlan,

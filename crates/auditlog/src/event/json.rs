@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, Timestamp};
+use crate::event::{Event, EventFields, Timestamp};
 use crate::severity::Severity;
 use crate::Lsn;
 
@@ -57,90 +57,52 @@ struct Out<'a> {
     data: Option<&'a str>,
 }
 
-/// An event's attributes, by key in key order: an owned event's map, or the
-/// pairs of an event read in place (sorted by the caller).
-enum Attrs<'a> {
-    Map(&'a BTreeMap<String, String>),
-    Pairs(&'a [(&'a str, &'a str)]),
-}
+/// Attributes as a JSON object (pairs in key order).
+struct Attrs<'a>(&'a [(&'a str, &'a str)]);
 
 impl Attrs<'_> {
     fn is_empty(&self) -> bool {
-        match self {
-            Attrs::Map(m) => m.is_empty(),
-            Attrs::Pairs(p) => p.is_empty(),
-        }
+        self.0.is_empty()
     }
 }
 
 impl Serialize for Attrs<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        match self {
-            Attrs::Map(m) => m.serialize(s),
-            Attrs::Pairs(p) => {
-                let mut map = s.serialize_map(Some(p.len()))?;
-                for (k, v) in p.iter() {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
         }
+        map.end()
     }
 }
 
 /// The canonical JSON of `e` (one line, no newline), with its LSN if given.
 pub fn to_json(e: &Event, lsn: Option<Lsn>) -> String {
+    fields_to_json(&e.fields(), lsn)
+}
+
+/// The canonical JSON of an event's borrowed fields: the same line
+/// [`to_json`] writes, for an event read in place and never built.
+pub fn fields_to_json(e: &EventFields<'_>, lsn: Option<Lsn>) -> String {
     let out = Out {
         lsn: lsn.map(|l| l.0),
         time: e.time.to_string(),
-        event_type: &e.event_type,
+        event_type: e.event_type,
         severity: e.severity.as_str(),
-        source: e.source.as_deref(),
+        source: e.source,
         ip: e.ip.map(|ip| ip.to_string()),
-        actor_id: e.actor_id.as_deref(),
-        actor: e.actor.as_deref(),
-        actor_account: e.actor_account.as_deref(),
-        account_id: e.account_id.as_deref(),
-        session: e.session.as_deref(),
-        entity_type: e.entity_type.as_deref(),
-        entity_id: e.entity_id.as_deref(),
-        entity_name: e.entity_name.as_deref(),
+        actor_id: e.actor_id,
+        actor: e.actor,
+        actor_account: e.actor_account,
+        account_id: e.account_id,
+        session: e.session,
+        entity_type: e.entity_type,
+        entity_id: e.entity_id,
+        entity_name: e.entity_name,
         result: e.result,
-        attrs: Attrs::Map(&e.attrs),
-        data: e.data.as_deref(),
-    };
-    serde_json::to_string(&out).expect("an event always serializes")
-}
-
-/// The canonical JSON of an event read in place (`r`), named by
-/// `event_type` and with its attributes as `attrs` (sorted by key): the
-/// same line [`to_json`] writes for the built event, without building it.
-pub fn ref_to_json(
-    r: &crate::event::codec::EventRef<'_>,
-    event_type: &str,
-    attrs: &[(&str, &str)],
-    lsn: Option<Lsn>,
-) -> String {
-    use crate::event::codec::TextField as F;
-    let out = Out {
-        lsn: lsn.map(|l| l.0),
-        time: r.time.to_string(),
-        event_type,
-        severity: r.severity.as_str(),
-        source: r.text(F::Source),
-        ip: r.ip.map(|ip| ip.to_string()),
-        actor_id: r.text(F::ActorId),
-        actor: r.text(F::Actor),
-        actor_account: r.text(F::ActorAccount),
-        account_id: r.text(F::AccountId),
-        session: r.text(F::Session),
-        entity_type: r.text(F::EntityType),
-        entity_id: r.text(F::EntityId),
-        entity_name: r.text(F::EntityName),
-        result: r.result,
-        attrs: Attrs::Pairs(attrs),
-        data: r.text(F::Data),
+        attrs: Attrs(&e.attrs),
+        data: e.data,
     };
     serde_json::to_string(&out).expect("an event always serializes")
 }

@@ -48,10 +48,34 @@ impl EventView<'_> {
         self.type_name
     }
 
+    /// Its fields, borrowed (what JSON, CSV and tables are written from).
+    pub fn fields(&self) -> crate::event::EventFields<'_> {
+        use crate::event::codec::TextField as F;
+        let r = self.event;
+        crate::event::EventFields {
+            time: r.time,
+            event_type: self.type_name,
+            severity: r.severity,
+            source: r.text(F::Source),
+            ip: r.ip,
+            actor_id: r.text(F::ActorId),
+            actor: r.text(F::Actor),
+            actor_account: r.text(F::ActorAccount),
+            account_id: r.text(F::AccountId),
+            session: r.text(F::Session),
+            entity_type: r.text(F::EntityType),
+            entity_id: r.text(F::EntityId),
+            entity_name: r.text(F::EntityName),
+            result: r.result,
+            attrs: self.attrs.to_vec(),
+            data: r.text(F::Data),
+        }
+    }
+
     /// Its canonical JSON line (no newline), with its LSN: the line
     /// `event::json::to_json` writes for the built event.
     pub fn to_json(&self) -> String {
-        crate::event::json::ref_to_json(self.event, self.type_name, self.attrs, Some(self.lsn))
+        crate::event::json::fields_to_json(&self.fields(), Some(self.lsn))
     }
 }
 
