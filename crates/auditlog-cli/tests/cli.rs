@@ -358,12 +358,7 @@ fn stats_verify_catalog_and_demo() {
 
     // Damage makes verify fail and say where (in the active segment: the
     // demo compacted the sealed ones).
-    let mut raw: Vec<String> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    raw.sort();
+    let raw = raw_segment_files(Path::new(d));
     let name = raw.last().unwrap().clone();
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -608,11 +603,7 @@ fn compact_stats_explain_and_retention() {
     // With no writer about, `compact` takes the active segment too.
     let out = ok(&["compact", "--dir", d]);
     assert!(out.contains("compacted 1 segments, 14"), "{out}");
-    let raw: Vec<_> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
+    let raw = raw_segment_files(Path::new(d));
     assert_eq!(raw.len(), 1, "one small, empty raw segment: {raw:?}");
     assert_eq!(ok(&["compact", "--dir", d]).trim(), "nothing to compact");
     let stats = ok(&["stats", "--dir", d]);

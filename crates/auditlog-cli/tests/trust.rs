@@ -235,12 +235,7 @@ fn readers_report_damage_in_the_active_segment_and_repair_fixes_the_log() {
     let (file, events) = events_file(tmp.path(), 3000);
     import_jsonl(d, &file);
     // The active segment: the newest raw one (64, 128, then 256 KiB).
-    let mut raw: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    raw.sort();
+    let raw = raw_segment_files(&dir);
     let name = raw.last().unwrap().clone();
     let f = std::fs::OpenOptions::new()
         .write(true)

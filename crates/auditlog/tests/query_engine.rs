@@ -464,8 +464,15 @@ fn query_kill_child() {
         return;
     };
     let log = AuditLog::open(&dir, opts(kill_opts())).unwrap();
-    for chunk in events(200_000, 77).chunks(10) {
+    for (i, chunk) in events(200_000, 77).chunks(10).enumerate() {
         log.append_batch(chunk).unwrap();
+        if i == 100 {
+            // 1,010 events are in (Buffered appends survive a process crash).
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            writeln!(out, "READY").unwrap();
+            out.flush().unwrap();
+        }
     }
     std::thread::sleep(std::time::Duration::from_secs(60));
 }
@@ -488,11 +495,18 @@ fn after_sigkill_the_rebuilt_index_answers_what_the_events_say() {
                 "--test-threads=1",
             ])
             .env(KILL_CHILD_DIR, dir.path())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400 + rng.next() % 600));
+        // Once the child has 1,010 events in, kill it at a random moment.
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.contains("READY"))),
+            "cycle {cycle}: the child never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50 + rng.next() % 400));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let log = AuditLog::open(dir.path(), opts(kill_opts())).unwrap();
@@ -501,7 +515,7 @@ fn after_sigkill_the_rebuilt_index_answers_what_the_events_say() {
             .map(|r| r.unwrap())
             .collect();
         let n = got.len();
-        assert!(n > 100, "cycle {cycle}: only {n} events survived");
+        assert!(n >= 1010, "cycle {cycle}: only {n} events survived");
         assert_eq!(
             got.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
             all[..n],

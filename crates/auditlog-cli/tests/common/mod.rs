@@ -67,3 +67,15 @@ pub fn import_jsonl(dir: &str, file: &Path) -> String {
         file.to_str().unwrap(),
     ])
 }
+
+/// The names of the raw segment files (`.seg`) in `dir`, sorted: the last
+/// is the active segment.
+pub fn raw_segment_files(dir: &Path) -> Vec<String> {
+    let mut raw: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    raw.sort();
+    raw
+}

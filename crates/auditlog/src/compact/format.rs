@@ -729,26 +729,8 @@ pub fn decode_block(
     buf: &mut Vec<u8>,
     out: &mut Vec<(Lsn, Range<usize>)>,
 ) -> Result<u32, Problem> {
-    let mut r = Rd::new(raw);
+    let (rows, first_lsn, mut cols) = columns(raw)?;
     let short = || bad("block ends early");
-    let rows = r.varint().ok_or_else(short)?;
-    let first_lsn = r.varint().ok_or_else(short)?;
-    let rows = u32::try_from(rows)
-        .ok()
-        .filter(|&n| n > 0 && n as usize <= raw.len())
-        .ok_or_else(|| bad(format!("block claims {rows} rows")))?;
-    let mut cols: [Rd<'_>; COLUMNS] = std::array::from_fn(|_| Rd::new(&[]));
-    for c in &mut cols {
-        let n = r.varint().ok_or_else(short)?;
-        let n = usize::try_from(n).map_err(|_| short())?;
-        *c = Rd::new(r.take(n).ok_or_else(short)?);
-    }
-    if r.left() != 0 {
-        return Err(bad(format!("{} bytes after the last column", r.left())));
-    }
-    if cols[COL_KEY].left() != rows as usize * 3 || cols[COL_BITS].left() != rows as usize * 2 {
-        return Err(bad("key or presence column does not match the row count"));
-    }
     let (mut lsn, mut time) = (first_lsn, 0i64);
     for row in 0..rows {
         let delta = cols[COL_LSN].varint().ok_or_else(short)?;

@@ -264,7 +264,6 @@ impl CSeg {
                 }
             }
         }
-        let (since, until) = filter.time();
         let all = filter.is_all();
         let mut buf = Vec::new();
         let mut rows = Vec::new();
@@ -279,17 +278,7 @@ impl CSeg {
                 plan.skipped_by_key += 1;
                 continue;
             }
-            let has_opaque = self.has_opaque(n);
-            if !has_opaque && (b.min_time > until || b.max_time < since) {
-                plan.skipped_by_time += 1;
-                continue;
-            }
-            if !has_opaque && self.filter(n).is_some_and(|f| !filter.bloom(&f)) {
-                plan.skipped_by_filter += 1;
-                continue;
-            }
-            if self.damaged.binary_search(&(n as u32)).is_ok() {
-                plan.skipped_damaged += 1;
+            if self.passed_over(n, filter, plan) {
                 continue;
             }
             plan.blocks_read += 1;
@@ -370,17 +359,7 @@ impl CSeg {
                 plan.skipped_by_key += 1;
                 continue;
             }
-            let has_opaque = self.has_opaque(n);
-            if !has_opaque && (b.min_time > until || b.max_time < since) {
-                plan.skipped_by_time += 1;
-                continue;
-            }
-            if !has_opaque && self.filter(n).is_some_and(|f| !filter.bloom(&f)) {
-                plan.skipped_by_filter += 1;
-                continue;
-            }
-            if self.damaged.binary_search(&(n as u32)).is_ok() {
-                plan.skipped_damaged += 1;
+            if self.passed_over(n, filter, plan) {
                 continue;
             }
             if b.min_time >= since && b.max_time <= until {
@@ -430,6 +409,27 @@ impl CSeg {
             }
         }
         Ok(())
+    }
+
+    /// Whether block `n` is passed over for its times, its filter or its
+    /// damage (a block holding records that are not events is never passed
+    /// over for times or values: the reader above reports them); counted
+    /// in `plan`.
+    fn passed_over(&self, n: usize, filter: &dyn RowFilter, plan: &mut SegmentPlan) -> bool {
+        let b = &self.index.blocks[n];
+        let (since, until) = filter.time();
+        let has_opaque = self.has_opaque(n);
+        let counter = if !has_opaque && (b.min_time > until || b.max_time < since) {
+            &mut plan.skipped_by_time
+        } else if !has_opaque && self.filter(n).is_some_and(|f| !filter.bloom(&f)) {
+            &mut plan.skipped_by_filter
+        } else if self.damaged.binary_search(&(n as u32)).is_ok() {
+            &mut plan.skipped_damaged
+        } else {
+            return false;
+        };
+        *counter += 1;
+        true
     }
 
     /// The filter of block `n`, if it has one (read from the mapped file).
