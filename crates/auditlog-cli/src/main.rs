@@ -316,10 +316,39 @@ fn finish(log: &AuditLog) -> ExitCode {
     }
 }
 
+/// Whether `e` comes from writing to a standard output that was closed
+/// (`auditlog query … | head`): the reader has what it wanted.
+fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<auditlog::Error>().is_some_and(|a| {
+                matches!(a, auditlog::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+            })
+    })
+}
+
 fn main() -> ExitCode {
+    // A closed standard output ends the program quietly with status 0,
+    // whichever command was printing: `println!` panics on it, so the
+    // panic of a failed print to stdout is turned into that exit.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) if is_damage(&e) => {
             let text = format!("{e:#}");
             eprintln!("auditlog: {}", auditlog_cli::terminal::visible(&text));

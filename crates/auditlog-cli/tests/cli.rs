@@ -715,3 +715,37 @@ fn a_small_log_after_compact_is_smaller_than_compressed_json_lines() {
         "{on_disk} bytes on disk against {zstd_len} of zstd JSON lines"
     );
 }
+
+/// A closed standard output (`auditlog query … | head`) ends every command
+/// quietly with status 0: no panic, no "Broken pipe" message.
+#[test]
+fn a_closed_pipe_ends_every_command_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let (file, _) = common::events_file(tmp.path(), 5_000);
+    import_jsonl(d, &file);
+    let commands: [&[&str]; 5] = [
+        &["query", "--dir", d, "--format", "jsonl"],
+        &["query", "--dir", d, "--format", "csv"],
+        &["query", "--dir", d, "--group-by", "actor,ip"],
+        &["stats", "--dir", d],
+        &["catalog", "list"],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditlog"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read a little, then close the pipe, as `head -c 100` would.
+        let mut out = child.stdout.take().unwrap();
+        let mut first = [0u8; 100];
+        let _ = std::io::Read::read(&mut out, &mut first);
+        drop(out);
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
