@@ -16,12 +16,10 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::catalog::registry::{engine_type_id, Registry};
-use crate::compact::CSeg;
-use crate::engine::{self, Shared};
+use crate::engine::{CompactedInfo, Shared};
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef, TextField};
 use crate::event::{Event, Timestamp};
-use crate::options::Durability;
 use crate::query::Prefilter;
 use crate::severity::Severity;
 use crate::{Lsn, SegmentId};
@@ -79,16 +77,13 @@ pub(crate) struct Candidate {
 }
 
 impl Candidate {
-    fn of(c: &CSeg) -> Candidate {
+    fn of(c: &CompactedInfo) -> Candidate {
         Candidate {
-            segment: c.id,
+            segment: c.segment,
             lsns: (c.first_lsn, Lsn(c.next_lsn.0 - 1)),
-            times: c
-                .min_time()
-                .zip(c.max_time())
-                .map(|(a, b)| (Timestamp(a), Timestamp(b))),
+            times: c.times.map(|(a, b)| (Timestamp(a), Timestamp(b))),
             records: c.records,
-            bytes: c.file_len(),
+            bytes: c.bytes,
         }
     }
 }
@@ -174,19 +169,12 @@ pub(crate) fn dry_run(
 
 /// The compacted segments, oldest first, and the bytes of all segment files.
 fn facts(shared: &Shared) -> (Vec<Candidate>, u64) {
-    let compacted = shared.compacted.read();
-    let raw = shared.segments.read();
-    let total = compacted.iter().map(|c| c.file_len()).sum::<u64>()
-        + raw.iter().map(|s| s.capacity).sum::<u64>();
-    (compacted.iter().map(|c| Candidate::of(c)).collect(), total)
+    let (compacted, total) = shared.segment_sizes();
+    (compacted.iter().map(Candidate::of).collect(), total)
 }
 
 fn free_bytes(shared: &Shared) -> Result<u64> {
-    shared
-        .opts
-        .vfs
-        .free_bytes(&shared.dir)
-        .map_err(|e| Error::io("read free space of", &shared.dir, e))
+    shared.free_bytes()
 }
 
 /// What retention remembers between passes while a log is open.
@@ -209,13 +197,13 @@ pub(crate) fn apply(
     state: &State,
 ) -> Result<Vec<Removal>> {
     let (checked, owed) = (&state.markers_checked, &state.owed);
-    if shared.opts.read_only {
+    if shared.is_read_only() {
         return Err(Error::ReadOnly);
     }
     if policy.is_none() && owed.lock().is_empty() {
         return Ok(Vec::new());
     }
-    let _one_at_a_time = shared.compact_lock.lock();
+    let _one_at_a_time = shared.maintenance();
     // Markers a full disk kept from being written go first.
     let mut removals = record_owed(shared, registry, owed, now)?;
     let (segments, total) = facts(shared);
@@ -243,7 +231,7 @@ pub(crate) fn apply(
             }
             Err(e) => return Err(e),
         };
-        engine::remove_oldest(shared, removal.segment)?;
+        shared.remove_oldest_compacted(removal.segment)?;
         removals.push(Removal { marker, ..removal });
     }
     // What this pass freed may be room enough for what it owes.
@@ -298,7 +286,7 @@ fn existing_marker(shared: &Arc<Shared>, segment: SegmentId) -> Result<Option<Ls
     let id = engine_type_id(RETENTION_APPLIED).expect("an engine type");
     let pre = std::sync::Arc::new(Prefilter::engine_type(id));
     let want = segment.to_string();
-    for r in engine::planned(shared, false, pre, None) {
+    for r in shared.records(Lsn(0), pre) {
         let r = r?;
         if codec::peek_type_severity(r.payload()).is_none_or(|(t, _)| t != id) {
             continue;
@@ -348,7 +336,7 @@ fn append_marker(
         &mut buf,
     );
     drop(reg);
-    engine::append_batch(shared, &[buf], Durability::Sync).map(|(lsn, _)| lsn)
+    shared.append_durable(&[buf])
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::{self, Shared};
+use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef, TextField};
 use crate::event::reserved::ENGINE_TYPES;
@@ -24,7 +24,6 @@ pub use crate::event::reserved::{
 };
 use crate::event::{Event, Timestamp};
 use crate::io::Vfs;
-use crate::options::Durability;
 use crate::query::Prefilter;
 use crate::severity::Severity;
 use crate::Lsn;
@@ -502,7 +501,7 @@ impl Registry {
             .iter()
             .map(|e| record_payload(time, &e.text()))
             .collect();
-        let (first, _) = engine::append_batch(shared, &payloads, Durability::Sync)?;
+        let first = shared.append_durable(&payloads)?;
         let mut text = String::new();
         for (i, e) in entries.iter().enumerate() {
             let lsn = first.0 + i as u64;
@@ -644,7 +643,7 @@ fn records_in_log(shared: &Arc<Shared>, from: Lsn) -> Result<Vec<(u64, String)>>
     let id = CATALOG_ENTRY_ID;
     let pre = std::sync::Arc::new(Prefilter::engine_type(id));
     let mut out = Vec::new();
-    for r in engine::planned_from(shared, from, pre) {
+    for r in shared.records(from, pre) {
         let r = r?;
         if codec::peek_type_severity(r.payload()).is_none_or(|(t, _)| t != id) {
             continue;

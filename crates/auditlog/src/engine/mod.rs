@@ -12,10 +12,13 @@
 //!   aggregates read);
 //! - `compactor`: sealed segments to compacted ones (the atomic swap),
 //!   removal of the oldest, the background thread;
+//! - `maintenance`: what retention and the catalog ask of a running log
+//!   (sizes, free space, the maintenance lock, removal, durable appends);
 //! - `verify`: walking every frame and block.
 
 mod chunks;
 mod compactor;
+mod maintenance;
 mod open;
 mod reader;
 mod state;
@@ -38,7 +41,7 @@ use crate::{Lsn, SegmentId};
 pub(crate) use compactor::{remove_oldest, write_compacted};
 pub use compactor::{CompactReport, CompactedInfo};
 pub use open::RecoveryReport;
-pub(crate) use reader::{planned, planned_from};
+pub(crate) use reader::planned_from;
 pub use reader::{Follower, Iter, Record};
 pub(crate) use state::{At, CreateError, MaintenanceHook, Seg, Shared, WriterState};
 pub use verify::VerifyReport;
