@@ -154,12 +154,7 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
         let agg = log
             .aggregate(&Filter::default(), &[GroupBy::Type], None)
             .expect("aggregate");
-        let counts = agg
-            .groups
-            .iter()
-            .map(|g| (g.key[0].to_string(), g.count))
-            .collect();
-        digest_counts(&counts)
+        digest_counts(&first_key_counts(&agg))
     });
     emit_query("q3", a, ms);
     let scan = filter(q, "scan");
@@ -201,12 +196,7 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
         let agg = log
             .aggregate(&failed, &[GroupBy::Actor], Some(q.top))
             .expect("aggregate");
-        let counts = agg
-            .groups
-            .iter()
-            .map(|g| (g.key[0].to_string(), g.count))
-            .collect();
-        digest_counts(&counts)
+        digest_counts(&first_key_counts(&agg))
     });
     emit_query("q7", a, ms);
     let selective = Filter {
@@ -227,6 +217,14 @@ fn auditlog_load(store: &Path, evs: &[Event], q: &Questions) {
         "bytes_all_compacted",
         dir_bytes(&dir) as f64 / evs.len() as f64,
     );
+}
+
+/// The counts of a one-key aggregate, by the key as text.
+fn first_key_counts(agg: &auditlog::Aggregate) -> BTreeMap<String, u64> {
+    agg.groups
+        .iter()
+        .map(|g| (g.key[0].to_string(), g.count))
+        .collect()
 }
 
 /// What share of compacted blocks and raw chunks a query read.

@@ -612,6 +612,36 @@ pub fn encode_block(rows: &[RowIn<'_>]) -> Vec<u8> {
     out
 }
 
+/// The key of row `row` and its presence bits, read from the LSN, key,
+/// time and presence columns; `prev` is the previous row's LSN and time
+/// (the first row's: the block's first LSN, and 0).
+fn next_key(
+    cols: &mut [Rd<'_>; COLUMNS],
+    row: u32,
+    prev: &mut (u64, i64),
+) -> Result<(RowKey, u16), Problem> {
+    let short = || bad("block ends early");
+    let delta = cols[COL_LSN].varint().ok_or_else(short)?;
+    prev.0 = prev.0.wrapping_add(unzigzag(delta) as u64);
+    if prev.0 == 0 {
+        return Err(bad("LSN 0 in a block"));
+    }
+    let type_id = cols[COL_KEY].u16().ok_or_else(short)?;
+    let severity = cols[COL_KEY].u8().ok_or_else(short)?;
+    prev.1 = prev
+        .1
+        .wrapping_add(unzigzag(cols[COL_TIME].varint().ok_or_else(short)?));
+    let bits = cols[COL_BITS].u16().ok_or_else(short)?;
+    let key = RowKey {
+        row,
+        lsn: Lsn(prev.0),
+        type_id,
+        severity,
+        time: prev.1,
+    };
+    Ok((key, bits))
+}
+
 /// The columns of a raw block, found from its column table.
 fn columns(raw: &[u8]) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Problem> {
     let mut r = Rd::new(raw);
@@ -654,19 +684,14 @@ pub fn decode_block_where(
     let (rows, first_lsn, mut cols) = columns(raw)?;
     let short = || bad("block ends early");
     let mut wanted: Vec<u32> = Vec::new();
-    let (mut lsn, mut time) = (first_lsn, 0i64);
+    let mut prev = (first_lsn, 0i64);
     for row in 0..rows {
-        let delta = cols[COL_LSN].varint().ok_or_else(short)?;
-        lsn = lsn.wrapping_add(unzigzag(delta) as u64);
-        let type_id = cols[COL_KEY].u16().ok_or_else(short)?;
-        let severity = cols[COL_KEY].u8().ok_or_else(short)?;
-        time = time.wrapping_add(unzigzag(cols[COL_TIME].varint().ok_or_else(short)?));
-        let bits = cols[COL_BITS].u16().ok_or_else(short)?;
-        if bits >> FIELD_COLUMNS != 0 {
-            return Err(bad(format!("unknown presence bits {bits:#06x}")));
-        }
+        let (key, bits) = next_key(&mut cols, row, &mut prev)?;
         let mut fields = codec::Fields::default();
-        if severity != OPAQUE {
+        if key.severity != OPAQUE {
+            if bits >> FIELD_COLUMNS != 0 {
+                return Err(bad(format!("unknown presence bits {bits:#06x}")));
+            }
             for i in 0..FIELD_COLUMNS {
                 if bits & needed & (1 << i) != 0 {
                     let col = &mut cols[4 + i];
@@ -677,13 +702,6 @@ pub fn decode_block_where(
                 }
             }
         }
-        let key = RowKey {
-            row,
-            lsn: Lsn(lsn),
-            type_id,
-            severity,
-            time,
-        };
         if want(&key, &fields) {
             wanted.push(row);
         }
@@ -731,24 +749,10 @@ pub fn decode_block(
 ) -> Result<u32, Problem> {
     let (rows, first_lsn, mut cols) = columns(raw)?;
     let short = || bad("block ends early");
-    let (mut lsn, mut time) = (first_lsn, 0i64);
+    let mut prev = (first_lsn, 0i64);
     for row in 0..rows {
-        let delta = cols[COL_LSN].varint().ok_or_else(short)?;
-        lsn = lsn.wrapping_add(unzigzag(delta) as u64);
-        if lsn == 0 {
-            return Err(bad("LSN 0 in a block"));
-        }
-        let type_id = cols[COL_KEY].u16().ok_or_else(short)?;
-        let severity = cols[COL_KEY].u8().ok_or_else(short)?;
-        time = time.wrapping_add(unzigzag(cols[COL_TIME].varint().ok_or_else(short)?));
-        let bits = cols[COL_BITS].u16().ok_or_else(short)?;
-        let key = RowKey {
-            row,
-            lsn: Lsn(lsn),
-            type_id,
-            severity,
-            time,
-        };
+        let (key, bits) = next_key(&mut cols, row, &mut prev)?;
+        let (lsn, type_id, severity, time) = (key.lsn.0, key.type_id, key.severity, key.time);
         let start = buf.len();
         if severity == OPAQUE {
             let n = cols[COL_OPAQUE].varint().ok_or_else(short)?;
