@@ -2,5 +2,7 @@
 //! the demo workload generator (also the benchmarks' workload).
 
 pub mod formats;
+pub mod select;
 pub mod terminal;
+pub mod when;
 pub mod workload;

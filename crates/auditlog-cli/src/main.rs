@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use auditlog::{AuditLog, AuditOptions, Catalog, Filter, Options, Severity, Timestamp};
+use auditlog::{AuditLog, AuditOptions, Catalog, Filter, Options, Severity};
+use auditlog_cli::{select, when};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod demo;
@@ -22,14 +23,30 @@ use indicatif::{ProgressBar, ProgressStyle};
                   what they could read first; `auditlog repair` quarantines it)."
 )]
 struct Cli {
+    /// Colors in tables and short output: auto (on a terminal, unless
+    /// NO_COLOR is set), always or never.
+    #[arg(long, value_enum, global = true, default_value_t = ColorArg::Auto)]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
 }
 
+/// When to color output.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
 #[derive(Args, Clone)]
 struct DirArg {
-    /// The log directory.
-    #[arg(long, short = 'd')]
+    /// The log directory [default: $AUDITLOG_DIR].
+    #[arg(long, short = 'd', env = "AUDITLOG_DIR", hide_env = true)]
     dir: PathBuf,
 }
 
@@ -76,28 +93,34 @@ enum Command {
         #[command(flatten)]
         filter: Box<FilterArgs>,
     },
-    /// Print the events that match the filters.
+    /// Print the events that match the filters (with -f, keep printing new ones).
     Query {
         #[command(flatten)]
         dir: DirArg,
         #[command(flatten)]
         filter: Box<FilterArgs>,
-        /// Output format (default: table on a terminal, jsonl otherwise).
-        #[arg(long, value_enum)]
-        format: Option<Format>,
+        #[command(flatten)]
+        out: Box<OutputArgs>,
         /// Newest first.
-        #[arg(long)]
+        #[arg(long, short = 'r', conflicts_with = "follow")]
         reverse: bool,
-        /// At most this many events.
-        #[arg(long)]
+        /// At most this many events, the first ones in the order printed.
+        #[arg(long, conflicts_with = "lines")]
         limit: Option<usize>,
+        /// Only the last N matching events (printed oldest first, or newest
+        /// first with -r), as journalctl -n.
+        #[arg(long, short = 'n')]
+        lines: Option<usize>,
+        /// After printing, keep waiting for new matching events (stop with Ctrl-C).
+        #[arg(long, short = 'f', conflicts_with_all = ["count", "group_by", "explain"])]
+        follow: bool,
         /// Print only how many events match (counted in the engine, no event built).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "lines")]
         count: bool,
         /// Count matching events per value of one or more of: type, severity, actor, ip,
         /// source, result, session, entity_type, entity_id, hour, day (e.g. `day,severity`).
         /// Most frequent first; in key order when a key is a day or an hour.
-        #[arg(long, value_delimiter = ',', conflicts_with = "limit")]
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["limit", "lines", "grep"])]
         group_by: Vec<auditlog::GroupBy>,
         /// With --group-by: only the N largest groups, largest first ("top 10 actors").
         #[arg(long, requires = "group_by")]
@@ -125,19 +148,20 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Print the last events, and with -f keep printing new ones.
+    /// Print the last events that match the filters, and with -f keep printing new ones.
     Tail {
         #[command(flatten)]
         dir: DirArg,
         /// How many of the last events to print first.
-        #[arg(short = 'n', default_value_t = 10)]
-        lines: u64,
-        /// Keep waiting for new events.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        lines: usize,
+        /// Keep waiting for new events (stop with Ctrl-C).
         #[arg(short = 'f', long)]
         follow: bool,
-        /// Output format (default: table on a terminal, jsonl otherwise).
-        #[arg(long, value_enum)]
-        format: Option<Format>,
+        #[command(flatten)]
+        filter: Box<FilterArgs>,
+        #[command(flatten)]
+        out: Box<OutputArgs>,
     },
     /// Counts, sizes and ranges of the log.
     Stats {
@@ -162,6 +186,19 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Write a shell completion script to standard output.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual page (roff) to standard output, or one page per
+    /// command into a directory.
+    Man {
+        /// A directory to write auditlog.1, auditlog-query.1, … into.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -216,22 +253,37 @@ struct IngestArgs {
 }
 
 #[derive(Args, Clone, Default)]
-struct FilterArgs {
-    /// Event type (repeatable; PREFIX* matches a prefix).
-    #[arg(long = "type", short = 't')]
+pub(crate) struct FilterArgs {
+    /// Event type (repeatable or comma-separated; `*` matches any run of
+    /// characters: USER_AUTH_FAILED_*, *FAILED*). Checked against the types
+    /// the log and the catalog know, ignoring case.
+    #[arg(long = "type", short = 't', value_delimiter = ',')]
     types: Vec<String>,
+    /// Priority: a name (debug, info, notice, warning, err, crit, alert,
+    /// emerg), a syslog number 0-7, or a range FROM..TO; one priority means
+    /// it and everything more severe.
+    #[arg(long, short = 'p', conflicts_with_all = ["min_severity", "max_severity"])]
+    priority: Option<String>,
     /// Least severity (inclusive).
     #[arg(long)]
     min_severity: Option<String>,
     /// Greatest severity (inclusive).
     #[arg(long)]
     max_severity: Option<String>,
-    /// Earliest time: RFC 3339, or an age like 2h, 7d, 30m.
-    #[arg(long)]
+    /// Earliest time: now, today, yesterday, -1h, 1h30m (ago), 2w, 2026-11-22,
+    /// '2026-11-22 10:00' (local time unless --utc or --tz), or RFC 3339.
+    #[arg(long, short = 'S', allow_hyphen_values = true)]
     since: Option<String>,
-    /// Latest time: RFC 3339, or an age like 2h.
-    #[arg(long)]
+    /// Latest time (inclusive), in the same forms; a date alone means the
+    /// end of that day.
+    #[arg(long, short = 'U', allow_hyphen_values = true)]
     until: Option<String>,
+    /// Read and print times in UTC rather than the local zone.
+    #[arg(long)]
+    utc: bool,
+    /// Read and print times in this zone (Europe/Prague, +01:00).
+    #[arg(long, conflicts_with = "utc")]
+    tz: Option<String>,
     /// Actor (name, id or account name).
     #[arg(long)]
     actor: Option<String>,
@@ -253,6 +305,32 @@ struct FilterArgs {
     /// Only failures (result code other than 0).
     #[arg(long)]
     failed: bool,
+    /// Only events a text field of which (type, source, actor, session,
+    /// entity, data, attribute values) matches this regular expression;
+    /// case-insensitive unless it has an upper-case letter.
+    #[arg(long, short = 'g')]
+    grep: Option<String>,
+    /// Only events after this LSN: a cursor (the last LSN a run printed).
+    #[arg(long)]
+    after_lsn: Option<u64>,
+    /// A cursor kept in a file: read at start (if the file exists), and the
+    /// position reached written at exit, atomically, so the next run prints
+    /// exactly the events added since (no gap, no duplicate).
+    #[arg(long)]
+    cursor_file: Option<PathBuf>,
+}
+
+/// How events are printed.
+#[derive(Args, Clone, Default)]
+pub(crate) struct OutputArgs {
+    /// Output format [default: table on a terminal, jsonl otherwise].
+    #[arg(long, short = 'o', alias = "format", value_enum)]
+    pub(crate) output: Option<Format>,
+    /// Only these fields, in this order (comma-separated: lsn, time, type,
+    /// severity, source, ip, actor_id, actor, actor_account, account_id,
+    /// session, entity_type, entity_id, entity_name, result, attrs, data).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) output_fields: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -277,11 +355,22 @@ enum DurabilityArg {
     Sync,
 }
 
-#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
-enum Format {
+/// How `query` and `tail` print events.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Format {
+    /// One canonical JSON object per line (docs/EVENTS.md).
+    #[value(alias = "json")]
     Jsonl,
+    /// The canonical JSON, indented.
+    JsonPretty,
+    /// Aligned columns, sized to the terminal.
     Table,
+    /// CSV with a header.
     Csv,
+    /// The fields only, as key=value (with --output-fields, their values only).
+    Cat,
+    /// One line per event: ISO time, severity, type, then key=value fields.
+    ShortIso,
 }
 
 /// Exit status when damage kept records from being read (what could be read
@@ -387,9 +476,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query {
             dir,
             filter,
-            format,
+            out,
             reverse,
             limit,
+            lines,
+            follow,
             count,
             group_by,
             top,
@@ -398,9 +489,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &dir.dir,
             &filter,
             output::QueryHow {
-                format,
+                out: *out,
+                color: cli.color,
                 reverse,
                 limit,
+                lines,
+                follow,
                 count,
                 group_by,
                 top,
@@ -434,13 +528,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             lines,
             follow,
-            format,
-        } => output::tail(&dir.dir, lines, follow, format),
+            filter,
+            out,
+        } => output::query(
+            &dir.dir,
+            &filter,
+            output::QueryHow {
+                out: *out,
+                color: cli.color,
+                lines: Some(lines),
+                follow,
+                ..Default::default()
+            },
+        ),
         Command::Stats { dir, catalog } => report::stats(&dir.dir, &catalog),
         Command::Verify { dir } => report::verify(&dir.dir),
         Command::Repair { dir } => report::repair(&dir.dir),
         Command::Catalog { command } => report::catalog(command),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "auditlog", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir } => man(out_dir.as_deref()),
     }
+}
+
+/// The manual page of `auditlog` (and, into a directory, of each command).
+fn man(out_dir: Option<&Path>) -> Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = out_dir else {
+        let mut out = std::io::stdout().lock();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut pages = vec![("auditlog".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands() {
+        let name = format!("auditlog-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        std::fs::write(&path, buf).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether damage on disk caused `e`.
@@ -520,27 +654,6 @@ fn parse_size(s: &str, what: &str) -> Result<u64> {
         .with_context(|| format!("--{what}: {s:?} is not a size like 500MiB or 10G"))
 }
 
-/// RFC 3339, or an age before now: `90s`, `30m`, `2h`, `7d`.
-fn parse_time(s: &str, what: &str) -> Result<Timestamp> {
-    let unit = s.chars().last().unwrap_or(' ');
-    if let (Some(secs), true) = (
-        s[..s.len().saturating_sub(1)].parse::<i64>().ok(),
-        "smhd".contains(unit),
-    ) {
-        let mult = match unit {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => 86_400,
-        };
-        return Ok(Timestamp(
-            Timestamp::now().0 - secs.saturating_mul(mult).saturating_mul(1_000_000_000),
-        ));
-    }
-    s.parse()
-        .with_context(|| format!("--{what}: {s:?} is neither RFC 3339 nor an age like 2h or 7d"))
-}
-
 fn severity_arg(s: &Option<String>, what: &str) -> Result<Option<Severity>> {
     s.as_deref()
         .map(|s| s.parse::<Severity>().with_context(|| format!("--{what}")))
@@ -548,21 +661,56 @@ fn severity_arg(s: &Option<String>, what: &str) -> Result<Option<Severity>> {
 }
 
 impl FilterArgs {
-    fn to_filter(&self) -> Result<Filter> {
+    /// The clock times are read against and shown in.
+    pub(crate) fn clock(&self) -> Result<when::Clock> {
+        when::Clock::new(self.utc, self.tz.as_deref()).map_err(anyhow::Error::msg)
+    }
+
+    /// The filter these arguments name, with the `--type` values checked
+    /// against the types `known`.
+    pub(crate) fn to_filter(&self, clock: &when::Clock, known: &[String]) -> Result<Filter> {
+        let (min_severity, max_severity) = match &self.priority {
+            Some(p) => {
+                let (lo, hi) =
+                    select::priority(p).map_err(|e| anyhow::anyhow!("--priority: {e}"))?;
+                (Some(lo), (hi != Severity::Critical).then_some(hi))
+            }
+            None => (
+                severity_arg(&self.min_severity, "min-severity")?,
+                severity_arg(&self.max_severity, "max-severity")?,
+            ),
+        };
+        let time = |s: &Option<String>, end, what| {
+            s.as_deref()
+                .map(|s| {
+                    clock
+                        .parse(s, end)
+                        .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+                })
+                .transpose()
+        };
+        let since = time(&self.since, when::End::Since, "since")?;
+        let until = time(&self.until, when::End::Until, "until")?;
+        if let (Some(a), Some(b)) = (since, until) {
+            if a > b {
+                anyhow::bail!(
+                    "--since ({}) is later than --until ({}): no event can match",
+                    clock.show(a),
+                    clock.show(b)
+                );
+            }
+        }
+        let types = if self.types.is_empty() {
+            Vec::new()
+        } else {
+            select::resolve_types(&self.types, known).map_err(anyhow::Error::msg)?
+        };
         Ok(Filter {
-            types: self.types.clone(),
-            min_severity: severity_arg(&self.min_severity, "min-severity")?,
-            max_severity: severity_arg(&self.max_severity, "max-severity")?,
-            since: self
-                .since
-                .as_deref()
-                .map(|s| parse_time(s, "since"))
-                .transpose()?,
-            until: self
-                .until
-                .as_deref()
-                .map(|s| parse_time(s, "until"))
-                .transpose()?,
+            types,
+            min_severity,
+            max_severity,
+            since,
+            until,
             actor: self.actor.clone(),
             ip: self
                 .ip
@@ -574,6 +722,61 @@ impl FilterArgs {
             entity_id: self.entity_id.clone(),
             session: self.session.clone(),
             failed: self.failed,
+        })
+    }
+
+    /// The `-g` search, if given.
+    pub(crate) fn grep(&self) -> Result<Option<select::Grep>> {
+        self.grep
+            .as_deref()
+            .map(select::Grep::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// Where reading starts: after `--after-lsn` or the cursor file's LSN,
+    /// whichever is later.
+    pub(crate) fn start_after(&self) -> Result<u64> {
+        let mut after = self.after_lsn.unwrap_or(0);
+        if let Some(path) = &self.cursor_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let lsn = text.trim().parse::<u64>().with_context(|| {
+                        format!(
+                            "--cursor-file {}: {:?} is not an LSN (a file this option wrote holds one number)",
+                            path.display(),
+                            text.trim()
+                        )
+                    })?;
+                    after = after.max(lsn);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            }
+        }
+        Ok(after)
+    }
+
+    /// Writes `lsn` to the cursor file, if one was given: a new file renamed
+    /// over the old one (and synced), so a crash leaves the old or the new.
+    pub(crate) fn save_cursor(&self, lsn: u64) -> Result<()> {
+        let Some(path) = &self.cursor_file else {
+            return Ok(());
+        };
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, format!("{lsn}\n").as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::Error::new(e).context(format!("cannot write cursor file {}", path.display()))
         })
     }
 }

@@ -10,8 +10,11 @@ use parking_lot::RwLock;
 
 use crate::catalog::registry::{self, CatalogReport, Registry, CATALOG_ENTRY_ID};
 use crate::catalog::Catalog;
+use crate::compact::filter::RowFilter;
+use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef};
+use crate::event::reserved::ENGINE_TYPES;
 use crate::event::{Event, Timestamp};
 use crate::query::Filter;
 use crate::query::{Aggregate, Compiled, Counter, Explain, GroupBy, Names, Query};
@@ -275,12 +278,26 @@ impl AuditLog {
     /// Reloads the log's catalog (a read-only log sees types another process
     /// registered). A writer's own catalog is always complete.
     fn reload_registry(&self) -> Result<()> {
-        if !self.log.shared.opts.read_only {
-            return Ok(());
-        }
-        let fresh = Registry::reload(&self.log.shared)?;
-        *self.registry.write() = fresh;
-        Ok(())
+        reload(&self.log.shared, &self.registry)
+    }
+
+    /// The event types a filter can name in this log: those it has
+    /// registered (its own catalog, not the reference one), in registration
+    /// order, then the engine's own (`AUDITLOG_…`). What a tool checks
+    /// `--type` names against.
+    ///
+    /// # Errors
+    /// A read-only log rereads its catalog first (another process may have
+    /// registered types since): damage in it.
+    pub fn type_names(&self) -> Result<Vec<String>> {
+        self.reload_registry()?;
+        Ok(self
+            .registry
+            .read()
+            .types()
+            .map(|(_, n)| n.to_string())
+            .chain(ENGINE_TYPES.iter().map(|(_, n, _)| n.to_string()))
+            .collect())
     }
 
     /// The events matching `filter`, oldest first (newest first if `reverse`).
@@ -298,6 +315,16 @@ impl AuditLog {
         self.planned_query(filter, reverse, Some(Default::default()))
     }
 
+    /// Like [`query`](Self::query), of the events from LSN `from` on only:
+    /// what a reader that stopped after LSN `n` asks with `from = n + 1`
+    /// (LSNs stay the same through compaction, so there is no gap and no
+    /// duplicate). Reading starts at `from`; earlier segments are not read.
+    pub fn query_from<'a>(&'a self, filter: &'a Filter, from: Lsn, reverse: bool) -> Query<'a> {
+        let compiled = Arc::new(self.compile(filter));
+        let inner = self.log.iter_planned(from, reverse, compiled.clone(), None);
+        Query::new(self, inner, compiled, None)
+    }
+
     fn planned_query<'a>(
         &'a self,
         filter: &'a Filter,
@@ -307,7 +334,7 @@ impl AuditLog {
         let compiled = Arc::new(self.compile(filter));
         let inner = self
             .log
-            .iter_planned(reverse, compiled.clone(), plans.clone());
+            .iter_planned(Lsn(1), reverse, compiled.clone(), plans.clone());
         Query::new(self, inner, compiled, plans)
     }
 
@@ -392,34 +419,61 @@ impl AuditLog {
     }
 
     /// A follower returning events from `from` on, waiting for new ones.
-    pub fn follow(&self, from: Lsn) -> AuditFollower<'_> {
-        AuditFollower {
-            log: self,
-            inner: self.log.follow(from),
-        }
+    /// It owns what it needs (it is `Send + 'static`: move it into a thread),
+    /// and sees the types other writers register later.
+    pub fn follow(&self, from: Lsn) -> AuditFollower {
+        self.follow_filtered(&Filter::default(), from)
     }
 
-    fn decode(&self, lsn: Lsn, payload: &[u8]) -> Result<Event> {
-        let r = EventRef::parse(payload).map_err(|source| Error::BadEvent { lsn, source })?;
-        self.to_event(lsn, &r)
+    /// A follower returning the events that match `filter` from `from` on,
+    /// waiting for new ones (`auditlog query -f`). Records that do not match
+    /// are passed over without building an event.
+    pub fn follow_filtered(&self, filter: &Filter, from: Lsn) -> AuditFollower {
+        AuditFollower {
+            shared: self.log.shared.clone(),
+            registry: self.registry.clone(),
+            compiled: self.compile(filter),
+            inner: self.log.follow(from),
+        }
     }
 
     /// The owned event of `r`, naming its type and keys from the log's catalog
     /// (reloaded once if another process registered names since).
     fn to_event(&self, lsn: Lsn, r: &EventRef<'_>) -> Result<Event> {
-        let convert = |reg: &Registry| {
-            r.to_event(&|id| reg.type_name(id).map(String::from), &|k| {
-                reg.key_name(k).map(String::from)
-            })
-        };
-        // Bind first: the read guard must be gone before a reload takes the write lock.
-        let first = convert(&self.registry.read());
-        match first {
-            Ok(e) => Ok(e),
-            Err(_) => {
-                self.reload_registry()?;
-                convert(&self.registry.read()).map_err(|source| Error::BadEvent { lsn, source })
-            }
+        to_event(&self.log.shared, &self.registry, lsn, r)
+    }
+}
+
+/// Rereads the catalog of a read-only log (a writer's own is always complete).
+fn reload(shared: &Arc<Shared>, registry: &RwLock<Registry>) -> Result<()> {
+    if !shared.opts.read_only {
+        return Ok(());
+    }
+    let fresh = Registry::reload(shared)?;
+    *registry.write() = fresh;
+    Ok(())
+}
+
+/// The owned event of `r`, naming its type and keys from the log's catalog
+/// (reread once if another process registered names since).
+fn to_event(
+    shared: &Arc<Shared>,
+    registry: &RwLock<Registry>,
+    lsn: Lsn,
+    r: &EventRef<'_>,
+) -> Result<Event> {
+    let convert = |reg: &Registry| {
+        r.to_event(&|id| reg.type_name(id).map(String::from), &|k| {
+            reg.key_name(k).map(String::from)
+        })
+    };
+    // Bind first: the read guard must be gone before a reload takes the write lock.
+    let first = convert(&registry.read());
+    match first {
+        Ok(e) => Ok(e),
+        Err(_) => {
+            reload(shared, registry)?;
+            convert(&registry.read()).map_err(|source| Error::BadEvent { lsn, source })
         }
     }
 }
@@ -474,21 +528,42 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     std::cmp::Ordering::Equal
 }
 
-/// Events as they are appended: `tail -f`.
-pub struct AuditFollower<'a> {
-    log: &'a AuditLog,
+/// Events as they are appended (`tail -f`), optionally only those that
+/// match a filter. Owns what it needs: `Send + 'static`.
+pub struct AuditFollower {
+    shared: Arc<Shared>,
+    registry: Arc<RwLock<Registry>>,
+    compiled: Compiled,
     inner: crate::Follower,
 }
 
-impl AuditFollower<'_> {
+impl std::fmt::Debug for AuditFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditFollower")
+            .field("next", &self.inner.position())
+            .finish()
+    }
+}
+
+impl AuditFollower {
     /// The LSN ranges (inclusive) passed over because their records were
     /// gone when the follower got there (retention, or quarantined damage).
     pub fn missed(&self) -> &[(Lsn, Lsn)] {
         self.inner.missed()
     }
 
-    /// The next event, waiting up to `timeout`; `Ok(None)` if none came.
-    /// The log's own catalog records are passed over.
+    /// The LSN of the next record this follower will look at: everything
+    /// before it has been returned or did not match.
+    pub fn position(&self) -> Lsn {
+        self.inner.position()
+    }
+
+    /// The next matching event, waiting up to `timeout`; `Ok(None)` if none
+    /// came. The log's own catalog records are passed over.
+    ///
+    /// # Errors
+    /// Damage met while reading; a record that is not an event, or whose
+    /// type the log's catalog does not name.
     pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Result<Option<(Lsn, Event)>> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
@@ -496,14 +571,32 @@ impl AuditFollower<'_> {
             let Some(r) = self.inner.next_timeout(left)? else {
                 return Ok(None);
             };
-            if codec::peek_type_severity(r.payload()).is_some_and(|(id, _)| id == CATALOG_ENTRY_ID)
-            {
+            let (lsn, payload) = (r.lsn(), r.payload());
+            let bad = |source| Error::BadEvent { lsn, source };
+            let Some((head, fields)) = codec::split(payload) else {
+                // Not an event: parsing says exactly what is wrong.
+                return Err(EventRef::parse(payload).err().map_or_else(
+                    || Error::BadEvent {
+                        lsn,
+                        source: codec::DecodeError {
+                            offset: 0,
+                            what: "not an event".into(),
+                        },
+                    },
+                    bad,
+                ));
+            };
+            if head.type_id == CATALOG_ENTRY_ID || !self.compiled.row(&head, &fields) {
                 continue;
             }
-            return self
-                .log
-                .decode(r.lsn(), r.payload())
-                .map(|e| Some((r.lsn(), e)));
+            let ev = EventRef::parse(payload).map_err(bad)?;
+            let event = to_event(&self.shared, &self.registry, lsn, &ev)?;
+            if !self.compiled.knows_type(head.type_id)
+                && !self.compiled.type_name_matches(&event.event_type)
+            {
+                continue; // a type registered since, that the filter does not name
+            }
+            return Ok(Some((lsn, event)));
         }
     }
 }

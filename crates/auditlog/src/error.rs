@@ -8,11 +8,15 @@ use crate::{Lsn, SegmentId};
 
 /// Everything that can go wrong in auditlog. Each variant's `Display` is a
 /// sentence a user can act on: it names the file, the offset and the LSNs.
+/// A variant with an underlying cause (an OS error, a decoding error, the
+/// error that cut a batch short) does not repeat it in its own text: it is
+/// the [`source`](std::error::Error::source), so that a report printing the
+/// chain (`{:#}` with anyhow) says each cause once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An I/O operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done ("create segment", "sync", ...).
         op: &'static str,
@@ -107,7 +111,7 @@ pub enum Error {
         name: String,
     },
     /// A stored event that does not decode.
-    #[error("record {lsn}: {source}")]
+    #[error("record {lsn}")]
     BadEvent {
         /// Its LSN.
         lsn: Lsn,
@@ -116,7 +120,7 @@ pub enum Error {
     },
     /// A batch larger than a segment was cut short: its first records are in
     /// the log (and as durable as the batch asked), the rest are not.
-    #[error("only the first {} records of the batch were appended (LSN {}..={}), the rest were not: {source}", next.0 - first.0, first, next.0 - 1)]
+    #[error("only the first {} records of the batch were appended (LSN {}..={}), the rest were not", next.0 - first.0, first, next.0 - 1)]
     BatchCut {
         /// LSN of the batch's first record.
         first: Lsn,

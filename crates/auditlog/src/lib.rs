@@ -70,7 +70,7 @@ pub use error::{Corruption, Error, Problem, Result};
 pub use event::{Event, EventFields, Timestamp};
 pub use options::{Compaction, Durability, Options, RecoveryMode};
 pub use query::{
-    Aggregate, Explain, Filter, Group, GroupBy, GroupValue, IpNet, Query, SegmentPlan,
+    glob_matches, Aggregate, Explain, Filter, Group, GroupBy, GroupValue, IpNet, Query, SegmentPlan,
 };
 pub use retention::{Removal, Retention, RETENTION_APPLIED};
 pub use severity::{Severity, UnknownSeverity};

@@ -123,13 +123,7 @@ impl Catalog {
 
     /// Up to `n` known names closest to `name` (for "did you mean").
     pub fn closest(&self, name: &str, n: usize) -> Vec<&str> {
-        let mut scored: Vec<(usize, &str)> = self
-            .types
-            .iter()
-            .map(|t| (edit_distance(name, &t.name), t.name.as_str()))
-            .collect();
-        scored.sort();
-        scored.into_iter().take(n).map(|(_, s)| s).collect()
+        closest(name, self.types.iter().map(|t| t.name.as_str()), n)
     }
 
     /// What changed from `self` to `other`.
@@ -164,6 +158,15 @@ impl Catalog {
     pub fn to_tsv(&self) -> String {
         tsv::write(&self.name, &self.types)
     }
+}
+
+/// Up to `n` of `names` closest to `name` by edit distance, closest first
+/// (ties in name order): the "did you mean" of unknown names.
+pub fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>, n: usize) -> Vec<&'a str> {
+    let mut scored: Vec<(usize, &str)> = names.map(|t| (edit_distance(name, t), t)).collect();
+    scored.sort_unstable();
+    scored.dedup();
+    scored.into_iter().take(n).map(|(_, s)| s).collect()
 }
 
 /// Levenshtein distance over bytes (names are ASCII).

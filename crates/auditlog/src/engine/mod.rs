@@ -202,16 +202,17 @@ impl Log {
         *self.shared.background_retry.lock()
     }
 
-    /// Records in an LSN range, forward or newest first, of which the
+    /// Records from LSN `from` on, forward or newest first, of which the
     /// compacted segments return only those `pre` may match (raw segments
     /// return every record); what was read goes into `explain`.
     pub(crate) fn iter_planned(
         &self,
+        from: Lsn,
         reverse: bool,
         filter: Arc<dyn RowFilter>,
         plans: Option<Plans>,
     ) -> Iter {
-        reader::planned(&self.shared, reverse, filter, plans)
+        reader::planned(&self.shared, from, reverse, filter, plans)
     }
 
     /// Picks up records appended by another process since this read-only log

@@ -758,13 +758,14 @@ pub(crate) fn planned_from(shared: &Arc<Shared>, from: Lsn, pre: Arc<dyn RowFilt
 /// [`Log::iter_planned`]).
 pub(crate) fn planned(
     shared: &Arc<Shared>,
+    from: Lsn,
     reverse: bool,
     pre: Arc<dyn RowFilter>,
     explain: Option<Plans>,
 ) -> Iter {
     let first = shared.first_lsn();
     let (lo, upto) = (
-        first.max(Lsn(1)),
+        first.max(from).max(Lsn(1)),
         Lsn(shared.visible.load(Ordering::Acquire)),
     );
     let inner = if reverse {

@@ -85,7 +85,22 @@ pub fn to_json(e: &Event, lsn: Option<Lsn>) -> String {
 /// The canonical JSON of an event's borrowed fields: the same line
 /// [`to_json`] writes, for an event read in place and never built.
 pub fn fields_to_json(e: &EventFields<'_>, lsn: Option<Lsn>) -> String {
-    let out = Out {
+    serde_json::to_string(&out(e, lsn)).expect("an event always serializes")
+}
+
+/// The canonical JSON of `e`, indented (`auditlog query -o json-pretty`).
+pub fn fields_to_json_pretty(e: &EventFields<'_>, lsn: Option<Lsn>) -> String {
+    serde_json::to_string_pretty(&out(e, lsn)).expect("an event always serializes")
+}
+
+/// The canonical JSON object of `e` as a value, to pick fields from
+/// (`--output-fields`).
+pub fn fields_to_value(e: &EventFields<'_>, lsn: Option<Lsn>) -> serde_json::Value {
+    serde_json::to_value(out(e, lsn)).expect("an event always serializes")
+}
+
+fn out<'a>(e: &'a EventFields<'a>, lsn: Option<Lsn>) -> Out<'a> {
+    Out {
         lsn: lsn.map(|l| l.0),
         time: e.time.to_string(),
         event_type: e.event_type,
@@ -103,8 +118,24 @@ pub fn fields_to_json(e: &EventFields<'_>, lsn: Option<Lsn>) -> String {
         result: e.result,
         attrs: Attrs(&e.attrs),
         data: e.data,
-    };
-    serde_json::to_string(&out).expect("an event always serializes")
+    }
+}
+
+/// The canonical JSON form (see docs/EVENTS.md), without an LSN.
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        out(&self.fields(), None).serialize(s)
+    }
+}
+
+/// From the canonical JSON form: `severity` is required (there is no
+/// catalog to take a default from), `lsn` is accepted and ignored, empty
+/// strings are absent, unknown fields are refused.
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        let v = In::deserialize(d)?;
+        to_event(v, &|_| None).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Deserialize)]
@@ -154,6 +185,13 @@ pub fn from_json(
             .map(String::from);
         JsonError { field, what: msg }
     })?;
+    to_event(v, default_severity)
+}
+
+fn to_event(
+    v: In,
+    default_severity: &dyn Fn(&str) -> Option<Severity>,
+) -> Result<Event, JsonError> {
     let bad = |field: &str, what: String| JsonError {
         field: Some(field.to_string()),
         what,
@@ -237,6 +275,21 @@ mod tests {
         let err = from_json(r#"{"time":"2026-11-21T10:15:30Z","type":"X"}"#, &none).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("severity"));
         assert!(from_json("not json", &none).is_err());
+    }
+
+    #[test]
+    fn serde_is_the_canonical_form() {
+        let e = from_json(EXAMPLE, &|_| None).unwrap();
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(text, to_json(&e, None));
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, e);
+        let back: Event = serde_json::from_str(EXAMPLE).unwrap();
+        assert_eq!(back, e);
+        // No catalog to default from: severity is required.
+        let err = serde_json::from_str::<Event>(r#"{"time":"2026-11-21T10:15:30Z","type":"X"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("severity"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use crate::severity::Severity;
 /// Which events a query returns; every condition given must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// Event types; any of them matches. `PREFIX*` matches by prefix.
+    /// Event types; any of them matches. A `*` matches any run of
+    /// characters, anywhere: `USER_AUTH_FAILED_*`, `*FAILED*`, `USER_*_IN`.
+    /// Names compare exactly (case matters).
     pub types: Vec<String>,
     /// Least severity (inclusive).
     pub min_severity: Option<Severity>,
@@ -106,12 +108,30 @@ impl IpNet {
 impl Filter {
     /// Whether a type name matches [`types`](Self::types).
     pub fn type_matches(&self, name: &str) -> bool {
-        self.types.is_empty()
-            || self.types.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => p == name,
-            })
+        self.types.is_empty() || self.types.iter().any(|p| glob_matches(p, name))
     }
+}
+
+/// Whether `name` matches `pattern`, in which each `*` stands for any run of
+/// characters (none included) and everything else for itself.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty(); // no `*`: the whole name
+    };
+    for part in middle {
+        match rest.find(part) {
+            // The leftmost place is never worse for what follows.
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 #[cfg(test)]
@@ -146,5 +166,23 @@ mod tests {
         assert!(f.type_matches("ADMIN_LOGGED_IN"));
         assert!(!f.type_matches("ADMIN_LOGGED_OUT"));
         assert!(Filter::default().type_matches("ANY"));
+    }
+
+    #[test]
+    fn stars_anywhere() {
+        let m = glob_matches;
+        assert!(m("*FAILED*", "USER_AUTH_FAILED_MFA"));
+        assert!(m("*FAILED*", "FAILED"));
+        assert!(m("USER_*_IN", "USER_LOGGED_IN"));
+        assert!(!m("USER_*_IN", "USER_LOGGED_OUT"));
+        assert!(m("*", ""));
+        assert!(m("A*A", "AA"));
+        assert!(!m("A*A", "A"));
+        assert!(m("*_IN", "ADMIN_LOGGED_IN"));
+        assert!(!m("*_IN", "ADMIN_LOGGED_INX"));
+        assert!(m("A**B", "AB"));
+        assert!(m("USER_LOGGED_IN", "USER_LOGGED_IN"));
+        assert!(!m("USER_LOGGED_IN", "USER_LOGGED_INX"));
+        assert!(m("*a*b*c", "xxaybzbc"));
     }
 }

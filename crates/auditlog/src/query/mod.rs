@@ -22,5 +22,5 @@ pub use aggregate::{Aggregate, Group, GroupBy, GroupValue, UnknownGroupBy};
 pub(crate) use exec::Names;
 pub use exec::{EventView, Query};
 pub use explain::{Explain, SegmentPlan};
-pub use filter::{Filter, IpNet, IpNetError};
+pub use filter::{glob_matches, Filter, IpNet, IpNetError};
 pub(crate) use plan::{Compiled, Prefilter};
