@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use auditlog::event::json;
-use auditlog::{AuditLog, AuditOptions, Durability, Error, Event, Lsn, Options};
+use auditlog::{AuditLog, AuditOptions, Catalog, Durability, Error, Event, Lsn, Options};
 use auditlog_cli::formats;
 use auditlog_cli::terminal::visible;
 
@@ -78,9 +78,19 @@ pub(crate) fn ingest(
     }
     let (tx, rx) = mpsc::sync_channel::<Item>(4 * BATCH_MAX);
     {
-        let (log, skip) = (log.clone(), how.skip_invalid);
+        let (log, skip, from) = (log.clone(), how.skip_invalid, how.from_line);
+        let catalog = how.catalog.clone();
         // Not joined: on a signal it may be blocked reading a pipe.
-        std::thread::spawn(move || parse(format, input, &log, &tx, skip));
+        std::thread::spawn(move || {
+            let reader = Reader {
+                log: &log,
+                catalog: &catalog,
+                tx: &tx,
+                skip,
+                from_line: from.unwrap_or(1),
+            };
+            reader.parse(format, input)
+        });
     }
     let bar = progress(size.unwrap_or(0), "importing");
     let mut out = Outcome::default();
@@ -95,7 +105,7 @@ pub(crate) fn ingest(
                 bar.suspend(|| eprintln!("auditlog: {name}:{line}: skipped: {}", visible(&e)));
                 out.skipped += 1;
             }
-            Err(e) => return Some(anyhow::anyhow!("{name}:{line}: {e}")),
+            Err(e) => return Some((line, e)),
         }
         None
     };
@@ -128,7 +138,17 @@ pub(crate) fn ingest(
     }
     out.print(interrupted);
     match failure {
-        Some(e) => Err(e.context("stopped at the first invalid record; the records before it were appended (use --skip-invalid to go on)")),
+        Some((line, e)) => {
+            let done = match (out.first, out.last) {
+                (Some(a), Some(b)) => format!(
+                    "the {} events before it are in the log (LSN {a}..={b}): fix the line and \
+                     rerun with --from-line {line} to go on without duplicates",
+                    out.appended
+                ),
+                _ => "nothing was appended".to_string(),
+            };
+            anyhow::bail!("{name}:{line}: {e}; stopped there, {done} (or use --skip-invalid)")
+        }
         None if interrupted => Ok(ExitCode::from(130)),
         None => Ok(ExitCode::SUCCESS),
     }
@@ -212,7 +232,7 @@ impl Outcome {
     fn stopped(&self, e: Error, name: &str, line: u64) -> anyhow::Error {
         let done = match (self.first, self.last, self.last_line) {
             (Some(a), Some(b), Some(l)) => format!(
-                "{} events up to {name}:{l} are in the log (LSN {a}..={b}); nothing from line {line} on was appended",
+                "{} events up to {name}:{l} are in the log (LSN {a}..={b}); nothing from line {line} on was appended (rerun with --from-line {line} to go on without duplicates)",
                 self.appended
             ),
             _ => format!("nothing from line {line} on was appended"),
@@ -246,83 +266,149 @@ fn refuses_the_record(e: &Error) -> bool {
     )
 }
 
-/// Parses `input` in `format` and sends each record; returns at the end of
-/// the input, after an invalid record unless `skip`, or when nobody listens
-/// any more.
-fn parse(
-    format: ImportFormat,
-    input: Box<dyn BufRead + Send>,
-    log: &AuditLog,
-    tx: &mpsc::SyncSender<Item>,
+/// The reading thread: parses the input and sends each record.
+struct Reader<'a> {
+    log: &'a AuditLog,
+    /// The reference catalog's name (for "did you mean").
+    catalog: &'a str,
+    tx: &'a mpsc::SyncSender<Item>,
+    /// Go on after an invalid record.
     skip: bool,
-) {
-    let dflt = |t: &str| log.default_severity(t);
-    match format {
-        ImportFormat::Jsonl | ImportFormat::SapUme => {
-            let mut read = 0u64;
-            for (i, line) in input.lines().enumerate() {
-                let n = i as u64 + 1;
-                let item = match line {
-                    Ok(line) => {
-                        read += line.len() as u64 + 1;
-                        if line.trim().is_empty() {
-                            continue;
-                        }
-                        let parsed = match format {
-                            ImportFormat::Jsonl => {
-                                json::from_json(&line, &dflt).map_err(|e| e.to_string())
-                            }
-                            _ => formats::sap::parse_line(&line).map_err(|e| e.to_string()),
-                        };
-                        (n, read, parsed)
-                    }
-                    Err(e) => (n, read, Err(format!("cannot read: {e}"))),
-                };
-                let stop = item.2.is_err() && !skip;
-                if tx.send(item).is_err() || stop {
-                    return;
+    /// Records on lines before this one are passed over (`--from-line`).
+    from_line: u64,
+}
+
+impl Reader<'_> {
+    /// Parses `input` in `format` and sends each record; returns at the end
+    /// of the input, after an invalid record unless skipping, or when nobody
+    /// listens any more.
+    fn parse(&self, format: ImportFormat, input: Box<dyn BufRead + Send>) {
+        match format {
+            ImportFormat::Jsonl | ImportFormat::SapUme => self.lines(format, input),
+            ImportFormat::NetopCsv | ImportFormat::Csv => {
+                if let Err(e) = self.csv(format, input) {
+                    let _ = self.tx.send((1, 0, Err(format!("{e:#}"))));
                 }
             }
         }
-        ImportFormat::NetopCsv => {
-            if let Err(e) = parse_netop(input, &dflt, tx, skip) {
-                let _ = tx.send((1, 0, Err(format!("{e:#}"))));
-            }
-        }
     }
-}
 
-fn parse_netop(
-    input: Box<dyn BufRead + Send>,
-    dflt: &dyn Fn(&str) -> Option<auditlog::Severity>,
-    tx: &mpsc::SyncSender<Item>,
-    skip: bool,
-) -> Result<()> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(input);
-    let headers = rdr.headers().context("cannot read the header")?.clone();
-    if headers.iter().collect::<Vec<_>>() != formats::netop::COLUMNS {
-        bail!(
-            "the header is not the Netop report's columns ({})",
-            formats::netop::COLUMNS.join(",")
-        );
+    /// Sends `item`; whether to go on.
+    fn send(&self, item: Item) -> bool {
+        let stop = item.2.is_err() && !self.skip;
+        self.tx.send(item).is_ok() && !stop
     }
-    for r in rdr.into_records() {
-        let item = match r {
-            Ok(rec) => {
-                let pos = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
-                let fields: Vec<&str> = rec.iter().collect();
-                let parsed = formats::netop::parse_record(&fields, dflt).map_err(|e| e.to_string());
-                (pos.0, pos.1, parsed)
+
+    fn lines(&self, format: ImportFormat, input: Box<dyn BufRead + Send>) {
+        let mut read = 0u64;
+        for (i, line) in input.lines().enumerate() {
+            let n = i as u64 + 1;
+            let item = match line {
+                Ok(line) => {
+                    read += line.len() as u64 + 1;
+                    // A byte-order mark some editors put first is not data.
+                    let text = if n == 1 {
+                        line.strip_prefix('\u{feff}').unwrap_or(&line)
+                    } else {
+                        &line
+                    };
+                    if text.trim().is_empty() || n < self.from_line {
+                        continue;
+                    }
+                    let parsed = match format {
+                        ImportFormat::Jsonl => self.json(text),
+                        _ => formats::sap::parse_line(text).map_err(|e| e.to_string()),
+                    };
+                    (n, read, parsed)
+                }
+                Err(e) => (n, read, Err(format!("cannot read: {e}"))),
+            };
+            if !self.send(item) {
+                return;
             }
-            Err(e) => (e.position().map_or(0, |p| p.line()), 0, Err(e.to_string())),
-        };
-        let stop = item.2.is_err() && !skip;
-        if tx.send(item).is_err() || stop {
-            break;
         }
     }
-    Ok(())
+
+    /// One JSON line, with the mistakes people make named as such.
+    fn json(&self, line: &str) -> Result<Event, String> {
+        if line.trim_start().starts_with('[') {
+            return Err("a JSON array: give one JSON object per line (JSON lines; \
+                        `jq -c '.[]'` turns an array into them)"
+                .into());
+        }
+        let dflt = |t: &str| self.log.default_severity(t);
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(line) {
+            return Err(format!("not JSON: {e}"));
+        }
+        json::from_json(line, &dflt).map_err(|e| {
+            // No severity and a type nobody knows: most likely a typo in the type.
+            let typo = e.field.as_deref() == Some("severity") && e.what.starts_with("missing");
+            let typed: Option<String> = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("type")?.as_str().map(String::from));
+            match (typo, typed, Catalog::builtin(self.catalog)) {
+                (true, Some(t), Some(c)) => {
+                    let near = c.closest(&t, 3);
+                    format!(
+                        "unknown event type {t:?}: catalog {} does not have it{} (give a \
+                         \"severity\" to store a type of your own)",
+                        self.catalog,
+                        if near.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; did you mean {}?", near.join(", "))
+                        }
+                    )
+                }
+                _ => e.to_string(),
+            }
+        })
+    }
+
+    /// A Netop report or auditlog's own CSV.
+    fn csv(&self, format: ImportFormat, input: Box<dyn BufRead + Send>) -> Result<()> {
+        let dflt = |t: &str| self.log.default_severity(t);
+        let mut input = input;
+        // A byte-order mark before the header is not part of it.
+        if input.fill_buf()?.starts_with("\u{feff}".as_bytes()) {
+            input.consume(3);
+        }
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(input);
+        let headers = rdr.headers().context("cannot read the header")?.clone();
+        let header: Vec<&str> = headers.iter().collect();
+        if format == ImportFormat::Csv {
+            formats::events_csv::check_header(&header).map_err(|e| anyhow::anyhow!("{e}"))?;
+        } else if header != formats::netop::COLUMNS {
+            bail!(
+                "the header is not the Netop report's columns ({})",
+                formats::netop::COLUMNS.join(",")
+            );
+        }
+        for r in rdr.into_records() {
+            let item = match r {
+                Ok(rec) => {
+                    let pos = rec.position().map_or((0, 0), |p| (p.line(), p.byte()));
+                    if pos.0 < self.from_line {
+                        continue;
+                    }
+                    let fields: Vec<&str> = rec.iter().collect();
+                    let parsed = if format == ImportFormat::Csv {
+                        formats::events_csv::parse_record(&header, &fields, &dflt)
+                    } else {
+                        formats::netop::parse_record(&fields, &dflt)
+                    };
+                    let parsed = parsed.map_err(|e| e.to_string());
+                    (pos.0, pos.1, parsed)
+                }
+                Err(e) => (e.position().map_or(0, |p| p.line()), 0, Err(e.to_string())),
+            };
+            if !self.send(item) {
+                break;
+            }
+        }
+        Ok(())
+    }
 }

@@ -234,9 +234,15 @@ struct IngestArgs {
     /// the end, for import].
     #[arg(long, value_enum)]
     durability: Option<DurabilityArg>,
-    /// Skip invalid records (each reported on standard error) instead of stopping.
+    /// Skip invalid records (bad JSON or fields, unknown types with
+    /// --strict, oversized records: each named on standard error) instead of
+    /// stopping.
     #[arg(long)]
     skip_invalid: bool,
+    /// Start at this line of the input (what a stopped import says to rerun
+    /// with: the lines before it are in the log already).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    from_line: Option<u64>,
     /// Reference catalog for default severities (and, with --strict, the types allowed).
     #[arg(long, default_value = "filetransfer-2.0")]
     catalog: String,
@@ -333,10 +339,16 @@ pub(crate) struct OutputArgs {
     pub(crate) output_fields: Vec<String>,
 }
 
+/// What `import` reads.
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
 enum ImportFormat {
+    /// Canonical JSON lines (docs/EVENTS.md).
     Jsonl,
+    /// auditlog's own CSV (`export --format csv`, `query -o csv`), any of its columns.
+    Csv,
+    /// SAP UME security audit lines.
     SapUme,
+    /// The Netop Portal log report (CSV).
     NetopCsv,
 }
 

@@ -132,26 +132,9 @@ impl Grep {
     }
 }
 
-/// Every field an event has, in the canonical JSON order.
-pub const FIELDS: [&str; 17] = [
-    "lsn",
-    "time",
-    "type",
-    "severity",
-    "source",
-    "ip",
-    "actor_id",
-    "actor",
-    "actor_account",
-    "account_id",
-    "session",
-    "entity_type",
-    "entity_id",
-    "entity_name",
-    "result",
-    "attrs",
-    "data",
-];
+/// Every field an event has, in the canonical JSON order (the columns of
+/// auditlog's CSV).
+pub const FIELDS: [&str; 17] = crate::formats::events_csv::COLUMNS;
 
 /// The fields `--output-fields` names, checked.
 ///

@@ -6,8 +6,10 @@ use auditlog_cli::formats::{netop, sap};
 use proptest::prelude::*;
 
 fn text() -> impl Strategy<Value = String> {
-    // Separators, escapes, quotes and non-ASCII included on purpose.
-    "[a-zA-Z0-9 |,=\\\\\"é…._-]{1,16}"
+    // Separators, escapes, quotes, line breaks, tabs and non-ASCII included
+    // on purpose (a field cannot start or end with white space in SAP's
+    // padded format: trimmed here).
+    "[a-zA-Z0-9 |,=\\\\\"'\n\r\té…._;/-]{1,16}"
         .prop_map(|s| s.trim().to_string())
         .prop_filter("non-empty", |s| !s.is_empty())
 }
@@ -29,8 +31,8 @@ fn sap_event() -> impl Strategy<Value = Event> {
         proptest::option::of(text()),
         proptest::option::of(text()),
         proptest::collection::btree_map(
-            "[a-zA-Z_][a-zA-Z0-9_,=|]{0,8}",
-            "[a-zA-Z0-9 ,=|]{0,10}",
+            "[a-zA-Z_][a-zA-Z0-9_,=|\n\\\\]{0,8}",
+            "[a-zA-Z0-9 ,=|\n\r\t\\\\]{0,10}",
             0..4,
         ),
     )
@@ -53,7 +55,8 @@ fn netop_event() -> impl Strategy<Value = Event> {
     (
         (
             -2_000_000_000_000_000_000i64..4_000_000_000_000_000_000,
-            "[A-Z_]{1,12}",
+            // No entity: a type of another catalog (USER_LOGGED_IN), whole.
+            proptest::option::of("[A-Z_]{1,12}"),
             "[A-Z_]{1,12}",
         ),
         (opt(), opt(), opt(), opt(), opt(), opt(), opt(), opt()),
@@ -67,8 +70,12 @@ fn netop_event() -> impl Strategy<Value = Event> {
                 result,
                 env,
             )| {
-                let mut e = Event::new(Timestamp(t), format!("{entity}/{action}"), Severity::Info);
-                e.entity_type = Some(entity);
+                let ty = match &entity {
+                    Some(entity) => format!("{entity}/{action}"),
+                    None => action,
+                };
+                let mut e = Event::new(Timestamp(t), ty, Severity::Info);
+                e.entity_type = entity;
                 e.session = session;
                 e.actor_id = uid;
                 e.actor = uname;
@@ -117,5 +124,11 @@ proptest! {
     #[test]
     fn sap_parser_never_panics(line in "\\PC{0,120}") {
         let _ = sap::parse_line(&line);
+    }
+
+    #[test]
+    fn an_sap_line_is_one_line_whatever_the_fields(e in sap_event()) {
+        let line = sap::to_line(&e);
+        prop_assert!(!line.contains('\n') && !line.contains('\r'), "{:?}", line);
     }
 }

@@ -2,6 +2,7 @@
 //! audit lines and the Netop Portal log report (CSV). Pure functions over
 //! text; each error names the field at fault (the caller adds file and line).
 
+pub mod events_csv;
 pub mod netop;
 pub mod sap;
 

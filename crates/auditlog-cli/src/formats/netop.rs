@@ -3,7 +3,9 @@
 //! Entity Name, Result Code, Data, Action timestamp, Action date, Source,
 //! Environment.
 //!
-//! Mapping: the type is `ENTITY/ACTION` (Entity Type and Action); Session,
+//! Mapping: the type is `ENTITY/ACTION` (Entity Type and Action); a type
+//! of another form (no `/`, as `USER_LOGGED_IN`) is written whole as the
+//! Action with an empty Entity Type, and read back so. Session,
 //! User Id, User Name, Account Id, Entity Id, Entity Name, Result Code, Data
 //! and Source are `session`, `actor_id`, `actor`, `account_id`, `entity_id`,
 //! `entity_name`, `result`, `data` and `source`; the Entity Type column is
@@ -11,6 +13,9 @@
 //! timestamp is Unix seconds; Action date is the UTC time in RFC 3339 (full
 //! precision; import prefers it, falling back to the timestamp). The report
 //! has no severity: import uses the catalog's default for the type.
+//! Not carried: the severity, `ip`, `actor_account`, attributes other than
+//! `environment`, and the `entity_type` of an event whose type is not
+//! `ENTITY/ACTION` (for one that is, `entity_type` is read back as ENTITY).
 
 use auditlog::{Event, Severity, Timestamp};
 
@@ -44,7 +49,8 @@ pub fn to_record(e: &Event) -> [String; 14] {
     let (entity, action) = match (own, e.event_type.split_once('/')) {
         (Some((t, a)), _) => (t.to_string(), a.to_string()),
         (None, Some((t, a))) => (t.to_string(), a.to_string()),
-        (None, None) => (o(&e.entity_type), e.event_type.clone()),
+        // Not ENTITY/ACTION: the whole type, which reads back as it is.
+        (None, None) => (String::new(), e.event_type.clone()),
     };
     [
         o(&e.session),
@@ -77,14 +83,14 @@ pub fn parse_record(
     }
     let some = |i: usize| Some(rec[i].to_string()).filter(|s| !s.is_empty());
     let (entity, action) = (rec[4], rec[5]);
-    if entity.is_empty() || action.is_empty() {
+    if action.is_empty() {
+        return Err(err("Action", "empty"));
+    }
+    if entity.is_empty() && action.contains('/') {
+        // It would read back as ENTITY/ACTION with an entity.
         return Err(err(
-            if entity.is_empty() {
-                "Entity Type"
-            } else {
-                "Action"
-            },
-            "empty",
+            "Entity Type",
+            format!("empty, and Action {action:?} contains `/`"),
         ));
     }
     if entity.contains('/') {
@@ -107,14 +113,18 @@ pub fn parse_record(
                 )
             })?,
     };
-    let event_type = format!("{entity}/{action}");
+    let event_type = if entity.is_empty() {
+        action.to_string()
+    } else {
+        format!("{entity}/{action}")
+    };
     let severity = default_severity(&event_type).unwrap_or(Severity::Info);
     let mut e = Event::new(time, event_type, severity);
     e.session = some(0);
     e.actor_id = some(1);
     e.actor = some(2);
     e.account_id = some(3);
-    e.entity_type = Some(entity.to_string());
+    e.entity_type = Some(entity.to_string()).filter(|t| !t.is_empty());
     e.entity_id = some(6);
     e.entity_name = some(7);
     e.result = match rec[8] {

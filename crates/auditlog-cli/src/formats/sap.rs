@@ -9,7 +9,12 @@
 //! ObjectType = ObjectID are `entity_type` and `entity_id`; ObjectName is
 //! `entity_name`; Details, comma-separated `key=value` pairs, are `attrs`.
 //! Other fields have no place in the format and are not exported. In field
-//! text, `\`, `|`, `,` and `=` are escaped with a backslash.
+//! text, `\`, `|`, `,` and `=` are escaped with a backslash, and line
+//! breaks and tabs are written `\n`, `\r` and `\t`, so that an event is
+//! always one line. Not carried: fractions of a second, DEBUG and NOTICE
+//! (written as Info and Warning), spaces at either end of a field (the
+//! format pads fields with spaces), an actor named `<systemuser>` and an
+//! entity type named `NONE` (they mean none).
 
 use auditlog::{Event, Severity, Timestamp};
 
@@ -24,10 +29,16 @@ const MONTHS: [&str; 12] = [
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if matches!(c, '\\' | '|' | ',' | '=') {
-            out.push('\\');
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' | '|' | ',' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
         }
-        out.push(c);
     }
     out
 }
@@ -56,8 +67,12 @@ fn unescape(s: &str) -> String {
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some(n) => out.push(n),
+                None => {}
             }
         } else {
             out.push(c);
