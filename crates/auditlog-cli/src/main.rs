@@ -385,6 +385,24 @@ pub(crate) enum Format {
     ShortIso,
 }
 
+/// An argument whose value is wrong (a time, a priority, a type, a size):
+/// a usage error, exit status 2, as clap's own.
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A usage error saying `what`.
+pub(crate) fn usage(what: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(what.into()))
+}
+
 /// Exit status when damage kept records from being read (what could be read
 /// was printed).
 const DAMAGE_STATUS: u8 = 3;
@@ -423,6 +441,9 @@ fn is_closed_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<csv::Error>().is_some_and(|e| {
+                matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+            })
             || c.downcast_ref::<auditlog::Error>().is_some_and(|a| {
                 matches!(a, auditlog::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
             })
@@ -450,6 +471,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.chain().any(|c| c.is::<Usage>()) => {
+            let text = format!("{e:#}");
+            eprintln!("auditlog: {}", auditlog_cli::terminal::visible(&text));
+            ExitCode::from(2)
+        }
         Err(e) if is_damage(&e) => {
             let text = format!("{e:#}");
             eprintln!("auditlog: {}", auditlog_cli::terminal::visible(&text));
@@ -634,7 +660,9 @@ fn parse_age(s: &str, what: &str) -> Result<std::time::Duration> {
     };
     match n {
         Some(n) if mult > 0 => Ok(std::time::Duration::from_secs(n.saturating_mul(mult))),
-        _ => anyhow::bail!("--{what}: {s:?} is not a length of time like 90m, 12h or 30d"),
+        _ => Err(usage(format!(
+            "--{what}: {s:?} is not a length of time like 90m, 12h or 30d"
+        ))),
     }
 }
 
@@ -654,28 +682,33 @@ fn parse_size(s: &str, what: &str) -> Result<u64> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         "TB" => 1_000_000_000_000,
-        "" => anyhow::bail!(
-            "--{what}: {s:?} has no unit; give one, as in 500MiB, 10G or 4096B"
-        ),
-        _ => anyhow::bail!("--{what}: {s:?} has an unknown unit (B, K, KiB, M, MiB, G, GiB, T, TiB, KB, MB, GB, TB)"),
+        "" => {
+            return Err(usage(format!(
+                "--{what}: {s:?} has no unit; give one, as in 500MiB, 10G or 4096B"
+            )))
+        }
+        _ => return Err(usage(format!("--{what}: {s:?} has an unknown unit (B, K, KiB, M, MiB, G, GiB, T, TiB, KB, MB, GB, TB)"))),
     };
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .with_context(|| format!("--{what}: {s:?} is not a size like 500MiB or 10G"))
+        .ok_or_else(|| usage(format!("--{what}: {s:?} is not a size like 500MiB or 10G")))
 }
 
 fn severity_arg(s: &Option<String>, what: &str) -> Result<Option<Severity>> {
     s.as_deref()
-        .map(|s| s.parse::<Severity>().with_context(|| format!("--{what}")))
+        .map(|s| {
+            s.parse::<Severity>()
+                .map_err(|e| usage(format!("--{what}: {e}")))
+        })
         .transpose()
 }
 
 impl FilterArgs {
     /// The clock times are read against and shown in.
     pub(crate) fn clock(&self) -> Result<when::Clock> {
-        when::Clock::new(self.utc, self.tz.as_deref()).map_err(anyhow::Error::msg)
+        when::Clock::new(self.utc, self.tz.as_deref()).map_err(usage)
     }
 
     /// The filter these arguments name, with the `--type` values checked
@@ -684,7 +717,7 @@ impl FilterArgs {
         let (min_severity, max_severity) = match &self.priority {
             Some(p) => {
                 let (lo, hi) =
-                    select::priority(p).map_err(|e| anyhow::anyhow!("--priority: {e}"))?;
+                    select::priority(p).map_err(|e| usage(format!("--priority: {e}")))?;
                 (Some(lo), (hi != Severity::Critical).then_some(hi))
             }
             None => (
@@ -697,7 +730,7 @@ impl FilterArgs {
                 .map(|s| {
                     clock
                         .parse(s, end)
-                        .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+                        .map_err(|e| usage(format!("--{what}: {e}")))
                 })
                 .transpose()
         };
@@ -705,17 +738,17 @@ impl FilterArgs {
         let until = time(&self.until, when::End::Until, "until")?;
         if let (Some(a), Some(b)) = (since, until) {
             if a > b {
-                anyhow::bail!(
+                return Err(usage(format!(
                     "--since ({}) is later than --until ({}): no event can match",
                     clock.show(a),
                     clock.show(b)
-                );
+                )));
             }
         }
         let types = if self.types.is_empty() {
             Vec::new()
         } else {
-            select::resolve_types(&self.types, known).map_err(anyhow::Error::msg)?
+            select::resolve_types(&self.types, known).map_err(usage)?
         };
         Ok(Filter {
             types,
@@ -727,7 +760,7 @@ impl FilterArgs {
             ip: self
                 .ip
                 .as_deref()
-                .map(|s| s.parse().context("--ip"))
+                .map(|s| s.parse().map_err(|e| usage(format!("--ip: {e}"))))
                 .transpose()?,
             source: self.source.clone(),
             entity_type: self.entity_type.clone(),
@@ -743,7 +776,7 @@ impl FilterArgs {
             .as_deref()
             .map(select::Grep::new)
             .transpose()
-            .map_err(anyhow::Error::msg)
+            .map_err(usage)
     }
 
     /// Where reading starts: after `--after-lsn` or the cursor file's LSN,

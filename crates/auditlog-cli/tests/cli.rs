@@ -744,16 +744,35 @@ fn a_closed_pipe_ends_every_command_quietly() {
     let d = dir.to_str().unwrap();
     let (file, _) = common::events_file(tmp.path(), 5_000);
     import_jsonl(d, &file);
-    let commands: [&[&str]; 5] = [
+    let demo = tmp.path().join("demo");
+    let demo = demo.to_str().unwrap();
+    let commands: &[&[&str]] = &[
         &["query", "--dir", d, "--format", "jsonl"],
         &["query", "--dir", d, "--format", "csv"],
+        &["query", "--dir", d, "-o", "table"],
+        &["query", "--dir", d, "-o", "json-pretty"],
+        &["query", "--dir", d, "-o", "cat"],
+        &["query", "--dir", d, "-o", "short-iso", "-g", "user"],
         &["query", "--dir", d, "--group-by", "actor,ip"],
+        &["tail", "--dir", d, "-n", "2000"],
+        &["tail", "--dir", d, "-n", "2000", "-f"],
+        &["query", "--dir", d, "-n", "2000", "-f"],
+        &["export", "--dir", d, "--format", "jsonl"],
+        &["export", "--dir", d, "--format", "csv"],
+        &["export", "--dir", d, "--format", "sap-ume"],
+        &["export", "--dir", d, "--format", "netop-csv"],
         &["stats", "--dir", d],
+        &["verify", "--dir", d],
         &["catalog", "list"],
+        &["catalog", "diff", "filetransfer-1.6", "filetransfer-2.0"],
+        &["completions", "bash"],
+        &["man"],
+        &["--help"],
+        &["demo", "--dir", demo, "--events", "20000"],
     ];
     for args in commands {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_auditlog"))
-            .args(args)
+            .args(*args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
