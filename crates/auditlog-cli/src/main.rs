@@ -585,7 +585,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Catalog { command } => report::catalog(command),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "auditlog", &mut std::io::stdout());
+            // Into memory first: the generator panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "auditlog", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { out_dir } => man(out_dir.as_deref()),
@@ -596,8 +599,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn man(out_dir: Option<&Path>) -> Result<ExitCode> {
     let cmd = <Cli as clap::CommandFactory>::command();
     let Some(dir) = out_dir else {
-        let mut out = std::io::stdout().lock();
-        clap_mangen::Man::new(cmd).render(&mut out)?;
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut page)?;
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &page)?;
         return Ok(ExitCode::SUCCESS);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -113,7 +113,7 @@ fn append_then_query_with_each_filter() {
     );
     // An unknown type is an error that suggests, not an empty answer.
     let out = auditlog(&["query", "--dir", d, "--type", "USER_LOGED_IN"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did you mean USER_LOGGED_IN"), "{err}");
     // Case does not matter, and `*` goes anywhere.
