@@ -87,6 +87,12 @@ impl std::fmt::Debug for AuditLog {
 
 impl AuditLog {
     /// Opens (or creates) the audit log in `dir`.
+    ///
+    /// # Errors
+    /// Those of [`Log::open`] (I/O, [`Error::Locked`], [`Error::NotFound`]
+    /// read-only, [`Error::ForeignFile`], [`Error::Corruption`] in `Strict`
+    /// mode, [`Error::InvalidOptions`]); [`Error::BadCatalogFile`] when the
+    /// log's `CATALOG` is damaged and cannot be rebuilt from the log.
     pub fn open(dir: impl AsRef<Path>, opts: AuditOptions) -> Result<AuditLog> {
         let log = Log::open(dir.as_ref(), opts.log.clone())?;
         let repair = opts.log.recovery == crate::RecoveryMode::Repair;
@@ -152,11 +158,18 @@ impl AuditLog {
     /// Applies the retention policy now (the background compactor also does
     /// after each pass): removes whole compacted segments, oldest first, each
     /// removal recorded first as an [`RETENTION_APPLIED`](crate::RETENTION_APPLIED) event.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; I/O or a full disk while recording or removing
+    /// (a removal not recorded durably is not made).
     pub fn apply_retention(&self) -> Result<Vec<Removal>> {
         self.apply_retention_at(Timestamp::now())
     }
 
     /// [`apply_retention`](Self::apply_retention) as if the time were `now`.
+    ///
+    /// # Errors
+    /// As [`apply_retention`](Self::apply_retention).
     pub fn apply_retention_at(&self, now: Timestamp) -> Result<Vec<Removal>> {
         retention::apply(
             &self.log.shared,
@@ -191,11 +204,22 @@ impl AuditLog {
     }
 
     /// Appends one event; returns its LSN.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
     pub fn append(&self, e: &Event) -> Result<Lsn> {
         self.append_batch(std::slice::from_ref(e)).map(|r| r.start)
     }
 
     /// Appends events with consecutive LSNs (one sync for all in `Sync` mode).
+    ///
+    /// # Errors
+    /// For an event, nothing written: [`Error::ReservedType`] (`AUDITLOG_…`),
+    /// [`Error::UnknownType`] (with `strict`), [`Error::InvalidName`],
+    /// [`Error::RecordTooLarge`]. For the log: [`Error::ReadOnly`],
+    /// [`Error::StorageFull`], [`Error::Io`], [`Error::Poisoned`] after an
+    /// earlier failed write or sync, [`Error::BatchCut`] when only the
+    /// first part of a batch larger than a segment went in.
     pub fn append_batch(&self, events: &[Event]) -> Result<Range<Lsn>> {
         if let Some(e) = events
             .iter()
@@ -346,6 +370,10 @@ impl AuditLog {
     /// index postings alone where the filter names only types, severities
     /// and times whole blocks lie inside; else from the columns of the
     /// blocks and frames that can match, without building any event.
+    ///
+    /// # Errors
+    /// Damage met while reading ([`Error::Corruption`]); a record that is
+    /// not an event ([`Error::BadEvent`]).
     pub fn count(&self, filter: &Filter) -> Result<u64> {
         self.aggregate(filter, &[], None).map(|a| a.total)
     }
@@ -388,6 +416,9 @@ impl AuditLog {
 
     /// Events whose type lies outside the declared application version's
     /// since/until range in `catalog` (both ends inclusive): count per type.
+    ///
+    /// # Errors
+    /// Damage met while reading; a record that is not an event.
     pub fn version_report(&self, catalog: &Catalog) -> Result<VersionReport> {
         let mut report = VersionReport::default();
         for r in self.query(&Filter::default(), false) {

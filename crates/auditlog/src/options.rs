@@ -161,7 +161,7 @@ impl Options {
     }
 
     /// The file system to use (default: the real one). Tests pass a
-    /// [`FaultyFs`](crate::io::FaultyFs).
+    /// `FaultyFs` (`auditlog::testing`).
     pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
         self.vfs = vfs;
         self

@@ -229,7 +229,7 @@ pub struct Index {
     pub stripes: Vec<StripeMeta>,
     /// Every (type, severity) present.
     pub keys: Vec<KeyEntry>,
-    /// Per block, where its filter ([`super::bloom`]) is (an empty range:
+    /// Per block, where its filter (a Bloom filter, FORMAT.md) is (an empty range:
     /// none, as in version 1 files; nothing is ruled out): in `filter_data`
     /// for an index being built; in the index's bytes, from their start, for
     /// a decoded one (which copies no filter: a reader takes them from the

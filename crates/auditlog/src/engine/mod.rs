@@ -72,6 +72,13 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens (creating if needed, unless read-only) the log in directory `dir`,
     /// recovering from a crash as docs/DURABILITY.md describes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`]; [`Error::NotFound`] (read-only, no
+    /// directory); [`Error::Locked`] (another writer); [`Error::ForeignFile`]
+    /// (a file that is not the log's, or a symbolic link); [`Error::Corruption`]
+    /// when `Strict` recovery finds damage that is not a torn tail;
+    /// [`Error::Io`] and [`Error::StorageFull`].
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Log> {
         let mut tries = 0;
         let shared = loop {
@@ -152,6 +159,11 @@ impl Log {
 
     /// Compacts every sealed raw segment now, oldest first (the background
     /// compactor does the same on its own unless [`Compaction::Manual`]).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; damage in a segment being compacted (it stays
+    /// raw and readable); [`Error::Io`] or [`Error::StorageFull`] while
+    /// writing the compacted file (the raw segment is kept).
     pub fn compact(&self) -> Result<CompactReport> {
         compactor::compact(&self.shared)
     }
@@ -182,6 +194,10 @@ impl Log {
     /// Removes the oldest compacted segment, which must be `id`. Its records
     /// are gone for good: [`AuditLog`](crate::AuditLog) records each removal
     /// as an event first (retention); this is the primitive under it.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; [`Error::InvalidOptions`] when `id` is not the
+    /// oldest compacted segment; [`Error::Io`] while removing it.
     pub fn remove_oldest_compacted(&self, id: SegmentId) -> Result<CompactedInfo> {
         if self.shared.opts.read_only {
             return Err(Error::ReadOnly);
@@ -217,11 +233,19 @@ impl Log {
 
     /// Picks up records appended by another process since this read-only log
     /// was opened (a no-op for the writer, which sees its own appends).
+    ///
+    /// # Errors
+    /// [`Error::Io`] reading the directory or a new segment; damage in a
+    /// new segment's header.
     pub fn refresh(&self) -> Result<()> {
         open::refresh(&self.shared)
     }
 
     /// Walks every frame of every segment and checks every checksum.
+    ///
+    /// # Errors
+    /// [`Error::Io`] reading a file; damage is not an error but the report's
+    /// content.
     pub fn verify(&self) -> Result<VerifyReport> {
         verify::verify(&self.shared)
     }

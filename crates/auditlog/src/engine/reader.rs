@@ -632,6 +632,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 impl Follower {
     /// The next record, waiting up to `timeout` for one to be appended.
     /// `Ok(None)` when none came in time.
+    ///
+    /// # Errors
+    /// Damage met while reading ([`Error::Corruption`](crate::Error::Corruption)); [`Error::Io`](crate::Error::Io) when
+    /// a read-only follower looks for new segments.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Record>> {
         let deadline = Instant::now() + timeout;
         let shared = self.cursor.shared.clone();
@@ -724,6 +728,9 @@ impl Log {
 
     /// The record at `lsn`; `Ok(None)` if there is none (not yet written,
     /// removed, or lost to quarantined damage).
+    ///
+    /// # Errors
+    /// Damage where the record should be.
     pub fn read(&self, lsn: Lsn) -> Result<Option<Record>> {
         match self.iter(lsn..=lsn).next() {
             Some(Ok(r)) if r.lsn == lsn => Ok(Some(r)),

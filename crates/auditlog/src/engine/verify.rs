@@ -10,7 +10,7 @@ use crate::raw::recovery;
 use crate::raw::segment::{Footer, DATA_START};
 use crate::Lsn;
 
-/// What [`Log::verify`] found.
+/// What [`Log::verify`](crate::Log::verify) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Segment files walked.

@@ -450,11 +450,17 @@ impl crate::Log {
     }
 
     /// Appends one record with the log's default durability; returns its LSN.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         self.append_with(payload, self.shared.opts.durability)
     }
 
     /// Appends one record with the given durability; returns its LSN.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
     pub fn append_with(&self, payload: &[u8], durability: Durability) -> Result<Lsn> {
         append_batch(&self.shared, std::slice::from_ref(&payload), durability).map(|(a, _)| a)
     }
@@ -465,11 +471,19 @@ impl crate::Log {
     /// The batch's LSNs are consecutive. A batch larger than a whole segment
     /// is split across rollovers; if creating a new segment then fails (a full
     /// disk), the part already written stays appended and the error is returned.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; [`Error::RecordTooLarge`] (nothing written);
+    /// [`Error::StorageFull`] and [`Error::Io`]; [`Error::Poisoned`] once a
+    /// write or sync has failed; [`Error::BatchCut`] as above.
     pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<std::ops::Range<Lsn>> {
         self.append_batch_with(payloads, self.shared.opts.durability)
     }
 
     /// [`append_batch`](Self::append_batch) with the given durability.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
     pub fn append_batch_with<P: AsRef<[u8]>>(
         &self,
         payloads: &[P],
@@ -479,6 +493,10 @@ impl crate::Log {
     }
 
     /// Makes every record appended so far durable.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; [`Error::Io`] from the sync, after which the log
+    /// is [`Error::Poisoned`] (durability can no longer be promised).
     pub fn sync(&self) -> Result<()> {
         if self.shared.opts.read_only {
             return Err(Error::ReadOnly);
@@ -487,6 +505,9 @@ impl crate::Log {
     }
 
     /// Returns once the record at `lsn` (and every one before it) is durable.
+    ///
+    /// # Errors
+    /// As [`sync`](Self::sync).
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         if self.shared.opts.read_only {
             return Err(Error::ReadOnly);

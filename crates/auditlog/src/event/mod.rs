@@ -53,7 +53,7 @@ pub struct Event {
 }
 
 /// An event's fields, borrowed: from an owned [`Event`] ([`Event::fields`])
-/// or from one read in place ([`EventView::fields`](crate::EventView::fields)),
+/// or from one read in place ([`EventView::fields`](crate::query::EventView::fields)),
 /// so that output (JSON, CSV, tables) is written one way from either.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFields<'a> {

@@ -1,7 +1,7 @@
 //! The file seam: every byte auditlog writes or reads goes through [`Vfs`] and
 //! [`SegmentFile`], so tests can swap the real file system ([`RealFs`]) for one
 //! that loses unsynced data, tears writes and fails `fsync` (`FaultyFs`, in
-//! [`testing`](crate::testing) with the `testing` feature).
+//! `testing` with the `testing` feature).
 //!
 //! Segment files are written only at or above their *frozen* offset and read
 //! only below it: [`SegmentFile::freeze`] is the line between the bytes the

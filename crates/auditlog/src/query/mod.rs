@@ -3,7 +3,7 @@
 //!
 //! - [`filter`]: [`Filter`] and [`IpNet`], as the caller writes them;
 //! - `plan`: a filter compiled against the log's catalog into the storage's
-//!   [`RowFilter`](crate::compact::RowFilter) (index keys, times, and the
+//!   `RowFilter` (the storage's filter seam) (index keys, times, and the
 //!   other conditions on encoded columns);
 //! - [`explain`]: what a query read and why;
 //! - `exec`: [`Query`], the events of a filter in LSN order, built only
