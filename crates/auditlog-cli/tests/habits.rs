@@ -542,3 +542,136 @@ fn cursors_have_no_gap_and_no_duplicate_across_a_writer_and_compaction() {
     ]);
     assert_eq!(tail.lines().count(), 2);
 }
+
+/// Imports: each record-level problem named and skippable, a byte-order
+/// mark accepted, a JSON array explained, a stopped import resumed without
+/// duplicates, a missing input creating nothing; OS errors said once.
+#[test]
+fn imports_name_each_problem_and_resume_without_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let line = |i: u32, ty: &str| {
+        format!("{{\"time\":\"2026-11-22T10:00:{i:02}Z\",\"type\":\"{ty}\",\"actor\":\"u{i}\"}}\n")
+    };
+    let import = |file: &str, extra: &[&str]| {
+        let mut args = vec!["import", "-d", d, "--format", "jsonl", file];
+        args.extend_from_slice(extra);
+        run_env(&args, &[])
+    };
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // A missing file creates nothing.
+    let o = import(tmp.path().join("nope.jsonl").to_str().unwrap(), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("No such file"), "{}", stderr(&o));
+    assert!(!dir.exists(), "a failed import left a log behind");
+
+    // A byte-order mark is not data.
+    let bom = write(
+        "bom.jsonl",
+        &format!("\u{feff}{}", line(1, "USER_LOGGED_IN")),
+    );
+    assert!(import(&bom, &[]).status.success());
+
+    // A JSON array is explained.
+    let array = write(
+        "array.json",
+        "[{\"time\":\"2026-11-22T10:00:00Z\",\"type\":\"USER_LOGGED_IN\"}]\n",
+    );
+    let o = import(&array, &[]);
+    assert!(
+        stderr(&o).contains("one JSON object per line"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A mistyped type (no severity to go on) is named as such.
+    let typo = write("typo.jsonl", &line(2, "USER_LOGED_IN"));
+    let o = import(&typo, &[]);
+    assert!(
+        stderr(&o).contains("did you mean USER_LOGGED_IN"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A stop in the middle says what is in and how to go on; going on adds
+    // the rest and nothing twice.
+    let mut text = String::new();
+    for i in 10..15 {
+        text.push_str(&line(i, "USER_LOGGED_IN"));
+    }
+    text.push_str("{not json\n");
+    for i in 16..20 {
+        text.push_str(&line(i, "USER_LOGGED_IN"));
+    }
+    let mid = write("mid.jsonl", &text);
+    let o = import(&mid, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("mid.jsonl:6: not JSON"), "{err}");
+    assert!(
+        err.contains("the 5 events before it are in the log (LSN"),
+        "{err}"
+    );
+    assert!(err.contains("--from-line 6"), "{err}");
+    std::fs::write(
+        &mid,
+        text.replace("{not json\n", &line(15, "USER_LOGGED_IN")),
+    )
+    .unwrap();
+    assert!(import(&mid, &["--from-line", "6"]).status.success());
+    let actors = ok(&["query", "-d", d, "-o", "cat", "--output-fields", "actor"]);
+    let want: Vec<String> = [1]
+        .into_iter()
+        .chain(10..20)
+        .map(|i| format!("u{i}"))
+        .collect();
+    assert_eq!(actors.lines().collect::<Vec<_>>(), want);
+
+    // --skip-invalid goes past bad JSON, a bad field, an oversized record and,
+    // with --strict, an unknown type, naming each.
+    let big = format!(
+        "{{\"time\":\"2026-11-22T11:00:00Z\",\"type\":\"USER_LOGGED_IN\",\"data\":\"{}\"}}\n",
+        "x".repeat(2 << 20)
+    );
+    let mixed = write(
+        "mixed.jsonl",
+        &format!(
+            "{}oops\n{}{{\"time\":\"2026-11-22T11:00:00Z\",\"type\":\"USER_LOGGED_IN\",\"ip\":\"1.2.3\"}}\n{big}{}",
+            line(30, "USER_LOGGED_IN"),
+            line(31, "CUSTOM_THING"),
+            line(32, "ADMIN_LOGGED_IN")
+        ),
+    );
+    let o = import(&mixed, &["--skip-invalid", "--strict"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    for (n, what) in [
+        (2, "not JSON"),
+        (3, "CUSTOM_THING"),
+        (4, "field `ip`"),
+        (5, "larger than"),
+    ] {
+        assert!(
+            err.contains(&format!("mixed.jsonl:{n}: skipped")) && err.contains(what),
+            "{n} {what}: {err}"
+        );
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("appended 2 events") && out.contains("skipped 4"),
+        "{out}"
+    );
+
+    // An OS error says its cause once.
+    let file = write("not-a-dir", "");
+    let o = run_env(&["query", "-d", &format!("{file}/log"), "--count"], &[]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+}
