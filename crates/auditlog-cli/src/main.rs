@@ -105,7 +105,7 @@ enum Command {
         #[arg(long, short = 'r', conflicts_with = "follow")]
         reverse: bool,
         /// At most this many events, the first ones in the order printed.
-        #[arg(long, conflicts_with = "lines")]
+        #[arg(long, conflicts_with_all = ["lines", "follow"])]
         limit: Option<usize>,
         /// Only the last N matching events (printed oldest first, or newest
         /// first with -r), as journalctl -n.
@@ -120,7 +120,11 @@ enum Command {
         /// Count matching events per value of one or more of: type, severity, actor, ip,
         /// source, result, session, entity_type, entity_id, hour, day (e.g. `day,severity`).
         /// Most frequent first; in key order when a key is a day or an hour.
-        #[arg(long, value_delimiter = ',', conflicts_with_all = ["limit", "lines", "grep"])]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            conflicts_with_all = ["limit", "lines", "grep", "after_lsn", "cursor_file"]
+        )]
         group_by: Vec<auditlog::GroupBy>,
         /// With --group-by: only the N largest groups, largest first ("top 10 actors").
         #[arg(long, requires = "group_by")]

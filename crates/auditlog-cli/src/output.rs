@@ -406,13 +406,17 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
     let log = open_read(dir)?;
     let sel = Selection::new(&log, f)?;
     let started = std::time::Instant::now();
-    if how.count || !how.group_by.is_empty() {
-        aggregate(&log, &sel, &how, started)?;
-        return Ok(crate::finish(&log));
-    }
     // Everything before this was there when the listing started: the
     // listing covers it, a follower starts from it.
     let end = log.log().next_lsn().0;
+    if how.count || !how.group_by.is_empty() {
+        // With a cursor, exactly what lies before `end` is counted.
+        let upto = f.cursor_file.is_some().then_some(end);
+        aggregate(&log, &sel, &how, upto, started)?;
+        // A count with a cursor counts what is new, and moves the cursor on.
+        f.save_cursor(end.saturating_sub(1).max(sel.after))?;
+        return Ok(crate::finish(&log));
+    }
     let mut p = Printer::new(&how.out, sel.clock.clone(), how.color, end)?;
     let mut last = None;
     if let Some(n) = how.lines {
@@ -484,18 +488,24 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
     follow(&log, &sel, f, &mut p, reached)
 }
 
-/// Counts in the engine; with `-g` or a cursor, by reading the events.
+/// Counts in the engine; with `-g` or a cursor, by reading the events
+/// (those before LSN `upto` only, if given).
 fn aggregate(
     log: &AuditLog,
     sel: &Selection,
     how: &QueryHow,
+    upto: Option<u64>,
     started: std::time::Instant,
 ) -> Result<()> {
-    if sel.grep.is_some() || sel.after > 0 {
+    if sel.grep.is_some() || sel.after > 0 || upto.is_some() {
         let mut n = 0u64;
         let limit = how.limit.map_or(u64::MAX, |l| l as u64);
+        let upto = upto.unwrap_or(u64::MAX);
         log.query_from(&sel.filter, Lsn(sel.after + 1), false)
             .for_each_view(&mut |v| {
+                if v.lsn().0 >= upto {
+                    return Ok(false);
+                }
                 if sel.wants(&v.fields()) {
                     n += 1;
                 }

@@ -675,3 +675,35 @@ fn imports_name_each_problem_and_resume_without_duplicates() {
     let err = stderr(&o);
     assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
 }
+
+/// A count with a cursor counts what is new since the last run, once.
+#[test]
+fn a_count_with_a_cursor_counts_what_is_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let cursor = tmp.path().join("cursor");
+    let c = cursor.to_str().unwrap();
+    let log = AuditLog::open(&dir, AuditOptions::default()).unwrap();
+    let append = |n: i64| {
+        for i in 0..n {
+            log.append(&Event::new(Timestamp(i), "USER_LOGGED_IN", Severity::Info))
+                .unwrap();
+        }
+    };
+    append(5);
+    let count = || {
+        ok(&["query", "-d", d, "--count", "--cursor-file", c])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(count(), "5");
+    assert_eq!(count(), "0");
+    append(3);
+    assert_eq!(count(), "3");
+    let o = run_env(
+        &["query", "-d", d, "--group-by", "type", "--cursor-file", c],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "group-by does not take a cursor");
+}

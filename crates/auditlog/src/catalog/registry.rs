@@ -702,7 +702,15 @@ pub(crate) fn open(shared: &Arc<Shared>, repair: bool) -> Result<(Registry, Cata
     let loaded = Registry::load(vfs, &shared.dir).and_then(|r| match r.ends_early(next) {
         Some(why) if !shared.opts.read_only => Err(bad(&shared.dir.join(CATALOG_FILE), 0, why)),
         Some(why) => {
-            report.log_ends_early = Some(why);
+            // A writer writes `CATALOG` after the records it names are
+            // durable: one may have appended them since the end was read.
+            // Only what is still missing after looking again is missing.
+            if let Some(why) = shared
+                .refreshed_end()
+                .map_or(Some(why), |end| r.ends_early(end))
+            {
+                report.log_ends_early = Some(why);
+            }
             Ok(r)
         }
         None => Ok(r),

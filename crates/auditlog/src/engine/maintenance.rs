@@ -33,6 +33,13 @@ impl Shared {
         )
     }
 
+    /// Picks up what another process appended since this read-only log
+    /// last looked; the LSN after the newest record it can now read.
+    pub(crate) fn refreshed_end(&self) -> Result<u64> {
+        super::open::refresh(self)?;
+        Ok(self.visible.load(std::sync::atomic::Ordering::Acquire))
+    }
+
     /// Bytes free on the log's file system.
     pub(crate) fn free_bytes(&self) -> Result<u64> {
         self.opts
