@@ -109,7 +109,7 @@ pub(crate) fn demo(dir: &Path, events: u64) -> Result<ExitCode> {
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: true,
         app_version: Some("2.0".into()),
-        retention: Default::default(),
+        ..Default::default()
     };
     let log = AuditLog::open(dir, opts)?;
     let bar = progress(events, "appending");

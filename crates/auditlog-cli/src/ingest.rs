@@ -67,7 +67,8 @@ pub(crate) fn ingest(
         catalog: Some(builtin(&how.catalog)?),
         strict: how.strict,
         app_version: how.app_version.clone(),
-        retention: Default::default(),
+        seal_key: crate::seal_key(how.key.as_deref())?,
+        ..Default::default()
     };
     let log = Arc::new(
         AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))?,

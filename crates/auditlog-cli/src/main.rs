@@ -260,6 +260,10 @@ struct IngestArgs {
     /// logs may want less.
     #[arg(long)]
     segment_size: Option<String>,
+    /// The key that seals the log (`auditlog keygen --key PATH` made it), when
+    /// it is not kept in the log directory as KEY.
+    #[arg(long, env = "AUDITLOG_KEY", hide_env = true)]
+    key: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -642,13 +646,25 @@ fn builtin(name: &str) -> Result<Catalog> {
     })
 }
 
+/// The signing key in file `path`, if one was given.
+pub(crate) fn seal_key(path: Option<&Path>) -> Result<Option<auditlog::SealKey>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key {}", path.display()))?;
+    auditlog::SealKey::from_text(&text)
+        .map(Some)
+        .with_context(|| format!("{} is not a signing key", path.display()))
+}
+
 fn open_read(dir: &Path) -> Result<AuditLog> {
     let opts = AuditOptions {
         log: Options::default().read_only(true),
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: false,
         app_version: None,
-        retention: Default::default(),
+        ..Default::default()
     };
     AuditLog::open(dir, opts).with_context(|| format!("cannot open {}", dir.display()))
 }

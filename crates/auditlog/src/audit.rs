@@ -20,6 +20,10 @@ use crate::query::Filter;
 use crate::query::{Aggregate, Compiled, Counter, Explain, GroupBy, Names, Query};
 use crate::retention::{self, Removal, Retention};
 use crate::severity::Severity;
+use crate::tlog::check::{SealCheck, TamperReport};
+use crate::tlog::note::{SealKey, Verifier};
+use crate::tlog::sealer::{CheckpointHook, SealStatus, Sealer};
+use crate::tlog::store;
 use crate::{Log, Lsn, Options};
 
 /// How an [`AuditLog`] is opened.
@@ -38,6 +42,14 @@ pub struct AuditOptions {
     /// What the log keeps: applied by the background compactor after each
     /// pass, and by [`AuditLog::apply_retention`].
     pub retention: Retention,
+    /// The key that signs the log's checkpoints (docs/TAMPER.md). A writer
+    /// of a sealed log (one with a `PUBKEY` file) needs it: given here, or
+    /// kept in the log directory as `KEY`. Given to a log that is not yet
+    /// sealed, it seals it from now on.
+    pub seal_key: Option<SealKey>,
+    /// Called with each signed checkpoint (its note text), to keep it
+    /// outside the log: the external anchor `auditlog verify --anchor` takes.
+    pub on_checkpoint: Option<CheckpointHook>,
 }
 
 /// A log of audit events.
@@ -55,6 +67,9 @@ pub struct AuditOptions {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct AuditLog {
+    /// First, so that it is dropped first: its last round seals what the
+    /// log made durable on the way out, while the log is still open.
+    sealer: Option<Sealer>,
     log: Log,
     registry: Arc<RwLock<Registry>>,
     reference: Option<Catalog>,
@@ -101,7 +116,12 @@ impl AuditLog {
             registry.declare_version(&log.shared, log.next_lsn().0, v)?;
         }
         let registry = Arc::new(RwLock::new(registry));
-        let retention_state = Arc::new(retention::State::default());
+        let key = if opts.log.read_only {
+            None
+        } else {
+            seal_key(&log.shared, opts.seal_key)?
+        };
+        let retention_state = Arc::new(retention::State::new(key.is_some()));
         if !opts.log.read_only && !opts.retention.is_none() {
             let (registry, policy, state) = (
                 registry.clone(),
@@ -113,7 +133,13 @@ impl AuditLog {
             });
             *log.shared.maintenance.lock() = Some(hook);
         }
+        let sealer = key.map(|key| {
+            let state = retention_state.clone();
+            let sealed = Box::new(move |upto| state.set_sealed(upto));
+            Sealer::start(log.shared.clone(), key, opts.on_checkpoint, sealed)
+        });
         Ok(AuditLog {
+            sealer,
             log,
             registry,
             reference: opts.catalog,
@@ -122,6 +148,32 @@ impl AuditLog {
             retention_state,
             catalog_report,
         })
+    }
+
+    /// What the sealer has done: how far the newest checkpoint reaches,
+    /// how many were signed, and why it stopped if it did. `None` for a log
+    /// that is not sealed (or opened read-only).
+    pub fn seal_status(&self) -> Option<SealStatus> {
+        self.sealer.as_ref().map(Sealer::status)
+    }
+
+    /// Seals now what is durable (signing a checkpoint if events came since
+    /// the last) and waits for it; `None` for a log that is not sealed.
+    pub fn seal_now(&self) -> Option<SealStatus> {
+        self.sealer.as_ref().map(Sealer::seal_now)
+    }
+
+    /// Checks the log against its signed checkpoints and `check`'s anchors
+    /// (docs/TAMPER.md): every record is hashed again (on every core) and
+    /// the root at each checkpoint's size compared with the signed one; the
+    /// log's end with the largest size vouched for; checkpoints for forks
+    /// and rollbacks; signatures with the trusted key.
+    ///
+    /// # Errors
+    /// Damage met while reading (tampering is not an error: it is the
+    /// report's `problems`).
+    pub fn verify_seal(&self, check: &SealCheck) -> Result<TamperReport> {
+        crate::tlog::check::verify(&self.log.shared, check)
     }
 
     /// What opening found in the log's `CATALOG` beyond reading it: entries
@@ -472,6 +524,62 @@ impl AuditLog {
     /// (reloaded once if another process registered names since).
     fn to_event(&self, lsn: Lsn, r: &EventRef<'_>) -> Result<Event> {
         to_event(&self.log.shared, &self.registry, lsn, r)
+    }
+}
+
+/// The key a writer seals with: `given`, or the log's `KEY` file; checked
+/// against `PUBKEY`, which is written when a log is sealed for the first
+/// time. `None` for a log that is not sealed.
+fn seal_key(shared: &Arc<Shared>, given: Option<SealKey>) -> Result<Option<SealKey>> {
+    let (vfs, dir) = (shared.vfs(), shared.dir());
+    let read = |name: &str| {
+        store::read(&*vfs, dir, name).map_err(|e| Error::io("read", dir.join(name), e))
+    };
+    let text = |name: &str, bytes: Vec<u8>| {
+        String::from_utf8(bytes)
+            .map_err(|_| Error::InvalidOptions(format!("{} is not text", dir.join(name).display())))
+    };
+    let public = match read(store::PUBKEY_FILE)? {
+        Some(b) => Some(
+            Verifier::from_text(&text(store::PUBKEY_FILE, b)?).map_err(|e| {
+                Error::InvalidOptions(format!("{}: {e}", dir.join(store::PUBKEY_FILE).display()))
+            })?,
+        ),
+        None => None,
+    };
+    let key = match given {
+        Some(k) => Some(k),
+        None => match read(store::KEY_FILE)? {
+            Some(b) => Some(SealKey::from_text(&text(store::KEY_FILE, b)?).map_err(|e| {
+                Error::InvalidOptions(format!("{}: {e}", dir.join(store::KEY_FILE).display()))
+            })?),
+            None => None,
+        },
+    };
+    match (public, key) {
+        (None, None) => Ok(None),
+        (Some(v), None) => Err(Error::InvalidOptions(format!(
+            "{} is sealed with key {v} but no signing key was given: pass it \
+             (`--key PATH`, AuditOptions::seal_key) or keep it in the log as {}",
+            dir.display(),
+            store::KEY_FILE
+        ))),
+        (Some(v), Some(k)) if k.verifier() != v => Err(Error::InvalidOptions(format!(
+            "the signing key given ({}) is not the log's ({v}, in {})",
+            k.verifier(),
+            store::PUBKEY_FILE
+        ))),
+        (Some(_), Some(k)) => Ok(Some(k)),
+        (None, Some(k)) => {
+            store::replace(
+                &*vfs,
+                dir,
+                store::PUBKEY_FILE,
+                format!("{}\n", k.verifier()).as_bytes(),
+            )
+            .map_err(|e| Error::io("write", dir.join(store::PUBKEY_FILE), e))?;
+            Ok(Some(k))
+        }
     }
 }
 

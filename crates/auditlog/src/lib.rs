@@ -41,6 +41,7 @@ pub mod query;
 mod raw;
 mod retention;
 mod severity;
+mod tlog;
 
 /// The on-disk formats, pure encoders and decoders, for tools and fuzzers.
 /// docs/FORMAT.md is the contract; these modules are not a stable API.
@@ -50,6 +51,7 @@ pub mod format {
     pub use crate::compact::{file_name as compacted_file_name, COMPACTED_SUFFIX};
     pub use crate::event::codec;
     pub use crate::raw::{frame, quarantine, recovery, segment};
+    pub use crate::tlog::{note, store as sealed_files, tree};
 }
 
 /// A test kit (feature `testing`): a file system that loses unsynced data,
@@ -74,6 +76,9 @@ pub use query::{
 };
 pub use retention::{Removal, Retention, RETENTION_APPLIED};
 pub use severity::{Severity, UnknownSeverity};
+pub use tlog::check::{SealCheck, TamperReport};
+pub use tlog::note::{Checkpoint, NoteError, SealKey, SignedNote, Verifier as SealVerifier};
+pub use tlog::sealer::{CheckpointHook, SealStatus};
 
 /// A log sequence number: the dense, increasing position of a record. The first record is 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -178,12 +178,38 @@ fn free_bytes(shared: &Shared) -> Result<u64> {
 }
 
 /// What retention remembers between passes while a log is open.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct State {
     /// Markers left by a removal a crash interrupted have been looked for.
     markers_checked: AtomicBool,
     /// Removals whose markers a full disk kept from being written.
     owed: Mutex<Vec<Removal>>,
+    /// In a sealed log, the records a checkpoint covers (LSN 1..=this):
+    /// retention removes no record the sealer has not hashed and signed.
+    sealed_upto: std::sync::atomic::AtomicU64,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State::new(false)
+    }
+}
+
+impl State {
+    /// The state of a log; with `sealed`, nothing is removable until the
+    /// sealer says how far it sealed ([`set_sealed`](Self::set_sealed)).
+    pub(crate) fn new(sealed: bool) -> State {
+        State {
+            markers_checked: AtomicBool::new(false),
+            owed: Mutex::new(Vec::new()),
+            sealed_upto: std::sync::atomic::AtomicU64::new(if sealed { 0 } else { u64::MAX }),
+        }
+    }
+
+    /// Records LSN 1..=`upto` are sealed.
+    pub(crate) fn set_sealed(&self, upto: u64) {
+        self.sealed_upto.store(upto, Ordering::Release);
+    }
 }
 
 /// Applies `policy` now: removes compacted segments, oldest first, as
@@ -208,7 +234,8 @@ pub(crate) fn apply(
     let mut removals = record_owed(shared, registry, owed, now)?;
     let (segments, total) = facts(shared);
     let planned = plan(policy, &segments, total, || free_bytes(shared), now)?;
-    for removal in planned {
+    let sealed = state.sealed_upto.load(Ordering::Acquire);
+    for removal in planned.into_iter().take_while(|r| r.lsns.1 .0 <= sealed) {
         let earlier = if checked.load(Ordering::Acquire) {
             None
         } else {

@@ -17,7 +17,7 @@ fn opts() -> AuditOptions {
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: false,
         app_version: None,
-        retention: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -40,6 +40,26 @@ impl Shared {
         Ok(self.visible.load(std::sync::atomic::Ordering::Acquire))
     }
 
+    /// Every LSN below this one is durable.
+    pub(crate) fn durable_end(&self) -> u64 {
+        self.durable.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The file system the log lives on.
+    pub(crate) fn vfs(&self) -> Arc<dyn crate::io::Vfs> {
+        self.opts.vfs.clone()
+    }
+
+    /// The log's directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The log's identity (every segment names it).
+    pub(crate) fn log_id(&self) -> u128 {
+        self.log_id
+    }
+
     /// Bytes free on the log's file system.
     pub(crate) fn free_bytes(&self) -> Result<u64> {
         self.opts

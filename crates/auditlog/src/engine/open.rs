@@ -102,6 +102,7 @@ fn list_dir(o: &Options, dir: &Path) -> Result<Listing> {
             && name != crate::io::CATALOG_FILE
             && name != crate::io::CATALOG_TMP_FILE
             && name != quarantine::QUARANTINE_TMP_FILE
+            && !crate::io::SEAL_FILES.contains(&name.as_str())
         {
             let what = if name.ends_with(segment::SEGMENT_SUFFIX) {
                 "a segment name must be 20 digits and .seg"

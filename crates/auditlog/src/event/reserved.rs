@@ -12,6 +12,9 @@ pub const RETENTION_APPLIED: &str = "AUDITLOG_RETENTION_APPLIED";
 pub const ENGINE_TYPE_BASE: u16 = 0xFFF0;
 /// The event type of a catalog record: one registration, in the log itself.
 pub const CATALOG_ENTRY: &str = "AUDITLOG_CATALOG_ENTRY";
+/// The type of the records a sealed log's checkpoints are written into the
+/// log as (the signed note is the event's `data`).
+pub const CHECKPOINT: &str = "AUDITLOG_CHECKPOINT";
 /// Names with this prefix are reserved for the engine's own event types.
 pub const ENGINE_PREFIX: &str = "AUDITLOG_";
 
@@ -19,9 +22,10 @@ pub const ENGINE_PREFIX: &str = "AUDITLOG_";
 pub const CATALOG_ENTRY_ID: u16 = 0xFFFF;
 
 /// The engine's event types: fixed id, name, severity.
-pub(crate) const ENGINE_TYPES: [(u16, &str, Severity); 2] = [
+pub(crate) const ENGINE_TYPES: [(u16, &str, Severity); 3] = [
     (CATALOG_ENTRY_ID, CATALOG_ENTRY, Severity::Info),
     (0xFFFE, RETENTION_APPLIED, Severity::Notice),
+    (0xFFFD, CHECKPOINT, Severity::Info),
 ];
 
 /// The fixed id of engine type `name`.

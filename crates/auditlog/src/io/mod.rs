@@ -34,6 +34,20 @@ pub const CATALOG_FILE: &str = "CATALOG";
 /// Name under which a new `CATALOG` is written before it replaces the old one.
 pub const CATALOG_TMP_FILE: &str = "CATALOG.tmp";
 
+/// File names of a sealed log's tamper evidence (written by the sealer; the
+/// engine only knows the names, so that opening the directory accepts them):
+/// the verifier key, the signer key, the block hashes, the checkpoints, and
+/// the new files that replace the last two.
+pub const SEAL_FILES: [&str; 7] = [
+    "PUBKEY",
+    "PUBKEY.tmp",
+    "KEY",
+    "TREE",
+    "CHECKPOINTS",
+    "TREE.tmp",
+    "CHECKPOINTS.tmp",
+];
+
 /// A held exclusive lock on a log directory; dropping it releases the lock.
 pub type LockGuard = Box<dyn Send + Sync>;
 

@@ -1,0 +1,528 @@
+//! Tamper evidence (docs/TAMPER.md): a sealed log verifies; edits, cuts,
+//! deletions, rollbacks and re-signing are each found and named; retention,
+//! compaction and a crash are not mistaken for them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use auditlog::format::{frame, segment};
+use auditlog::{
+    AuditLog, AuditOptions, Catalog, Compaction, Durability, Event, Log, Lsn, Options, SealCheck,
+    SealKey, Severity, Timestamp,
+};
+
+fn key() -> SealKey {
+    SealKey::from_seed("audit.test", [42; 32])
+}
+
+fn opts(key: Option<SealKey>) -> AuditOptions {
+    AuditOptions {
+        log: Options::default()
+            .segment_bytes(256 << 10)
+            .record_bytes_max(16 << 10)
+            .durability(Durability::Buffered)
+            .compaction(Compaction::Manual),
+        catalog: Catalog::builtin("filetransfer-2.0"),
+        seal_key: key,
+        ..AuditOptions::default()
+    }
+}
+
+fn event(i: u64) -> Event {
+    let mut e = Event::new(
+        Timestamp(1_700_000_000_000_000_000 + i as i64),
+        "USER_LOGGED_IN",
+        Severity::Info,
+    );
+    e.actor = Some(format!("user{}", i % 17));
+    e.ip = Some(format!("10.0.{}.{}", i % 7, i % 250).parse().unwrap());
+    e
+}
+
+/// A sealed log of `n` events, closed (its last round sealed everything).
+fn sealed_log(dir: &Path, n: u64) {
+    let log = AuditLog::open(dir, opts(Some(key()))).unwrap();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let batch: Vec<Event> = chunk.iter().map(|&i| event(i)).collect();
+        log.append_batch(&batch).unwrap();
+        log.log().sync().unwrap();
+        let st = log.seal_now().unwrap();
+        assert!(st.error.is_none(), "{st:?}");
+    }
+}
+
+fn check(dir: &Path, c: &SealCheck) -> auditlog::TamperReport {
+    let log = AuditLog::open(
+        dir,
+        AuditOptions {
+            log: Options::default().read_only(true),
+            ..opts(None)
+        },
+    )
+    .unwrap();
+    log.verify_seal(c).unwrap()
+}
+
+#[test]
+fn a_sealed_log_verifies_and_its_root_agrees_with_an_independent_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_log(dir.path(), 3000);
+    let r = check(dir.path(), &SealCheck::default());
+    assert!(!r.is_tampered(), "{r:#?}");
+    assert!(r.checkpoints >= 6, "{r:#?}");
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            log: Options::default().read_only(true),
+            ..opts(None)
+        },
+    )
+    .unwrap();
+    let end = log.log().next_lsn().0 - 1;
+    assert!(
+        r.sealed + 1 >= end,
+        "all but the last checkpoint record is sealed: {r:#?} end {end}"
+    );
+    assert!(
+        r.unsealed.is_none_or(|(_, _, events)| events == 0),
+        "{r:#?}"
+    );
+
+    // The root of the newest checkpoint, recomputed with ct-merkle.
+    let mut t = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, Vec<u8>>::new();
+    for rec in log.log().iter(..=auditlog::Lsn(r.sealed)) {
+        let rec = rec.unwrap();
+        let mut leaf = rec.lsn().0.to_be_bytes().to_vec();
+        leaf.extend_from_slice(rec.payload());
+        t.push(leaf);
+    }
+    let anchor = std::fs::read(dir.path().join("CHECKPOINTS")).unwrap();
+    let (notes, _) =
+        auditlog::format::sealed_files::decode_checkpoints(&anchor, log_id(dir.path())).unwrap();
+    let newest = notes
+        .iter()
+        .map(|n| {
+            auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(n).unwrap().text).unwrap()
+        })
+        .max_by_key(|c| c.size)
+        .unwrap();
+    assert_eq!(newest.size, r.sealed);
+    assert_eq!(t.root().as_bytes().as_slice(), newest.root.as_slice());
+}
+
+/// The log id, from the first segment's header (bytes 16..32).
+fn log_id(dir: &Path) -> u128 {
+    let mut segs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let h =
+        auditlog::format::segment::Header::decode(&std::fs::read(&segs[0]).unwrap()[..64]).unwrap();
+    h.log_id
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// The frames of a raw segment file: (offset, LSN, payload range).
+fn frames(bytes: &[u8]) -> Vec<(u64, u64, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut at = segment::DATA_START;
+    while let Ok(f) = frame::decode(bytes, at, bytes.len() as u64, u32::MAX) {
+        let start = at as usize + frame::FRAME_HEADER_LEN;
+        out.push((at, f.lsn.0, start..start + f.payload.len()));
+        at = f.next;
+    }
+    out
+}
+
+/// Changes the actor of the event at the `back`-th frame from the end of
+/// the active segment (`userN` → `userM`), fixing the frame's CRC up as an
+/// attacker would. The LSN changed.
+fn edit_active(dir: &Path, back: usize) -> u64 {
+    let path = segments(dir).pop().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let fs = frames(&bytes);
+    let (at, lsn, range) = fs
+        .iter()
+        .rev()
+        .filter(|(_, _, r)| bytes[r.clone()].windows(4).any(|w| w == b"user"))
+        .nth(back)
+        .cloned()
+        .expect("an event frame");
+    let payload = &mut bytes[range.clone()];
+    let i = payload.windows(4).position(|w| w == b"user").unwrap() + 4;
+    payload[i] = if payload[i] == b'9' {
+        b'8'
+    } else {
+        payload[i] + 1
+    };
+    let header = frame::encode_header(Lsn(lsn), &bytes[range.clone()]);
+    bytes[at as usize..at as usize + frame::FRAME_HEADER_LEN].copy_from_slice(&header);
+    std::fs::write(&path, bytes).unwrap();
+    lsn
+}
+
+fn tampered(dir: &Path, c: &SealCheck, says: &str) -> auditlog::TamperReport {
+    let r = check(dir, c);
+    assert!(r.is_tampered(), "not found: {says}: {r:#?}");
+    assert!(
+        r.problems.iter().any(|p| p.contains(says)),
+        "{says}: {r:#?}"
+    );
+    r
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// The newest checkpoint note, as `auditlog anchor` prints it.
+fn anchor(dir: &Path) -> (String, String) {
+    let bytes = std::fs::read(dir.join("CHECKPOINTS")).unwrap();
+    let (notes, _) =
+        auditlog::format::sealed_files::decode_checkpoints(&bytes, log_id(dir)).unwrap();
+    ("test".into(), notes.last().unwrap().clone())
+}
+
+#[test]
+fn an_edited_record_is_found_in_a_raw_and_in_a_compacted_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (raw, compacted) = (tmp.path().join("raw"), tmp.path().join("compacted"));
+    sealed_log(&raw, 3000);
+    copy_dir(&raw, &compacted);
+    let lsn = edit_active(&raw, 5);
+    let r = tampered(
+        &raw,
+        &SealCheck::default(),
+        "do not hash to the root it signed",
+    );
+    let block = (lsn - 1) / 256;
+    let range = format!("LSN {}..=", block * 256 + 1);
+    assert!(
+        r.problems.iter().any(|p| p.contains(&range)),
+        "{range}: {r:#?}"
+    );
+    // Reading it still works: the frame is valid, only the seal knows.
+    assert!(Log::open(&raw, Options::default().read_only(true))
+        .unwrap()
+        .verify()
+        .unwrap()
+        .damage
+        .is_empty());
+
+    // The same edit, then compaction: a compacted segment whose every
+    // checksum is right, holding the changed record.
+    edit_active(&compacted, 5);
+    {
+        let log = Log::open(
+            &compacted,
+            Options::default().compaction(Compaction::Manual),
+        )
+        .unwrap();
+        log.seal().unwrap();
+        log.compact().unwrap();
+        assert!(log.raw_segments().len() <= 1 && !log.compacted_segments().is_empty());
+    }
+    tampered(
+        &compacted,
+        &SealCheck::default(),
+        "do not hash to the root it signed",
+    );
+    // And a sealer opened on it refuses to seal it again.
+    let log = AuditLog::open(&compacted, opts(Some(key()))).unwrap();
+    let st = log.seal_now().unwrap();
+    assert!(
+        st.error
+            .as_deref()
+            .is_some_and(|e| e.contains("changed after it was sealed")),
+        "{st:?}"
+    );
+}
+
+#[test]
+fn cuts_deletions_and_rollbacks_are_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    sealed_log(&base, 3000);
+    let at = |name: &str| {
+        let d = tmp.path().join(name);
+        copy_dir(&base, &d);
+        d
+    };
+
+    // The newest segment deleted.
+    let d = at("deleted");
+    std::fs::remove_file(segments(&d).pop().unwrap()).unwrap();
+    tampered(&d, &SealCheck::default(), "records missing at the end");
+
+    // The active segment cut at a frame boundary, its sync mark rewritten
+    // to match, and the checkpoints past the cut removed from CHECKPOINTS:
+    // only an anchor kept elsewhere shows it.
+    let d = at("cut");
+    let before = anchor(&d);
+    let path = segments(&d).pop().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let fs = frames(&bytes);
+    let (cut_at, cut_lsn, _) = fs[fs.len() / 2].clone();
+    let data_end = fs.last().unwrap().2.end;
+    bytes[cut_at as usize..data_end].fill(0);
+    let mark = segment::SyncMark {
+        synced_end: cut_at,
+        next_lsn: Lsn(cut_lsn),
+    };
+    let m = bytes.len() - segment::FOOTER_LEN - segment::MARK_LEN;
+    bytes[m..m + segment::MARK_LEN].copy_from_slice(&mark.encode());
+    std::fs::write(&path, bytes).unwrap();
+    let ckpts = std::fs::read(d.join("CHECKPOINTS")).unwrap();
+    let (notes, _) =
+        auditlog::format::sealed_files::decode_checkpoints(&ckpts, log_id(&d)).unwrap();
+    let mut kept = auditlog::format::sealed_files::checkpoints_header(log_id(&d));
+    for n in &notes {
+        let c =
+            auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(n).unwrap().text).unwrap();
+        if c.size < cut_lsn {
+            kept.extend(auditlog::format::sealed_files::checkpoint_entry(n));
+        }
+    }
+    std::fs::write(d.join("CHECKPOINTS"), kept).unwrap();
+    let r = check(&d, &SealCheck::default());
+    assert!(
+        !r.is_tampered(),
+        "without an anchor a clean cut is a shorter log: {r:#?}"
+    );
+    let r = tampered(
+        &d,
+        &SealCheck {
+            anchors: vec![before.clone()],
+            ..SealCheck::default()
+        },
+        "records missing at the end",
+    );
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains(&format!("the log ends at LSN {}", cut_lsn - 1))),
+        "{r:#?}"
+    );
+
+    // The whole directory replaced with an older copy.
+    let old = tmp.path().join("old");
+    sealed_log(&old, 1000);
+    let older = tmp.path().join("older");
+    copy_dir(&old, &older);
+    {
+        let log = AuditLog::open(&old, opts(Some(key()))).unwrap();
+        for i in 1000..2000 {
+            log.append(&event(i)).unwrap();
+        }
+        log.log().sync().unwrap();
+        log.seal_now().unwrap();
+    }
+    let newer = anchor(&old);
+    tampered(
+        &older,
+        &SealCheck {
+            anchors: vec![newer],
+            ..SealCheck::default()
+        },
+        "records missing at the end",
+    );
+
+    // A checkpoint deleted from CHECKPOINTS, or altered.
+    let d = at("deleted-checkpoint");
+    let ckpts = std::fs::read(d.join("CHECKPOINTS")).unwrap();
+    let (notes, _) =
+        auditlog::format::sealed_files::decode_checkpoints(&ckpts, log_id(&d)).unwrap();
+    let mut kept = auditlog::format::sealed_files::checkpoints_header(log_id(&d));
+    for (i, n) in notes.iter().enumerate() {
+        if i != 2 {
+            kept.extend(auditlog::format::sealed_files::checkpoint_entry(n));
+        }
+    }
+    std::fs::write(d.join("CHECKPOINTS"), &kept).unwrap();
+    tampered(&d, &SealCheck::default(), "an entry was removed");
+    let d = at("altered-checkpoint");
+    let mut kept = auditlog::format::sealed_files::checkpoints_header(log_id(&d));
+    for (i, n) in notes.iter().enumerate() {
+        let n = if i == 2 {
+            n.replacen('\n', "\n1", 1)
+        } else {
+            n.clone()
+        };
+        kept.extend(auditlog::format::sealed_files::checkpoint_entry(&n));
+    }
+    std::fs::write(d.join("CHECKPOINTS"), &kept).unwrap();
+    tampered(&d, &SealCheck::default(), "signature does not verify");
+
+    // Re-signed with another key (PUBKEY replaced, CHECKPOINTS re-signed).
+    let d = at("re-signed");
+    let other = SealKey::from_seed("audit.test", [7; 32]);
+    std::fs::write(d.join("PUBKEY"), format!("{}\n", other.verifier())).unwrap();
+    let mut resigned = auditlog::format::sealed_files::checkpoints_header(log_id(&d));
+    for n in &notes {
+        let text = auditlog::SignedNote::parse(n).unwrap().text;
+        resigned.extend(auditlog::format::sealed_files::checkpoint_entry(
+            &other.sign_note(&text),
+        ));
+    }
+    std::fs::write(d.join("CHECKPOINTS"), &resigned).unwrap();
+    // With the PUBKEY in the directory, the log's own records give it away;
+    // with the operator's own key, everything does.
+    tampered(&d, &SealCheck::default(), "signature does not verify");
+    tampered(
+        &d,
+        &SealCheck {
+            key: Some(key().verifier()),
+            ..SealCheck::default()
+        },
+        "signature does not verify",
+    );
+
+    // A log that says it is sealed but holds no checkpoint.
+    let d = tmp.path().join("unsealed");
+    {
+        let log = AuditLog::open(&d, opts(None)).unwrap();
+        for i in 0..100 {
+            log.append(&event(i)).unwrap();
+        }
+    }
+    assert!(check(&d, &SealCheck::default())
+        .notes
+        .iter()
+        .any(|n| n.contains("not sealed")));
+    std::fs::write(d.join("PUBKEY"), format!("{}\n", key().verifier())).unwrap();
+    tampered(&d, &SealCheck::default(), "holds no checkpoint");
+}
+
+#[test]
+fn retention_and_compaction_are_not_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_log(dir.path(), 6000);
+    {
+        let mut o = opts(Some(key()));
+        o.retention = auditlog::Retention {
+            max_bytes: Some(1),
+            ..Default::default()
+        };
+        let log = AuditLog::open(dir.path(), o).unwrap();
+        log.log().seal().unwrap();
+        log.log().compact().unwrap();
+        // Retention removes only what a checkpoint covers: the sealer first.
+        log.seal_now().unwrap();
+        let removed = log.apply_retention().unwrap();
+        assert!(!removed.is_empty(), "retention removed something");
+        for i in 6000..6500 {
+            log.append(&event(i)).unwrap();
+        }
+        log.log().sync().unwrap();
+        let st = log.seal_now().unwrap();
+        assert!(st.error.is_none(), "{st:?}");
+    }
+    let r = check(dir.path(), &SealCheck::default());
+    assert!(!r.is_tampered(), "{r:#?}");
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            log: Options::default().read_only(true),
+            ..opts(None)
+        },
+    )
+    .unwrap();
+    assert!(log.log().first_lsn().0 > 1, "a prefix was pruned");
+    assert!(r.sealed + 1 >= log.log().next_lsn().0 - 1, "{r:#?}");
+    // Deleting the oldest segment without retention's record is not retention.
+    drop(log);
+    let d2 = tempfile::tempdir().unwrap();
+    sealed_log(d2.path(), 3000);
+    {
+        let log = Log::open(d2.path(), Options::default().compaction(Compaction::Manual)).unwrap();
+        log.seal().unwrap();
+        log.compact().unwrap();
+    }
+    let oldest = std::fs::read_dir(d2.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x != "seg")
+                && p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .chars()
+                    .next()
+                    .unwrap()
+                    .is_ascii_digit()
+        })
+        .min()
+        .unwrap();
+    std::fs::remove_file(oldest).unwrap();
+    tampered(d2.path(), &SealCheck::default(), "no retention record");
+}
+
+const CHILD_ENV: &str = "AUDITLOG_TAMPER_CHILD";
+
+/// The child of the SIGKILL test: appends sealed events until killed.
+#[test]
+#[ignore = "the SIGKILL test's child process, not a test"]
+fn sealing_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut o = opts(Some(key()));
+    o.log = o.log.durability(Durability::Sync);
+    let log = AuditLog::open(&dir, o).unwrap();
+    for i in 0.. {
+        log.append(&event(i)).unwrap();
+    }
+}
+
+#[test]
+fn a_sigkill_while_sealing_leaves_an_unsealed_tail_not_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    for wait in [1300u64, 2100, 700] {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "sealing_child", "--ignored", "--test-threads=1"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let r = check(dir.path(), &SealCheck::default());
+        assert!(!r.is_tampered(), "after SIGKILL: {r:#?}");
+        assert!(
+            r.checkpoints > 0,
+            "it sealed something before the kill: {r:#?}"
+        );
+    }
+    // The next writer resumes sealing where the last left off.
+    let log = AuditLog::open(dir.path(), opts(Some(key()))).unwrap();
+    log.append(&event(1)).unwrap();
+    log.log().sync().unwrap();
+    let st = log.seal_now().unwrap();
+    assert!(st.error.is_none(), "{st:?}");
+    drop(log);
+    let r = check(dir.path(), &SealCheck::default());
+    assert!(
+        !r.is_tampered() && r.unsealed.is_none_or(|u| u.2 == 0),
+        "{r:#?}"
+    );
+}
