@@ -151,6 +151,9 @@ enum Command {
         /// Compact nothing and remove nothing: list what retention would remove now.
         #[arg(long)]
         dry_run: bool,
+        /// The sealed log's signing key, when not kept in the directory.
+        #[arg(long, env = "AUDITLOG_KEY", hide_env = true)]
+        key: Option<PathBuf>,
     },
     /// Print the last events that match the filters, and with -f keep printing new ones.
     Tail {
@@ -176,7 +179,41 @@ enum Command {
         catalog: String,
     },
     /// Check every frame's and block's checksum and the catalog; exit non-zero on any damage.
+    ///
+    /// A sealed log (`auditlog keygen`) is also checked against its signed
+    /// checkpoints: every record is hashed again. Exit status 4 when that
+    /// shows tampering (changed, cut, rolled back or re-signed).
     Verify {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Checkpoints kept outside the log (`auditlog anchor` printed them):
+        /// the log must reach their size and agree with their root.
+        #[arg(long, num_args = 1..)]
+        anchor: Vec<PathBuf>,
+        /// The public key to trust (what `keygen` printed) instead of the
+        /// log's own PUBKEY, which whoever can write the log can replace.
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+        /// Fail when events after the newest checkpoint are not sealed yet.
+        #[arg(long)]
+        require_sealed: bool,
+    },
+    /// Create the key that seals a log: from then on, writers sign
+    /// checkpoints of it (docs/TAMPER.md). Prints the public key.
+    Keygen {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Keep the signing key in this file rather than in the log directory
+        /// (writers then need `--key PATH` or AUDITLOG_KEY).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The key's name, printed in every signature [default: auditlog.<directory name>].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print the newest signed checkpoint: keep it somewhere else, and give
+    /// it to `verify --anchor` later.
+    Anchor {
         #[command(flatten)]
         dir: DirArg,
     },
@@ -185,6 +222,9 @@ enum Command {
     Repair {
         #[command(flatten)]
         dir: DirArg,
+        /// The sealed log's signing key, when not kept in the directory.
+        #[arg(long, env = "AUDITLOG_KEY", hide_env = true)]
+        key: Option<PathBuf>,
     },
     /// The built-in event-type catalogs.
     Catalog {
@@ -553,6 +593,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             max_bytes,
             min_free,
             dry_run,
+            key,
         } => {
             let retention = auditlog::Retention {
                 max_age: max_age
@@ -568,7 +609,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map(|s| parse_size(s, "min-free"))
                     .transpose()?,
             };
-            report::compact(&dir.dir, retention, dry_run)
+            report::compact(&dir.dir, retention, dry_run, key.as_deref())
         }
         Command::Tail {
             dir,
@@ -588,8 +629,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Stats { dir, catalog } => report::stats(&dir.dir, &catalog),
-        Command::Verify { dir } => report::verify(&dir.dir),
-        Command::Repair { dir } => report::repair(&dir.dir),
+        Command::Verify {
+            dir,
+            anchor,
+            pubkey,
+            require_sealed,
+        } => report::verify(&dir.dir, &anchor, pubkey.as_deref(), require_sealed),
+        Command::Keygen { dir, key, name } => report::keygen(&dir.dir, key.as_deref(), name),
+        Command::Anchor { dir } => report::anchor(&dir.dir),
+        Command::Repair { dir, key } => report::repair(&dir.dir, key.as_deref()),
         Command::Catalog { command } => report::catalog(command),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -1,7 +1,7 @@
 //! `stats`, `verify` and `catalog`: reports about a log and the catalogs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -94,6 +94,7 @@ pub(crate) fn compact(
     dir: &Path,
     retention: auditlog::Retention,
     dry_run: bool,
+    key: Option<&Path>,
 ) -> Result<ExitCode> {
     let opts = auditlog::AuditOptions {
         log: auditlog::Options::default()
@@ -101,6 +102,7 @@ pub(crate) fn compact(
             .read_only(dry_run),
         catalog: auditlog::Catalog::builtin("filetransfer-2.0"),
         retention,
+        seal_key: crate::seal_key(key)?,
         ..Default::default()
     };
     if !dir.is_dir() {
@@ -211,7 +213,15 @@ fn print_removals(removals: &[auditlog::Removal], owed: &mut Vec<auditlog::Segme
     }
 }
 
-pub(crate) fn verify(dir: &Path) -> Result<ExitCode> {
+/// Exit status when a sealed log shows tampering.
+const TAMPER_STATUS: u8 = 4;
+
+pub(crate) fn verify(
+    dir: &Path,
+    anchors: &[PathBuf],
+    pubkey: Option<&Path>,
+    require_sealed: bool,
+) -> Result<ExitCode> {
     let log = open_read(dir)?;
     // One call walks everything: a spinner (drawn only on a terminal) shows it is working.
     let spinner = ProgressBar::new_spinner()
@@ -232,18 +242,138 @@ pub(crate) fn verify(dir: &Path) -> Result<ExitCode> {
     for p in &catalog {
         println!("DAMAGE: {}: {}", dir.join("CATALOG").display(), visible(p));
     }
-    if r.damage.is_empty() && catalog.is_empty() {
+    let damaged = !(r.damage.is_empty() && catalog.is_empty());
+    // The seal: against the checkpoints in the log and the anchors given.
+    let mut check = auditlog::SealCheck {
+        require_sealed,
+        ..Default::default()
+    };
+    for a in anchors {
+        let text = std::fs::read_to_string(a)
+            .with_context(|| format!("cannot read the anchor {}", a.display()))?;
+        check.anchors.push((a.display().to_string(), text));
+    }
+    if let Some(p) = pubkey {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the public key {}", p.display()))?;
+        check.key = Some(
+            auditlog::SealVerifier::from_text(&text)
+                .with_context(|| format!("{} is not a public key", p.display()))?,
+        );
+    }
+    let spinner = ProgressBar::new_spinner().with_message("checking the seal");
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let seal = log.verify_seal(&check).context("check the seal");
+    spinner.finish_and_clear();
+    let seal = seal?;
+    match &seal.key {
+        None if seal.problems.is_empty() => println!("not sealed (`auditlog keygen` seals a log)"),
+        None => {}
+        Some(k) => println!(
+            "sealed with key {}: {} checkpoints; records LSN 1..={} as signed ({} hashed again)",
+            visible(k),
+            seal.checkpoints,
+            seal.sealed,
+            seal.records_hashed
+        ),
+    }
+    if let Some((a, b, events)) = seal.unsealed.filter(|u| u.2 > 0) {
+        println!("not sealed yet: records LSN {a}..={b} ({events} events) come after the newest checkpoint");
+    }
+    for n in &seal.notes {
+        println!("note: {}", visible(n));
+    }
+    for p in &seal.problems {
+        println!("TAMPERED: {}", visible(p));
+    }
+    if seal.is_tampered() {
+        Ok(ExitCode::from(TAMPER_STATUS))
+    } else if damaged {
+        Ok(ExitCode::FAILURE)
+    } else {
         println!("ok");
         Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `auditlog keygen`: a new signing key for the log in `dir`, kept in the
+/// directory (or at `key`), and its public half in the directory.
+pub(crate) fn keygen(dir: &Path, key: Option<&Path>, name: Option<String>) -> Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let pubkey = dir.join("PUBKEY");
+    if pubkey.exists() {
+        let old = std::fs::read_to_string(&pubkey).unwrap_or_default();
+        bail!(
+            "{} is sealed already, with key {}",
+            dir.display(),
+            visible(old.trim())
+        );
+    }
+    let name = name.unwrap_or_else(|| {
+        let base = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .or_else(|| {
+                let d = dir.canonicalize().ok()?;
+                d.file_name().map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "log".into());
+        let base: String = base
+            .chars()
+            .map(|c| {
+                if c.is_whitespace() || c == '+' || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("auditlog.{base}")
+    });
+    let k = auditlog::SealKey::generate(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key_path = key.map_or_else(|| dir.join("KEY"), Path::to_path_buf);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+        .with_context(|| format!("cannot create the key file {}", key_path.display()))?;
+    f.write_all(format!("{}\n", k.to_text()).as_bytes())?;
+    f.sync_all()?;
+    let public = format!("{}\n", k.verifier());
+    std::fs::write(&pubkey, &public)
+        .with_context(|| format!("cannot write {}", pubkey.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    print!("{public}");
+    eprintln!(
+        "auditlog: the signing key is in {} (mode 0600); keep a copy of the public key above \
+         away from the log: `verify --pubkey` trusts it, not the log's own PUBKEY",
+        key_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `auditlog anchor`: the newest signed checkpoint, as text to keep elsewhere.
+pub(crate) fn anchor(dir: &Path) -> Result<ExitCode> {
+    let log = open_read(dir)?;
+    match log.newest_checkpoint()? {
+        Some(note) => {
+            print!("{note}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => bail!(
+            "{} has no checkpoint yet (is it sealed? `auditlog keygen` seals a log)",
+            dir.display()
+        ),
     }
 }
 
 /// Opens the log in `Repair` mode: damaged ranges go to `QUARANTINE`, a
 /// damaged `CATALOG` is rebuilt from the log; then says what was kept and
 /// dropped, and checks that the log now opens `Strict`.
-pub(crate) fn repair(dir: &Path) -> Result<ExitCode> {
+pub(crate) fn repair(dir: &Path, key: Option<&Path>) -> Result<ExitCode> {
     if !dir.is_dir() {
         bail!("cannot repair {}: no such directory", dir.display());
     }
@@ -252,6 +382,7 @@ pub(crate) fn repair(dir: &Path) -> Result<ExitCode> {
             .recovery(auditlog::RecoveryMode::Repair)
             .check_sealed(true)
             .compaction(auditlog::Compaction::Manual),
+        seal_key: crate::seal_key(key)?,
         ..Default::default()
     };
     let log = auditlog::AuditLog::open(dir, opts)

@@ -176,6 +176,23 @@ impl AuditLog {
         crate::tlog::check::verify(&self.log.shared, check)
     }
 
+    /// The newest checkpoint the log's `CHECKPOINTS` holds (its signed note
+    /// text, what `auditlog anchor` prints); `None` if there is none.
+    ///
+    /// # Errors
+    /// `CHECKPOINTS` unreadable, or damaged before its last entry.
+    pub fn newest_checkpoint(&self) -> Result<Option<String>> {
+        let (vfs, dir) = (self.log.shared.vfs(), self.log.shared.dir());
+        let Some(bytes) = store::read(&*vfs, dir, store::CHECKPOINTS_FILE)
+            .map_err(|e| Error::io("read", dir.join(store::CHECKPOINTS_FILE), e))?
+        else {
+            return Ok(None);
+        };
+        let (notes, _) = store::decode_checkpoints(&bytes, self.log.shared.log_id())
+            .map_err(|e| Error::InvalidOptions(e.to_string()))?;
+        Ok(notes.into_iter().last())
+    }
+
     /// What opening found in the log's `CATALOG` beyond reading it: entries
     /// completed from the log, or a rebuild by `Repair`.
     pub fn catalog_report(&self) -> &CatalogReport {

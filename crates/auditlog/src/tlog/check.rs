@@ -371,6 +371,7 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
                     break;
                 }
                 partial.push(leaf_hash(r.lsn().0, r.payload()));
+                report.records_hashed += 1;
             }
         }
         if partial.size() != size {

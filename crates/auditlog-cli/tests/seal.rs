@@ -1,0 +1,180 @@
+//! Sealing through the tool: keygen, sealed appends, anchor, and verify
+//! with its own exit status for tampering (4).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_auditlog"));
+    c.args(args)
+        .env_remove("AUDITLOG_KEY")
+        .env_remove("AUDITLOG_DIR");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    match input {
+        Some(text) => {
+            use std::io::Write;
+            c.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        }
+        None => c.output().unwrap(),
+    }
+}
+
+fn events(from: u32, n: u32) -> String {
+    (from..from + n)
+        .map(|i| format!("{{\"time\":\"2026-11-23T09:00:00Z\",\"type\":\"USER_LOGGED_IN\",\"actor\":\"u{i}\"}}\n"))
+        .collect()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn keygen_seal_anchor_and_verify_through_the_tool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let o = run(&["keygen", "-d", d], &[], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let public = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(public.starts_with("auditlog.log+"), "{public}");
+    let pubfile = tmp.path().join("trusted.pub");
+    std::fs::write(&pubfile, &public).unwrap();
+    // A second keygen refuses: the log is sealed already.
+    assert!(!run(&["keygen", "-d", d], &[], None).status.success());
+
+    let o = run(
+        &["append", "-d", d, "--durability", "buffered"],
+        &[],
+        Some(&events(0, 600)),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(
+        &[
+            "verify",
+            "-d",
+            d,
+            "--pubkey",
+            pubfile.to_str().unwrap(),
+            "--require-sealed",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("as signed"), "{}", text(&o));
+
+    // An anchor, then the directory rolled back to an older copy.
+    let older = tmp.path().join("older");
+    copy_dir(&dir, &older);
+    let o = run(
+        &["append", "-d", d, "--durability", "buffered"],
+        &[],
+        Some(&events(600, 300)),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let anchor = run(&["anchor", "-d", d], &[], None);
+    assert!(anchor.status.success(), "{}", text(&anchor));
+    let anchor_file = tmp.path().join("anchor.txt");
+    std::fs::write(&anchor_file, &anchor.stdout).unwrap();
+    let o = run(
+        &["verify", "-d", d, "--anchor", anchor_file.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(
+        &[
+            "verify",
+            "-d",
+            older.to_str().unwrap(),
+            "--anchor",
+            anchor_file.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("TAMPERED") && text(&o).contains("records missing at the end"),
+        "{}",
+        text(&o)
+    );
+
+    // Another public key than the log's: its checkpoints do not verify.
+    let other = tmp.path().join("other");
+    assert!(run(&["keygen", "-d", other.to_str().unwrap()], &[], None)
+        .status
+        .success());
+    let o = run(
+        &[
+            "verify",
+            "-d",
+            d,
+            "--pubkey",
+            other.join("PUBKEY").to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+}
+
+#[test]
+fn a_key_kept_elsewhere_is_needed_to_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let key = tmp.path().join("secret.key");
+    let k = key.to_str().unwrap();
+    assert!(run(
+        &["keygen", "-d", d, "--key", k, "--name", "ops.example"],
+        &[],
+        None
+    )
+    .status
+    .success());
+    assert!(!dir.join("KEY").exists());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let o = run(&["append", "-d", d], &[], Some(&events(0, 5)));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("no signing key was given"),
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        &["append", "-d", d],
+        &[("AUDITLOG_KEY", k)],
+        Some(&events(0, 5)),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["verify", "-d", d, "--require-sealed"], &[], None);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
