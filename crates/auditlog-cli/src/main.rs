@@ -217,6 +217,24 @@ enum Command {
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Print a proof that one event is in the log, against the newest
+    /// checkpoint that covers it; `verify-proof` checks it without the log.
+    Prove {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The event's LSN.
+        #[arg(long)]
+        lsn: u64,
+    },
+    /// Check a proof `prove` printed, without the log: the checkpoint is
+    /// signed by the public key given, and the event hashes to its root.
+    VerifyProof {
+        /// The proof file (- for standard input).
+        proof: PathBuf,
+        /// The public key to trust (what `keygen` printed).
+        #[arg(long)]
+        pubkey: PathBuf,
+    },
     /// Quarantine damaged ranges and rebuild what can be rebuilt, say what was kept and
     /// dropped, and leave a log that opens Strict (no other process may be writing).
     Repair {
@@ -637,6 +655,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => report::verify(&dir.dir, &anchor, pubkey.as_deref(), require_sealed),
         Command::Keygen { dir, key, name } => report::keygen(&dir.dir, key.as_deref(), name),
         Command::Anchor { dir } => report::anchor(&dir.dir),
+        Command::Prove { dir, lsn } => report::prove(&dir.dir, lsn),
+        Command::VerifyProof { proof, pubkey } => report::verify_proof(&proof, &pubkey),
         Command::Repair { dir, key } => report::repair(&dir.dir, key.as_deref()),
         Command::Catalog { command } => report::catalog(command),
         Command::Completions { shell } => {

@@ -492,3 +492,50 @@ pub(crate) fn catalog(cmd: CatalogCommand) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `auditlog prove`: the inclusion proof of one event.
+pub(crate) fn prove(dir: &Path, lsn: u64) -> Result<ExitCode> {
+    let log = open_read(dir)?;
+    let proof = log
+        .prove(auditlog::Lsn(lsn))
+        .with_context(|| format!("cannot prove LSN {lsn}"))?;
+    print!("{}", proof.to_text());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `auditlog verify-proof`: checks a proof with a trusted public key.
+pub(crate) fn verify_proof(proof: &Path, pubkey: &Path) -> Result<ExitCode> {
+    let text = if proof == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(proof)
+            .with_context(|| format!("cannot read {}", proof.display()))?
+    };
+    let key = std::fs::read_to_string(pubkey)
+        .with_context(|| format!("cannot read the public key {}", pubkey.display()))?;
+    let key = auditlog::SealVerifier::from_text(&key)
+        .with_context(|| format!("{} is not a public key", pubkey.display()))?;
+    let p = auditlog::InclusionProof::from_text(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match p.verify(&key) {
+        Ok(cp) => {
+            println!(
+                "ok: record LSN {} is in log {} as of its checkpoint of {} records, signed by {}",
+                p.lsn,
+                visible(&cp.origin),
+                cp.size,
+                key.name()
+            );
+            if let Some(e) = &p.event {
+                println!(
+                    "event (as the log names it; the proof covers its encoded bytes): {}",
+                    visible(e)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("TAMPERED: {}", visible(&e.to_string()));
+            Ok(ExitCode::from(TAMPER_STATUS))
+        }
+    }
+}

@@ -125,6 +125,34 @@ fn keygen_seal_anchor_and_verify_through_the_tool() {
         text(&o)
     );
 
+    // A proof of one event, checked without the log.
+    let proof = run(&["prove", "-d", d, "--lsn", "100"], &[], None);
+    assert!(proof.status.success(), "{}", text(&proof));
+    let proof_file = tmp.path().join("proof.txt");
+    std::fs::write(&proof_file, &proof.stdout).unwrap();
+    let p = proof_file.to_str().unwrap();
+    let o = run(
+        &["verify-proof", p, "--pubkey", pubfile.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("record LSN 100 is in log"),
+        "{}",
+        text(&o)
+    );
+    let forged = String::from_utf8(proof.stdout.clone())
+        .unwrap()
+        .replace("\"u", "\"x");
+    std::fs::write(&proof_file, forged).unwrap();
+    let o = run(
+        &["verify-proof", p, "--pubkey", pubfile.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+
     // Another public key than the log's: its checkpoints do not verify.
     let other = tmp.path().join("other");
     assert!(run(&["keygen", "-d", other.to_str().unwrap()], &[], None)

@@ -176,6 +176,24 @@ impl AuditLog {
         crate::tlog::check::verify(&self.log.shared, check)
     }
 
+    /// A proof that the record at `lsn` is in the log, against the newest
+    /// checkpoint that covers it: checkable without the log
+    /// ([`InclusionProof::verify`](crate::InclusionProof::verify)).
+    ///
+    /// # Errors
+    /// No checkpoint covers `lsn` yet; the record or the hashes it needs
+    /// are not in the log (pruned, damaged).
+    pub fn prove(&self, lsn: Lsn) -> Result<crate::InclusionProof> {
+        let event = match self.log.read(lsn)? {
+            Some(r) => EventRef::parse(r.payload())
+                .ok()
+                .and_then(|e| self.to_event(lsn, &e).ok())
+                .map(|e| crate::event::json::to_json(&e, Some(lsn))),
+            None => None,
+        };
+        crate::tlog::proof::prove(&self.log.shared, lsn, event)
+    }
+
     /// The newest checkpoint the log's `CHECKPOINTS` holds (its signed note
     /// text, what `auditlog anchor` prints); `None` if there is none.
     ///

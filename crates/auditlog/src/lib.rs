@@ -78,6 +78,7 @@ pub use retention::{Removal, Retention, RETENTION_APPLIED};
 pub use severity::{Severity, UnknownSeverity};
 pub use tlog::check::{SealCheck, TamperReport};
 pub use tlog::note::{Checkpoint, NoteError, SealKey, SignedNote, Verifier as SealVerifier};
+pub use tlog::proof::InclusionProof;
 pub use tlog::sealer::{CheckpointHook, SealStatus};
 
 /// A log sequence number: the dense, increasing position of a record. The first record is 1.

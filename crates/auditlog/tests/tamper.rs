@@ -526,3 +526,63 @@ fn a_sigkill_while_sealing_leaves_an_unsealed_tail_not_tampering() {
         "{r:#?}"
     );
 }
+
+#[test]
+fn inclusion_proofs_verify_without_the_log_and_agree_with_an_independent_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_log(dir.path(), 2000);
+    {
+        // Compacted or raw, the proof is the same.
+        let log = Log::open(
+            dir.path(),
+            Options::default().compaction(Compaction::Manual),
+        )
+        .unwrap();
+        log.seal().unwrap();
+        log.compact().unwrap();
+    }
+    let log = AuditLog::open(
+        dir.path(),
+        AuditOptions {
+            log: Options::default().read_only(true),
+            ..opts(None)
+        },
+    )
+    .unwrap();
+    let verifier = key().verifier();
+    for lsn in [1u64, 2, 255, 256, 257, 1000, 1999] {
+        let p = log.prove(Lsn(lsn)).unwrap();
+        let text = p.to_text();
+        let back = auditlog::InclusionProof::from_text(&text).unwrap();
+        assert_eq!(back, p);
+        let cp = back
+            .verify(&verifier)
+            .unwrap_or_else(|e| panic!("LSN {lsn}: {e}"));
+        // ct-merkle agrees.
+        let root = ct_merkle::RootHash::<sha2::Sha256>::new(cp.root.into(), cp.size);
+        let mut leaf = lsn.to_be_bytes().to_vec();
+        leaf.extend_from_slice(&p.payload);
+        let path: Vec<u8> = p.path.concat();
+        root.verify_inclusion(&leaf, lsn - 1, &ct_merkle::InclusionProof::from_bytes(path))
+            .unwrap_or_else(|e| panic!("LSN {lsn}: ct-merkle: {e:?}"));
+        // Anything changed fails.
+        let mut bad = p.clone();
+        bad.payload[3] ^= 1;
+        assert!(bad.verify(&verifier).is_err());
+        let mut bad = p.clone();
+        bad.lsn += 1;
+        assert!(bad.verify(&verifier).is_err());
+        assert!(p
+            .verify(&SealKey::from_seed("audit.test", [1; 32]).verifier())
+            .is_err());
+        if let Some(e) = &p.event {
+            let mut bad = p.clone();
+            bad.event = Some(e.replacen("Z\"", "+01:00\"", 1));
+            assert!(
+                bad.verify(&verifier).is_err(),
+                "the event line is checked against the payload"
+            );
+        }
+    }
+    assert!(log.prove(Lsn(1_000_000)).is_err());
+}
