@@ -283,12 +283,15 @@ pub(crate) fn verify(
     for n in &seal.notes {
         println!("note: {}", visible(n));
     }
+    for d in &seal.damage {
+        println!("DAMAGE: {}", visible(d));
+    }
     for p in &seal.problems {
         println!("TAMPERED: {}", visible(p));
     }
     if seal.is_tampered() {
         Ok(ExitCode::from(TAMPER_STATUS))
-    } else if damaged {
+    } else if damaged || !seal.damage.is_empty() {
         Ok(ExitCode::FAILURE)
     } else {
         println!("ok");

@@ -640,3 +640,94 @@ fn the_hook_gets_each_checkpoint_and_compaction_keeps_every_leaf() {
     assert!(r.records_hashed >= 2048, "{r:#?}");
     assert_eq!(r.sealed, *sizes.last().unwrap());
 }
+
+/// Each file of the seal damaged, deleted or replaced: no panic; a reader
+/// still reads every event; `verify_seal` answers (damage is damage, not
+/// tampering, when the log itself is intact); a writer with the key opens
+/// and its sealer carries on, or the open says exactly what is missing.
+#[test]
+fn damage_to_each_seal_file_is_said_and_sealing_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    sealed_log(&base, 1500);
+    std::fs::write(base.join("KEY"), format!("{}\n", key().to_text())).unwrap();
+    type Hurt = (&'static str, fn(&mut Vec<u8>));
+    let hurts: [Hurt; 4] = [
+        ("delete", |_| {}),
+        ("flip", |b| {
+            let at = b.len() / 2;
+            b[at] ^= 0x20;
+        }),
+        ("truncate", |b| b.truncate(b.len() * 2 / 3)),
+        ("empty", |b| b.clear()),
+    ];
+    for file in ["PUBKEY", "KEY", "TREE", "CHECKPOINTS"] {
+        for (how, hurt) in hurts {
+            let d = tmp.path().join(format!("{file}-{how}"));
+            copy_dir(&base, &d);
+            let path = d.join(file);
+            if how == "delete" {
+                std::fs::remove_file(&path).unwrap();
+            } else {
+                let mut b = std::fs::read(&path).unwrap();
+                hurt(&mut b);
+                std::fs::write(&path, b).unwrap();
+            }
+            let what = format!("{file} {how}");
+            // Readers read every event.
+            let ro = AuditLog::open(
+                &d,
+                AuditOptions {
+                    log: Options::default().read_only(true),
+                    ..opts(None)
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                ro.query(&auditlog::Filter::default(), false).count(),
+                1500,
+                "{what}"
+            );
+            let r = ro
+                .verify_seal(&SealCheck {
+                    key: Some(key().verifier()),
+                    ..SealCheck::default()
+                })
+                .unwrap();
+            drop(ro);
+            if file == "TREE" || file == "KEY" {
+                // Nothing the log needs: every record is there to hash again.
+                assert!(!r.is_tampered(), "{what}: {r:#?}");
+            }
+            if file == "CHECKPOINTS" && how != "delete" {
+                assert!(
+                    !r.damage.is_empty() || !r.notes.is_empty() || r.checkpoints > 0,
+                    "{what}: {r:#?}"
+                );
+            }
+            // A writer with the key opens and seals on (PUBKEY rewritten if
+            // missing); one that takes it from KEY says what is wrong with it.
+            let given = if file == "KEY" { None } else { Some(key()) };
+            match AuditLog::open(&d, opts(given)) {
+                Ok(log) => {
+                    log.append(&event(9999)).unwrap();
+                    log.log().sync().unwrap();
+                    let st = log.seal_now().unwrap();
+                    if file != "CHECKPOINTS" || how == "delete" || how == "empty" {
+                        assert!(st.error.is_none(), "{what}: {st:?}");
+                    }
+                }
+                Err(e) => {
+                    // Only a PUBKEY or KEY that is not a key stops a writer,
+                    // and it says which.
+                    assert!(file == "PUBKEY" || file == "KEY", "{what}: {e}");
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(file) || e.contains("no signing key"),
+                        "{what}: {e}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@
 use crate::compact::bloom::{net_key, Bloom, Kind, V4_PREFIXES, V6_PREFIXES};
 use crate::compact::filter::{RowFilter, OPAQUE};
 use crate::event::codec::{self, Fields, Head, TextField};
-use crate::event::reserved::{engine_type_name, CATALOG_ENTRY, ENGINE_TYPE_BASE};
+use crate::event::reserved::{engine_type_name, CATALOG_ENTRY, CHECKPOINT, ENGINE_TYPE_BASE};
 use crate::severity::Severity;
 
 use super::Filter;
@@ -105,8 +105,9 @@ impl Compiled {
         table.resize(usize::from(ENGINE_TYPE_BASE), true);
         table.extend(
             (ENGINE_TYPE_BASE..=u16::MAX).map(|id| match engine_type_name(id) {
-                // Catalog records match only a filter that names their type.
-                Some(CATALOG_ENTRY) => filter.types.iter().any(|t| t == CATALOG_ENTRY),
+                // Catalog and checkpoint records (one a second in a sealed
+                // log) match only a filter that names their type.
+                Some(name @ (CATALOG_ENTRY | CHECKPOINT)) => filter.types.iter().any(|t| t == name),
                 Some(name) => filter.type_matches(name),
                 None => false,
             }),

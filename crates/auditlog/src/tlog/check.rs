@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::note::{Checkpoint, SignedNote, Verifier};
-use super::sealer::origin;
+use super::sealer::{notes_in_log, origin};
 use super::store::{self, CHECKPOINTS_FILE, PUBKEY_FILE, TREE_FILE};
 use super::tree::{leaf_hash, Frontier, Hash, BLOCK, BLOCK_LEVEL};
 use crate::engine::Shared;
@@ -47,6 +47,9 @@ pub struct TamperReport {
     pub unsealed: Option<(Lsn, Lsn, u64)>,
     /// Evidence of tampering: each names the file or LSNs.
     pub problems: Vec<String>,
+    /// Files of the seal that fail their own checksums (damage, as a disk
+    /// makes it): what they held is not used, and what needed it is noted.
+    pub damage: Vec<String>,
     /// What could not be checked, and other facts worth saying.
     pub notes: Vec<String>,
 }
@@ -100,30 +103,18 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
                     notes.push((format!("{CHECKPOINTS_FILE} entry {}", i + 1), n, None));
                 }
             }
-            Err(e) => report.problems.push(format!("{}: {e}", dir.display())),
+            Err(e) => report.damage.push(format!("{}: {e}", dir.display())),
         },
         None if key.is_some() => report.notes.push(format!("{CHECKPOINTS_FILE} is missing")),
         None => {}
     }
     let ckpt_id = engine_type_id(CHECKPOINT).expect("an engine type");
-    for r in shared.records(Lsn(0), Arc::new(Prefilter::engine_type(ckpt_id))) {
-        let r = r?;
-        if codec::peek_type_severity(r.payload()).is_none_or(|(t, _)| t != ckpt_id) {
-            continue;
-        }
-        let note = EventRef::parse(r.payload())
-            .ok()
-            .and_then(|e| e.text(TextField::Data).map(String::from));
+    for (lsn, note) in notes_in_log(shared)? {
         match note {
-            Some(n) => notes.push((
-                format!("checkpoint record LSN {}", r.lsn()),
-                n,
-                Some(r.lsn().0),
-            )),
-            None => report.problems.push(format!(
-                "checkpoint record LSN {}: not a checkpoint",
-                r.lsn()
-            )),
+            Some(n) => notes.push((format!("checkpoint record LSN {lsn}"), n, Some(lsn.0))),
+            None => report
+                .problems
+                .push(format!("checkpoint record LSN {lsn}: not a checkpoint")),
         }
     }
     for (from, text) in &check.anchors {
@@ -188,7 +179,11 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
         .filter(|f| f.at.starts_with(CHECKPOINTS_FILE))
         .collect();
     let in_records: Vec<&Found> = found.iter().filter(|f| f.lsn.is_some()).collect();
-    if !in_file.is_empty() || read(CHECKPOINTS_FILE)?.is_some() {
+    let file_read = match read(CHECKPOINTS_FILE)? {
+        Some(b) => store::decode_checkpoints(&b, log_id).is_ok(),
+        None => false,
+    };
+    if file_read {
         for r in &in_records {
             if !in_file.iter().any(|f| f.cp == r.cp) {
                 report.problems.push(format!(
@@ -299,7 +294,7 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
         Some(b) => match store::decode_tree(&b, log_id) {
             Ok((t, _)) => t,
             Err(e) => {
-                report.problems.push(format!("{}: {e}", dir.display()));
+                report.damage.push(format!("{}: {e}", dir.display()));
                 Vec::new()
             }
         },
