@@ -206,3 +206,120 @@ fn a_key_kept_elsewhere_is_needed_to_write() {
     let o = run(&["verify", "-d", d, "--require-sealed"], &[], None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// The attacks of docs/TAMPER.md through the tool: each exits 4 and names
+/// the LSNs; damage to a seal file exits 1.
+#[test]
+fn verify_exits_4_on_each_kind_of_tampering() {
+    use auditlog::format::{frame, segment};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let b = base.to_str().unwrap();
+    assert!(run(&["keygen", "-d", b], &[], None).status.success());
+    for from in [0, 10_000, 20_000] {
+        let o = run(
+            &[
+                "append",
+                "-d",
+                b,
+                "--durability",
+                "buffered",
+                "--segment-size",
+                "2MiB",
+            ],
+            &[],
+            Some(&events(from, 10_000)),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let segs = |d: &Path| {
+        let mut s: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        s.sort();
+        s
+    };
+    let verify = |d: &Path| run(&["verify", "-d", d.to_str().unwrap()], &[], None);
+    assert_eq!(
+        verify(&base).status.code(),
+        Some(0),
+        "{}",
+        text(&verify(&base))
+    );
+
+    // An event's actor changed in place, its frame CRC fixed up.
+    let d = tmp.path().join("edited");
+    copy_dir(&base, &d);
+    let path = segs(&d).pop().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut at = segment::DATA_START;
+    let mut frames = Vec::new();
+    while let Ok(f) = frame::decode(&bytes, at, bytes.len() as u64, u32::MAX) {
+        frames.push((at, f.lsn.0, f.payload.len()));
+        at = f.next;
+    }
+    assert!(frames.len() > 100, "the active segment holds events");
+    let (at, lsn, len) = frames[frames.len() - 50];
+    let start = at as usize + frame::FRAME_HEADER_LEN;
+    let payload = &mut bytes[start..start + len];
+    let i = payload
+        .windows(1)
+        .rposition(|w| w[0].is_ascii_digit())
+        .expect("the actor's number");
+    payload[i] = if payload[i] == b'9' {
+        b'8'
+    } else {
+        payload[i] + 1
+    };
+    let header = frame::encode_header(auditlog::Lsn(lsn), &bytes[start..start + len]);
+    bytes[at as usize..at as usize + frame::FRAME_HEADER_LEN].copy_from_slice(&header);
+    std::fs::write(&path, bytes).unwrap();
+    let o = verify(&d);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let block = (lsn - 1) / 256 * 256 + 1;
+    assert!(
+        text(&o).contains("TAMPERED") && text(&o).contains(&format!("LSN {block}..=")),
+        "{lsn}: {}",
+        text(&o)
+    );
+
+    // The newest segment deleted.
+    let d = tmp.path().join("deleted");
+    copy_dir(&base, &d);
+    std::fs::remove_file(segs(&d).pop().unwrap()).unwrap();
+    let o = verify(&d);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("records missing at the end"),
+        "{}",
+        text(&o)
+    );
+    // Every segment deleted: the seal files are of a log that is not there.
+    for s in segs(&d) {
+        std::fs::remove_file(s).unwrap();
+    }
+    let o = verify(&d);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("not the ones it was sealed for"),
+        "{}",
+        text(&o)
+    );
+
+    // A seal file damaged: damage, not tampering.
+    let d = tmp.path().join("damaged");
+    copy_dir(&base, &d);
+    let mut t = std::fs::read(d.join("TREE")).unwrap();
+    let n = t.len();
+    t[n - 10] ^= 1;
+    std::fs::write(d.join("TREE"), t).unwrap();
+    let o = verify(&d);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("DAMAGE") && !text(&o).contains("TAMPERED"),
+        "{}",
+        text(&o)
+    );
+}

@@ -71,6 +71,9 @@ pub struct CatalogDiff {
 
 impl Catalog {
     /// A catalog of these types (later duplicates of a name are an error).
+    ///
+    /// # Errors
+    /// A name given twice, said with both lines.
     pub fn new(name: impl Into<String>, types: Vec<EventType>) -> Result<Catalog, String> {
         let mut by_name = HashMap::with_capacity(types.len());
         for (i, t) in types.iter().enumerate() {
@@ -149,6 +152,9 @@ impl Catalog {
     }
 
     /// Parses a catalog data file (see `catalogs/README.md`).
+    ///
+    /// # Errors
+    /// A line that is not a type, naming the line and the column.
     pub fn from_tsv(name: &str, text: &str) -> Result<Catalog, TsvError> {
         let types = tsv::parse(text)?;
         Catalog::new(name, types).map_err(|what| TsvError { line: 0, what })

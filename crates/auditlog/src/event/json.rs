@@ -171,6 +171,9 @@ fn present(s: Option<String>) -> Option<String> {
 
 /// Parses one JSON line. `lsn` is ignored; `time` (RFC 3339, any offset) and
 /// `type` are required; a missing `severity` is `default_severity(type)`.
+///
+/// # Errors
+/// Text that is not this JSON object, naming the field at fault.
 pub fn from_json(
     line: &str,
     default_severity: &dyn Fn(&str) -> Option<Severity>,

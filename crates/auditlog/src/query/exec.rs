@@ -196,6 +196,9 @@ impl<'a> Query<'a> {
     }
 
     /// How many of the remaining events match, without building them.
+    ///
+    /// # Errors
+    /// Damage met while reading; a record that is not an event.
     pub fn count_matches(mut self) -> Result<u64> {
         let mut n = 0;
         while let Some(rec) = self.inner.next() {

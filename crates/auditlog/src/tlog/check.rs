@@ -103,7 +103,7 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
                     notes.push((format!("{CHECKPOINTS_FILE} entry {}", i + 1), n, None));
                 }
             }
-            Err(e) => report.damage.push(format!("{}: {e}", dir.display())),
+            Err(e) => seal_file_error(&mut report, &dir, e),
         },
         None if key.is_some() => report.notes.push(format!("{CHECKPOINTS_FILE} is missing")),
         None => {}
@@ -294,7 +294,7 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
         Some(b) => match store::decode_tree(&b, log_id) {
             Ok((t, _)) => t,
             Err(e) => {
-                report.damage.push(format!("{}: {e}", dir.display()));
+                seal_file_error(&mut report, &dir, e);
                 Vec::new()
             }
         },
@@ -433,6 +433,19 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
         }
     }
     Ok(report)
+}
+
+/// A seal file that cannot be read: damage, unless it is another log's
+/// (the segments beside it were replaced or deleted: tampering).
+fn seal_file_error(report: &mut TamperReport, dir: &std::path::Path, e: store::StoreError) {
+    let text = format!("{}: {e}", dir.display());
+    if e.what.starts_with("belongs to another log") {
+        report.problems.push(format!(
+            "{text}: the log's segments are not the ones it was sealed for (replaced or deleted)"
+        ));
+    } else {
+        report.damage.push(text);
+    }
 }
 
 /// The hashes of blocks `from..to`, on every core; and the gaps found.
