@@ -451,20 +451,22 @@ fn cursors_have_no_gap_and_no_duplicate_across_a_writer_and_compaction() {
             want
         })
     };
+    // The LSNs of USER_* events, with the cursor in `c`.
+    let cursor_query: [&str; 11] = [
+        "query",
+        "-d",
+        &d,
+        "-t",
+        "USER_*",
+        "-o",
+        "cat",
+        "--output-fields",
+        "lsn",
+        "--cursor-file",
+        &c,
+    ];
     let query = |extra: &[&str]| -> Vec<u64> {
-        let mut args = vec![
-            "query",
-            "-d",
-            &d,
-            "-t",
-            "USER_*",
-            "-o",
-            "cat",
-            "--output-fields",
-            "lsn",
-            "--cursor-file",
-            &c,
-        ];
+        let mut args = cursor_query.to_vec();
         args.extend_from_slice(extra);
         ok(&args).lines().map(|l| l.parse().unwrap()).collect()
     };
@@ -479,20 +481,8 @@ fn cursors_have_no_gap_and_no_duplicate_across_a_writer_and_compaction() {
         if runs % 4 == 0 {
             // A follower, stopped with SIGINT, carries on from the cursor too.
             let child = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-                .args([
-                    "query",
-                    "-d",
-                    &d,
-                    "-t",
-                    "USER_*",
-                    "-o",
-                    "cat",
-                    "--output-fields",
-                    "lsn",
-                    "--cursor-file",
-                    &c,
-                    "-f",
-                ])
+                .args(cursor_query)
+                .arg("-f")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -52,15 +52,17 @@ fn sealed_log(dir: &Path, n: u64) {
     }
 }
 
+/// The log in `dir`, opened read-only beside whatever writes it.
+fn reader(dir: &Path) -> AuditLog {
+    let o = AuditOptions {
+        log: Options::default().read_only(true),
+        ..opts(None)
+    };
+    AuditLog::open(dir, o).unwrap()
+}
+
 fn check(dir: &Path, c: &SealCheck) -> auditlog::TamperReport {
-    let log = AuditLog::open(
-        dir,
-        AuditOptions {
-            log: Options::default().read_only(true),
-            ..opts(None)
-        },
-    )
-    .unwrap();
+    let log = reader(dir);
     log.verify_seal(c).unwrap()
 }
 
@@ -71,14 +73,7 @@ fn a_sealed_log_verifies_and_its_root_agrees_with_an_independent_tree() {
     let r = check(dir.path(), &SealCheck::default());
     assert!(!r.is_tampered(), "{r:#?}");
     assert!(r.checkpoints >= 6, "{r:#?}");
-    let log = AuditLog::open(
-        dir.path(),
-        AuditOptions {
-            log: Options::default().read_only(true),
-            ..opts(None)
-        },
-    )
-    .unwrap();
+    let log = reader(dir.path());
     let end = log.log().next_lsn().0 - 1;
     assert!(
         r.sealed + 1 >= end,
@@ -435,14 +430,7 @@ fn retention_and_compaction_are_not_tampering() {
     }
     let r = check(dir.path(), &SealCheck::default());
     assert!(!r.is_tampered(), "{r:#?}");
-    let log = AuditLog::open(
-        dir.path(),
-        AuditOptions {
-            log: Options::default().read_only(true),
-            ..opts(None)
-        },
-    )
-    .unwrap();
+    let log = reader(dir.path());
     assert!(log.log().first_lsn().0 > 1, "a prefix was pruned");
     assert!(r.sealed + 1 >= log.log().next_lsn().0 - 1, "{r:#?}");
     // Deleting the oldest segment without retention's record is not retention.
@@ -541,14 +529,7 @@ fn inclusion_proofs_verify_without_the_log_and_agree_with_an_independent_verifie
         log.seal().unwrap();
         log.compact().unwrap();
     }
-    let log = AuditLog::open(
-        dir.path(),
-        AuditOptions {
-            log: Options::default().read_only(true),
-            ..opts(None)
-        },
-    )
-    .unwrap();
+    let log = reader(dir.path());
     let verifier = key().verifier();
     for lsn in [1u64, 2, 255, 256, 257, 1000, 1999] {
         let p = log.prove(Lsn(lsn)).unwrap();
@@ -675,14 +656,7 @@ fn damage_to_each_seal_file_is_said_and_sealing_goes_on() {
             }
             let what = format!("{file} {how}");
             // Readers read every event.
-            let ro = AuditLog::open(
-                &d,
-                AuditOptions {
-                    log: Options::default().read_only(true),
-                    ..opts(None)
-                },
-            )
-            .unwrap();
+            let ro = reader(&d);
             assert_eq!(
                 ro.query(&auditlog::Filter::default(), false).count(),
                 1500,
