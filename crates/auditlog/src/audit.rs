@@ -173,7 +173,7 @@ impl AuditLog {
     /// Damage met while reading (tampering is not an error: it is the
     /// report's `problems`).
     pub fn verify_seal(&self, check: &SealCheck) -> Result<TamperReport> {
-        crate::tlog::check::verify(&self.log.shared, check)
+        crate::tlog::check::verify(&self.log.shared, check, &|k| Names::key_name(self, k))
     }
 
     /// A proof that the record at `lsn` is in the log, against the newest

@@ -22,6 +22,7 @@ use crate::event::codec::{self, EventRef, TextField};
 use crate::event::{Event, Timestamp};
 use crate::query::Prefilter;
 use crate::severity::Severity;
+use crate::tlog::tree::{leaf_hash, Frontier, EDGE_ATTR};
 use crate::{Lsn, SegmentId};
 
 pub use crate::event::reserved::RETENTION_APPLIED;
@@ -235,7 +236,20 @@ pub(crate) fn apply(
     let (segments, total) = facts(shared);
     let planned = plan(policy, &segments, total, || free_bytes(shared), now)?;
     let sealed = state.sealed_upto.load(Ordering::Acquire);
+    // In a sealed log, the tree at each prefix removed goes into its marker.
+    let mut tree = if sealed == u64::MAX {
+        None
+    } else {
+        tree_before(shared, registry)?
+    };
     for removal in planned.into_iter().take_while(|r| r.lsns.1 .0 <= sealed) {
+        // The records about to go, hashed onto the tree of those gone before.
+        if let Some(t) = tree.as_mut() {
+            if !grow(shared, t, removal.lsns.1 .0)? {
+                tree = None;
+            }
+        }
+        let at = tree.clone();
         let earlier = if checked.load(Ordering::Acquire) {
             None
         } else {
@@ -243,7 +257,7 @@ pub(crate) fn apply(
         };
         let marker = match earlier {
             Some(lsn) => Ok(lsn),
-            None => record(shared, registry, &removal, now),
+            None => record(shared, registry, &removal, at.as_ref(), now),
         };
         let marker = match marker {
             Ok(lsn) => lsn,
@@ -278,11 +292,58 @@ fn record(
     shared: &Arc<Shared>,
     registry: &RwLock<Registry>,
     removal: &Removal,
+    tree: Option<&Frontier>,
     now: Timestamp,
 ) -> Result<Lsn> {
     let (first, next) = (removal.lsns.0, Lsn(removal.lsns.1 .0 + 1));
     registry.write().rerecord_range(shared, now, first, next)?;
-    append_marker(shared, registry, removal, now)
+    append_marker(shared, registry, removal, tree, now)
+}
+
+/// The tree over the records removed so far, from the newest marker that
+/// recorded it (the empty tree if nothing was removed yet); `None` if an
+/// earlier removal did not record it (before the log was sealed).
+fn tree_before(shared: &Arc<Shared>, registry: &RwLock<Registry>) -> Result<Option<Frontier>> {
+    let id = engine_type_id(RETENTION_APPLIED).expect("an engine type");
+    let pre = std::sync::Arc::new(Prefilter::engine_type(id));
+    let mut newest = None;
+    let mut any = false;
+    for r in shared.records(Lsn(0), pre) {
+        let r = r?;
+        let Ok(e) = EventRef::parse(r.payload()) else {
+            continue;
+        };
+        if e.type_id != id {
+            continue;
+        }
+        any = true;
+        let reg = registry.read();
+        let edge = e
+            .attrs()
+            .find(|(k, _)| reg.key_name(*k) == Some(EDGE_ATTR))
+            .and_then(|(_, v)| Frontier::from_peaks_text(v));
+        newest = edge;
+    }
+    Ok(if any { newest } else { Some(Frontier::new()) })
+}
+
+/// Hashes the records after the tree's end up to LSN `upto` into it;
+/// whether they were all there (contiguous from its end).
+fn grow(shared: &Arc<Shared>, tree: &mut Frontier, upto: u64) -> Result<bool> {
+    let mut expect = tree.size() + 1;
+    for r in shared.records(Lsn(expect), std::sync::Arc::new(Prefilter::default())) {
+        let r = r?;
+        let lsn = r.lsn().0;
+        if lsn > upto {
+            break;
+        }
+        if lsn != expect {
+            return Ok(false);
+        }
+        tree.push(leaf_hash(lsn, r.payload()));
+        expect += 1;
+    }
+    Ok(expect == upto + 1)
 }
 
 /// Writes the markers owed for removals a full disk kept unrecorded; those
@@ -296,7 +357,8 @@ fn record_owed(
     let mut done = Vec::new();
     let mut owed = owed.lock();
     while let Some(removal) = owed.first().cloned() {
-        match record(shared, registry, &removal, now) {
+        // The segment is gone: its records cannot be hashed any more.
+        match record(shared, registry, &removal, None, now) {
             Ok(marker) => {
                 owed.remove(0);
                 done.push(Removal { marker, ..removal });
@@ -331,6 +393,7 @@ fn append_marker(
     shared: &Arc<Shared>,
     registry: &RwLock<Registry>,
     r: &Removal,
+    tree: Option<&Frontier>,
     now: Timestamp,
 ) -> Result<Lsn> {
     let mut e = Event::new(now, RETENTION_APPLIED, Severity::Notice);
@@ -347,6 +410,16 @@ fn append_marker(
     attr("records", r.records.to_string());
     attr("bytes", r.bytes.to_string());
     attr("policy", r.policy.clone());
+    if let Some(t) = tree {
+        // The tree at the prefix removed: its size, root and edge.
+        use base64::Engine as _;
+        attr("tree_size", t.size().to_string());
+        attr(
+            "tree_root",
+            base64::engine::general_purpose::STANDARD.encode(t.root()),
+        );
+        attr(EDGE_ATTR, t.peaks_text());
+    }
     e.data = Some(format!(
         "retention removed segment {} (LSNs {}..={}, {} records): {}",
         r.segment, r.lsns.0, r.lsns.1, r.records, r.policy

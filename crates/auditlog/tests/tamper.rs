@@ -432,6 +432,40 @@ fn retention_and_compaction_are_not_tampering() {
     assert!(!r.is_tampered(), "{r:#?}");
     let log = reader(dir.path());
     assert!(log.log().first_lsn().0 > 1, "a prefix was pruned");
+    // The markers record the tree at each prefix removed.
+    let markers: Vec<Event> = log
+        .query(
+            &auditlog::Filter {
+                types: vec![auditlog::RETENTION_APPLIED.into()],
+                ..Default::default()
+            },
+            false,
+        )
+        .map(|r| r.unwrap().1)
+        .collect();
+    let last = markers.last().expect("a marker");
+    assert_eq!(
+        last.attrs["tree_size"],
+        (log.log().first_lsn().0 - 1).to_string(),
+        "{last:?}"
+    );
+    assert!(
+        last.attrs.contains_key("tree_root") && last.attrs.contains_key("tree_edge"),
+        "{last:?}"
+    );
+    // TREE's hashes of the removed records changed (CRC fixed): named.
+    let d3 = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), d3.path());
+    let mut t = std::fs::read(d3.path().join("TREE")).unwrap();
+    t[24] ^= 1; // block 0's hash
+    let fixed = auditlog::format::sealed_files::tree_entry(0, &t[24..56].try_into().unwrap());
+    t[24..60].copy_from_slice(&fixed);
+    std::fs::write(d3.path().join("TREE"), t).unwrap();
+    tampered(
+        d3.path(),
+        &SealCheck::default(),
+        "removed by retention) are not those retention recorded",
+    );
     assert!(r.sealed + 1 >= log.log().next_lsn().0 - 1, "{r:#?}");
     // Deleting the oldest segment without retention's record is not retention.
     drop(log);

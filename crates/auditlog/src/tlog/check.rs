@@ -69,7 +69,13 @@ struct Found {
     lsn: Option<u64>,
 }
 
-pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperReport> {
+/// Checks the log of `shared`; `key_name` names attribute key ids (the
+/// log's catalog), for retention markers.
+pub(crate) fn verify(
+    shared: &Arc<Shared>,
+    check: &SealCheck,
+    key_name: &dyn Fn(u32) -> Option<String>,
+) -> Result<TamperReport> {
     let mut report = TamperReport::default();
     let (vfs, dir, log_id) = (shared.vfs(), shared.dir().to_path_buf(), shared.log_id());
     let read = |name: &str| {
@@ -311,6 +317,32 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
     for (b, h) in (0..first_block).zip(tree.iter()) {
         blocks[b as usize] = Some(*h);
     }
+    // The tree retention recorded at the prefix it removed: its edge must be
+    // what TREE's hashes of those records make.
+    if let Some((size, root, edge)) = newest_retention_tree(shared, key_name)? {
+        if edge.root() != root || edge.size() != size {
+            report.problems.push(format!(
+                "the newest retention marker's tree of {size} records does not hash to the root it records"
+            ));
+        }
+        let mut at = 0u64;
+        for &(level, hash) in edge.peaks() {
+            if level >= BLOCK_LEVEL {
+                let (a, n) = ((at / BLOCK) as usize, 1usize << (level - BLOCK_LEVEL));
+                if let Some(blocks) = tree.get(a..a + n) {
+                    if super::tree::root_of(blocks) != hash {
+                        report.problems.push(format!(
+                            "{}: the hashes of records LSN {}..={} (removed by retention) are not those retention recorded",
+                            dir.join(TREE_FILE).display(),
+                            at + 1,
+                            at + (1u64 << level)
+                        ));
+                    }
+                }
+            }
+            at += 1u64 << level;
+        }
+    }
     let mut changed = Vec::new();
     for (i, h) in hashed.iter().enumerate() {
         let b = first_block as usize + i;
@@ -433,6 +465,44 @@ pub(crate) fn verify(shared: &Arc<Shared>, check: &SealCheck) -> Result<TamperRe
         }
     }
     Ok(report)
+}
+
+/// The tree the newest retention marker recorded: (size, root, edge).
+fn newest_retention_tree(
+    shared: &Arc<Shared>,
+    key_name: &dyn Fn(u32) -> Option<String>,
+) -> Result<Option<(u64, Hash, Frontier)>> {
+    use base64::Engine as _;
+    let id = engine_type_id(RETENTION_APPLIED).expect("an engine type");
+    let mut newest = None;
+    for r in shared.records(Lsn(0), Arc::new(Prefilter::engine_type(id))) {
+        let r = r?;
+        let Ok(e) = EventRef::parse(r.payload()) else {
+            continue;
+        };
+        if e.type_id != id {
+            continue;
+        }
+        let get = |name: &str| {
+            e.attrs()
+                .find(|(k, _)| key_name(*k).as_deref() == Some(name))
+                .map(|(_, v)| v.to_string())
+        };
+        let tree = (|| {
+            let size = get("tree_size")?.parse().ok()?;
+            let root: Hash = base64::engine::general_purpose::STANDARD
+                .decode(get("tree_root")?)
+                .ok()?
+                .try_into()
+                .ok()?;
+            let edge = Frontier::from_peaks_text(&get(super::tree::EDGE_ATTR)?)?;
+            Some((size, root, edge))
+        })();
+        if tree.is_some() {
+            newest = tree;
+        }
+    }
+    Ok(newest)
 }
 
 /// A seal file that cannot be read: damage, unless it is another log's

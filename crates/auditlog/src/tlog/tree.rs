@@ -17,6 +17,11 @@ pub const BLOCK: u64 = 256;
 /// `BLOCK` as a power of two.
 pub const BLOCK_LEVEL: u32 = 8;
 
+/// The attribute of a retention marker that holds the tree's edge at the
+/// prefix removed ([`Frontier::peaks_text`]); `tree_size` and `tree_root`
+/// beside it hold its size and base64 root.
+pub const EDGE_ATTR: &str = "tree_edge";
+
 /// The leaf hash of the record at `lsn` with `payload`.
 pub fn leaf_hash(lsn: u64, payload: &[u8]) -> Hash {
     let mut h = Sha256::new();
@@ -105,6 +110,43 @@ impl Frontier {
             level += 1;
         }
         self.peaks.push((level, hash));
+    }
+
+    /// The tree whose perfect subtrees are `peaks` (levels strictly
+    /// decreasing, as [`peaks`](Self::peaks) gives them); `None` otherwise.
+    pub fn from_peaks(peaks: Vec<(u32, Hash)>) -> Option<Frontier> {
+        if peaks.windows(2).any(|w| w[0].0 <= w[1].0) || peaks.iter().any(|p| p.0 > 63) {
+            return None;
+        }
+        let size = peaks.iter().map(|(l, _)| 1u64 << l).sum();
+        Some(Frontier { size, peaks })
+    }
+
+    /// The peaks as text: `level:base64hash` separated by spaces (how a
+    /// retention marker records the tree at the prefix it removed).
+    pub fn peaks_text(&self) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.peaks
+            .iter()
+            .map(|(l, h)| format!("{l}:{}", b64.encode(h)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Parses [`peaks_text`](Self::peaks_text).
+    pub fn from_peaks_text(text: &str) -> Option<Frontier> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let peaks = text
+            .split_whitespace()
+            .map(|p| {
+                let (l, h) = p.split_once(':')?;
+                let h: Hash = b64.decode(h).ok()?.try_into().ok()?;
+                Some((l.parse().ok()?, h))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Frontier::from_peaks(peaks)
     }
 
     /// Its perfect subtrees, (level, root), largest first.
@@ -250,6 +292,10 @@ mod tests {
             g.push(*l);
         }
         assert_eq!(g, f);
+        let back = Frontier::from_peaks_text(&f.peaks_text()).unwrap();
+        assert_eq!(back, f);
+        assert!(Frontier::from_peaks(vec![(1, [0; 32]), (3, [0; 32])]).is_none());
+        assert!(Frontier::from_peaks_text("x:y").is_none());
     }
 
     #[test]
