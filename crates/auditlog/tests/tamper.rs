@@ -739,3 +739,39 @@ fn damage_to_each_seal_file_is_said_and_sealing_goes_on() {
         }
     }
 }
+
+/// A checkpoint at every segment seal, besides the once-a-second ones:
+/// events appended one by one across several segments, then one round.
+#[test]
+fn every_sealed_segment_ends_at_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = AuditLog::open(dir.path(), opts(Some(key()))).unwrap();
+        for i in 0..6000 {
+            log.append(&event(i)).unwrap();
+        }
+        log.log().sync().unwrap();
+        assert!(log.seal_now().unwrap().error.is_none());
+    }
+    let log = reader(dir.path());
+    let starts: Vec<u64> = log.log().raw_segments().iter().map(|s| s.1 .0).collect();
+    assert!(starts.len() >= 3, "{starts:?}");
+    let bytes = std::fs::read(dir.path().join("CHECKPOINTS")).unwrap();
+    let (notes, _) =
+        auditlog::format::sealed_files::decode_checkpoints(&bytes, log_id(dir.path())).unwrap();
+    let sizes: Vec<u64> = notes
+        .iter()
+        .map(|n| {
+            auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(n).unwrap().text)
+                .unwrap()
+                .size
+        })
+        .collect();
+    for s in &starts[1..] {
+        assert!(
+            sizes.contains(&(s - 1)),
+            "no checkpoint at the end of the segment before LSN {s}: {sizes:?}"
+        );
+    }
+    assert!(!check(dir.path(), &SealCheck::default()).is_tampered());
+}

@@ -40,6 +40,12 @@ impl Shared {
         Ok(self.visible.load(std::sync::atomic::Ordering::Acquire))
     }
 
+    /// The first LSN of each raw segment, oldest first: where each sealed
+    /// one ends (the next one's first, less one).
+    pub(crate) fn raw_starts(&self) -> Vec<u64> {
+        self.segments.read().iter().map(|s| s.first_lsn.0).collect()
+    }
+
     /// Every LSN below this one is durable.
     pub(crate) fn durable_end(&self) -> u64 {
         self.durable.load(std::sync::atomic::Ordering::Acquire)

@@ -364,12 +364,29 @@ impl Work {
         Ok(())
     }
 
-    /// One round: hash what became durable; sign a checkpoint if events
-    /// came since the last. Whether it signed one.
+    /// One round: hash what became durable, signing a checkpoint at the
+    /// end of each raw segment sealed since the last round and at the end of
+    /// what is durable (when events came since the last). Whether it signed.
     fn round(&mut self) -> Result<bool> {
         let durable = self.shared.durable_end();
+        let mut signed = false;
+        // Segment seals first: a checkpoint at each sealed segment's end.
+        for start in self.shared.raw_starts() {
+            let end = start.saturating_sub(1);
+            if end > self.tree.size() && start <= durable {
+                let from = self.tree.size() + 1;
+                self.hash_records(from, end + 1)?;
+                signed |= self.sign()?;
+            }
+        }
         let size = self.tree.size();
         self.hash_records(size + 1, durable)?;
+        Ok(self.sign()? || signed)
+    }
+
+    /// Writes the pending block hashes, and signs a checkpoint of the tree
+    /// as it is if events came since the last. Whether it signed.
+    fn sign(&mut self) -> Result<bool> {
         let (vfs, dir) = (self.shared.vfs(), self.shared.dir().to_path_buf());
         if !self.pending.is_empty() {
             let first = self.tree.size() / BLOCK - self.pending.len() as u64;
