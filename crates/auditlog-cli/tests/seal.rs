@@ -323,3 +323,111 @@ fn verify_exits_4_on_each_kind_of_tampering() {
         text(&o)
     );
 }
+
+/// The rest of docs/TAMPER.md's attacks through the tool, and what must
+/// pass: compaction and retention, then verify.
+#[test]
+fn checkpoints_removed_altered_or_re_signed_exit_4_and_maintenance_does_not() {
+    use auditlog::format::sealed_files as files;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let b = base.to_str().unwrap();
+    assert!(run(&["keygen", "-d", b], &[], None).status.success());
+    for from in [0, 10_000, 20_000] {
+        let o = run(
+            &[
+                "append",
+                "-d",
+                b,
+                "--durability",
+                "buffered",
+                "--segment-size",
+                "2MiB",
+            ],
+            &[],
+            Some(&events(from, 10_000)),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let verify = |d: &Path| run(&["verify", "-d", d.to_str().unwrap()], &[], None);
+    let log_id = |d: &Path| {
+        let mut s: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg" || x == "cseg"))
+            .collect();
+        s.sort();
+        let bytes = std::fs::read(s.last().unwrap()).unwrap();
+        auditlog::format::segment::Header::decode(&bytes[..64])
+            .unwrap()
+            .log_id
+    };
+    let notes = |d: &Path| {
+        let bytes = std::fs::read(d.join("CHECKPOINTS")).unwrap();
+        files::decode_checkpoints(&bytes, log_id(d)).unwrap().0
+    };
+    let rewrite = |d: &Path, ns: &[String]| {
+        let mut f = files::checkpoints_header(log_id(d));
+        for n in ns {
+            f.extend(files::checkpoint_entry(n));
+        }
+        std::fs::write(d.join("CHECKPOINTS"), f).unwrap();
+    };
+    let expect = |d: &Path, code: i32, says: &str| {
+        let o = verify(d);
+        assert_eq!(o.status.code(), Some(code), "{says}: {}", text(&o));
+        assert!(text(&o).contains(says), "{says}: {}", text(&o));
+    };
+
+    // A checkpoint removed from CHECKPOINTS; one altered; all re-signed with another key.
+    let d = tmp.path().join("removed");
+    copy_dir(&base, &d);
+    let mut ns = notes(&d);
+    assert!(ns.len() >= 3, "{ns:?}");
+    ns.remove(1);
+    rewrite(&d, &ns);
+    expect(&d, 4, "an entry was removed");
+    let d = tmp.path().join("altered");
+    copy_dir(&base, &d);
+    let mut ns = notes(&d);
+    ns[1] = ns[1].replacen('\n', "\n9", 1);
+    rewrite(&d, &ns);
+    expect(&d, 4, "signature does not verify");
+    let d = tmp.path().join("re-signed");
+    copy_dir(&base, &d);
+    let other = auditlog::SealKey::from_seed("intruder", [9; 32]);
+    std::fs::write(d.join("PUBKEY"), format!("{}\n", other.verifier())).unwrap();
+    let ns: Vec<String> = notes(&d)
+        .iter()
+        .map(|n| other.sign_note(&auditlog::SignedNote::parse(n).unwrap().text))
+        .collect();
+    rewrite(&d, &ns);
+    expect(&d, 4, "signature does not verify");
+
+    // A log that says it is sealed but holds no checkpoint.
+    let d = tmp.path().join("never-sealed");
+    let o = run(
+        &["append", "-d", d.to_str().unwrap()],
+        &[],
+        Some(&events(0, 50)),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = verify(&d);
+    assert!(
+        o.status.success() && text(&o).contains("not sealed"),
+        "{}",
+        text(&o)
+    );
+    std::fs::copy(base.join("PUBKEY"), d.join("PUBKEY")).unwrap();
+    expect(&d, 4, "holds no checkpoint");
+
+    // Compaction and retention through the tool, then verify: ok.
+    let o = run(&["compact", "-d", b, "--max-bytes", "20KiB"], &[], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("removed segment"),
+        "retention removed something: {}",
+        text(&o)
+    );
+    expect(&base, 0, "as signed");
+}

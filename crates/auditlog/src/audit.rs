@@ -258,6 +258,10 @@ impl AuditLog {
     /// # Errors
     /// As [`apply_retention`](Self::apply_retention).
     pub fn apply_retention_at(&self, now: Timestamp) -> Result<Vec<Removal>> {
+        // A sealed log removes only what a checkpoint covers: seal first.
+        if let Some(sealer) = &self.sealer {
+            sealer.seal_now();
+        }
         retention::apply(
             &self.log.shared,
             &self.registry,
