@@ -775,3 +775,24 @@ fn every_sealed_segment_ends_at_a_checkpoint() {
     }
     assert!(!check(dir.path(), &SealCheck::default()).is_tampered());
 }
+
+/// A slow writer's few events wait for more (or for a minute) before a
+/// checkpoint is spent on them; a request signs at once.
+#[test]
+fn a_slow_writer_does_not_pay_a_checkpoint_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), opts(Some(key()))).unwrap();
+    for i in 0..10 {
+        log.append(&event(i)).unwrap();
+    }
+    log.log().sync().unwrap();
+    let before = log.seal_status().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = log.seal_status().unwrap();
+    assert!(
+        after.rounds >= before.rounds + 2,
+        "rounds ran: {before:?} {after:?}"
+    );
+    assert_eq!(after.checkpoints, 0, "{after:?}");
+    assert_eq!(log.seal_now().unwrap().checkpoints, 1);
+}

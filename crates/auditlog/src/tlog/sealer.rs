@@ -39,6 +39,14 @@ impl std::fmt::Debug for CheckpointHook {
 
 /// How often the sealer looks for new durable records.
 const ROUND: Duration = Duration::from_secs(1);
+/// A round signs once this many events came since the last checkpoint…
+const EVENTS_PER_CHECKPOINT: u64 = 1300;
+/// …or once the oldest of them has waited this long. A checkpoint costs
+/// about 650 bytes (its entry and its record): at least 1,300 events apiece
+/// keeps that under 0.5 bytes an event, and a slow writer's events are
+/// still sealed within a minute. Segment seals, `seal_now` and closing the
+/// log sign at once.
+const MAX_UNSEALED: Duration = Duration::from_secs(60);
 
 /// What the sealer has done, for [`AuditLog::seal_status`](crate::AuditLog::seal_status).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,15 +149,16 @@ fn run(
     status.0.lock().sealed = work.sealed;
     sealed(work.sealed);
     loop {
-        let stopping = {
+        let (stopping, asked) = {
             let mut g = asks.0.lock();
             if !g.stop && !g.now {
                 asks.1.wait_for(&mut g, ROUND);
             }
+            let asked = g.now;
             g.now = false;
-            g.stop
+            (g.stop, asked)
         };
-        match work.round() {
+        match work.round(stopping || asked) {
             Ok(signed) => {
                 sealed(work.sealed);
                 let mut s = status.0.lock();
@@ -182,6 +191,9 @@ struct Work {
     sealed: u64,
     /// Whether events (not only checkpoint records) were hashed since it.
     unsealed_events: bool,
+    /// How many, and since when.
+    events_since: u64,
+    since: std::time::Instant,
 }
 
 /// The checkpoint records in the log: (LSN, the note if the record holds one).
@@ -282,6 +294,8 @@ impl Work {
             pending: Vec::new(),
             sealed,
             unsealed_events: false,
+            events_since: 0,
+            since: std::time::Instant::now(),
         };
         for b in &blocks {
             work.tree.push_subtree(BLOCK_LEVEL, *b);
@@ -351,7 +365,11 @@ impl Work {
                 self.block = Frontier::new();
             }
             if codec::peek_type_severity(r.payload()).is_none_or(|(t, _)| t != checkpoint_id) {
+                if !self.unsealed_events {
+                    self.since = std::time::Instant::now();
+                }
                 self.unsealed_events = true;
+                self.events_since += 1;
             }
             expect += 1;
         }
@@ -365,9 +383,11 @@ impl Work {
     }
 
     /// One round: hash what became durable, signing a checkpoint at the
-    /// end of each raw segment sealed since the last round and at the end of
-    /// what is durable (when events came since the last). Whether it signed.
-    fn round(&mut self) -> Result<bool> {
+    /// end of each raw segment sealed since the last round, and at the end
+    /// of what is durable when events came since the last checkpoint and
+    /// `now` is asked (a request, closing) or enough came or waited long
+    /// enough. Whether it signed.
+    fn round(&mut self, now: bool) -> Result<bool> {
         let durable = self.shared.durable_end();
         let mut signed = false;
         // Segment seals first: a checkpoint at each sealed segment's end.
@@ -381,23 +401,39 @@ impl Work {
         }
         let size = self.tree.size();
         self.hash_records(size + 1, durable)?;
-        Ok(self.sign()? || signed)
+        let due = now
+            || self.events_since >= EVENTS_PER_CHECKPOINT
+            || self.since.elapsed() >= MAX_UNSEALED;
+        if due {
+            signed |= self.sign()?;
+        } else {
+            self.write_blocks()?;
+        }
+        Ok(signed)
+    }
+
+    /// Appends the block hashes computed since the last call to `TREE`.
+    fn write_blocks(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let (vfs, dir) = (self.shared.vfs(), self.shared.dir().to_path_buf());
+        let first = self.tree.size() / BLOCK - self.pending.len() as u64;
+        let mut bytes = Vec::with_capacity(self.pending.len() * 36);
+        for (i, b) in self.pending.iter().enumerate() {
+            bytes.extend_from_slice(&store::tree_entry(first + i as u64, b));
+        }
+        vfs.append_file(&dir.join(TREE_FILE), &bytes)
+            .map_err(|e| io_err("append to", &dir, TREE_FILE, e))?;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Writes the pending block hashes, and signs a checkpoint of the tree
     /// as it is if events came since the last. Whether it signed.
     fn sign(&mut self) -> Result<bool> {
+        self.write_blocks()?;
         let (vfs, dir) = (self.shared.vfs(), self.shared.dir().to_path_buf());
-        if !self.pending.is_empty() {
-            let first = self.tree.size() / BLOCK - self.pending.len() as u64;
-            let mut bytes = Vec::with_capacity(self.pending.len() * 36);
-            for (i, b) in self.pending.iter().enumerate() {
-                bytes.extend_from_slice(&store::tree_entry(first + i as u64, b));
-            }
-            vfs.append_file(&dir.join(TREE_FILE), &bytes)
-                .map_err(|e| io_err("append to", &dir, TREE_FILE, e))?;
-            self.pending.clear();
-        }
         if !self.unsealed_events || self.tree.size() == self.sealed {
             return Ok(false);
         }
@@ -425,6 +461,7 @@ impl Work {
         self.shared.append_durable(&[buf])?;
         self.sealed = c.size;
         self.unsealed_events = false;
+        self.events_since = 0;
         if let Some(h) = &self.hook {
             (h.0)(&note);
         }
