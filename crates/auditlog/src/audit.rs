@@ -299,7 +299,38 @@ impl AuditLog {
     /// # Errors
     /// As [`append_batch`](Self::append_batch).
     pub fn append(&self, e: &Event) -> Result<Lsn> {
-        self.append_batch(std::slice::from_ref(e)).map(|r| r.start)
+        thread_local! {
+            /// The encoding of the event being appended, reused.
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // The common case: type and keys registered already. One read of the
+        // registry, one lookup per name, no allocation.
+        let encoded = BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            buf.clear();
+            let reg = self.registry.read();
+            let id = reg
+                .type_id(&e.event_type)
+                .filter(|_| !e.event_type.starts_with(registry::ENGINE_PREFIX))?;
+            let mut known = true;
+            codec::encode(
+                e,
+                id,
+                &mut |k| {
+                    reg.key_id(k).unwrap_or_else(|| {
+                        known = false;
+                        0
+                    })
+                },
+                &mut buf,
+            );
+            drop(reg);
+            known.then(|| self.log.append(&buf))
+        });
+        match encoded {
+            Some(r) => r,
+            None => self.append_batch(std::slice::from_ref(e)).map(|r| r.start),
+        }
     }
 
     /// Appends events with consecutive LSNs (one sync for all in `Sync` mode).
