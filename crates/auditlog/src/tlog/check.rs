@@ -102,9 +102,12 @@ pub(crate) fn verify(
 
     // Every checkpoint: the file's, the log's, the anchors.
     let mut notes: Vec<(String, String, Option<u64>)> = Vec::new();
+    // Whether CHECKPOINTS was there and read whole.
+    let mut file_read = false;
     match read(CHECKPOINTS_FILE)? {
         Some(bytes) => match store::decode_checkpoints(&bytes, log_id) {
             Ok((ns, _)) => {
+                file_read = true;
                 for (i, n) in ns.into_iter().enumerate() {
                     notes.push((format!("{CHECKPOINTS_FILE} entry {}", i + 1), n, None));
                 }
@@ -185,10 +188,6 @@ pub(crate) fn verify(
         .filter(|f| f.at.starts_with(CHECKPOINTS_FILE))
         .collect();
     let in_records: Vec<&Found> = found.iter().filter(|f| f.lsn.is_some()).collect();
-    let file_read = match read(CHECKPOINTS_FILE)? {
-        Some(b) => store::decode_checkpoints(&b, log_id).is_ok(),
-        None => false,
-    };
     if file_read {
         for r in &in_records {
             if !in_file.iter().any(|f| f.cp == r.cp) {
