@@ -87,6 +87,13 @@ pub fn render(
         "buffered",
         &rate,
     );
+    row(
+        &mut out,
+        "1. interval append (durable within 10 ms), events/s, one writer (auditlog only: the others have no such mode)",
+        results,
+        "interval_10ms",
+        &rate,
+    );
     for t in [1, 16, 64] {
         let key = format!("durable_{t}");
         let p99 = format!("durable_{t}_p99_us");
