@@ -92,18 +92,25 @@ fn a_sealed_log_verifies_and_its_root_agrees_with_an_independent_tree() {
         leaf.extend_from_slice(rec.payload());
         t.push(leaf);
     }
-    let anchor = std::fs::read(dir.path().join("CHECKPOINTS")).unwrap();
-    let (notes, _) =
-        auditlog::format::sealed_files::decode_checkpoints(&anchor, log_id(dir.path())).unwrap();
-    let newest = notes
-        .iter()
-        .map(|n| {
-            auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(n).unwrap().text).unwrap()
-        })
+    let newest = checkpoints(dir.path())
+        .into_iter()
         .max_by_key(|c| c.size)
         .unwrap();
     assert_eq!(newest.size, r.sealed);
     assert_eq!(t.root().as_bytes().as_slice(), newest.root.as_slice());
+}
+
+/// The checkpoint a signed note holds.
+fn checkpoint_of(note: &str) -> auditlog::Checkpoint {
+    auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(note).unwrap().text).unwrap()
+}
+
+/// The checkpoints in the log's `CHECKPOINTS`, in order.
+fn checkpoints(dir: &Path) -> Vec<auditlog::Checkpoint> {
+    let bytes = std::fs::read(dir.join("CHECKPOINTS")).unwrap();
+    let (notes, _) =
+        auditlog::format::sealed_files::decode_checkpoints(&bytes, log_id(dir)).unwrap();
+    notes.iter().map(|n| checkpoint_of(n)).collect()
 }
 
 /// The log id, from the first segment's header (bytes 16..32).
@@ -288,8 +295,7 @@ fn cuts_deletions_and_rollbacks_are_found() {
         auditlog::format::sealed_files::decode_checkpoints(&ckpts, log_id(&d)).unwrap();
     let mut kept = auditlog::format::sealed_files::checkpoints_header(log_id(&d));
     for n in &notes {
-        let c =
-            auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(n).unwrap().text).unwrap();
+        let c = checkpoint_of(n);
         if c.size < cut_lsn {
             kept.extend(auditlog::format::sealed_files::checkpoint_entry(n));
         }
@@ -630,14 +636,7 @@ fn the_hook_gets_each_checkpoint_and_compaction_keeps_every_leaf() {
     }
     let notes = got.lock().unwrap().clone();
     assert_eq!(notes.len(), 3, "{notes:?}");
-    let sizes: Vec<u64> = notes
-        .iter()
-        .map(|n| {
-            auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(n).unwrap().text)
-                .unwrap()
-                .size
-        })
-        .collect();
+    let sizes: Vec<u64> = notes.iter().map(|n| checkpoint_of(n).size).collect();
     assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
     // Each is an anchor the compacted log still satisfies, leaf by leaf.
     let anchors = notes
@@ -756,17 +755,7 @@ fn every_sealed_segment_ends_at_a_checkpoint() {
     let log = reader(dir.path());
     let starts: Vec<u64> = log.log().raw_segments().iter().map(|s| s.1 .0).collect();
     assert!(starts.len() >= 3, "{starts:?}");
-    let bytes = std::fs::read(dir.path().join("CHECKPOINTS")).unwrap();
-    let (notes, _) =
-        auditlog::format::sealed_files::decode_checkpoints(&bytes, log_id(dir.path())).unwrap();
-    let sizes: Vec<u64> = notes
-        .iter()
-        .map(|n| {
-            auditlog::Checkpoint::from_body(&auditlog::SignedNote::parse(n).unwrap().text)
-                .unwrap()
-                .size
-        })
-        .collect();
+    let sizes: Vec<u64> = checkpoints(dir.path()).iter().map(|c| c.size).collect();
     for s in &starts[1..] {
         assert!(
             sizes.contains(&(s - 1)),
