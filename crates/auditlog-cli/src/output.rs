@@ -441,11 +441,10 @@ pub(crate) fn query(dir: &Path, f: &FilterArgs, how: QueryHow) -> Result<ExitCod
         }
         last = newest.iter().map(|(l, _)| l.0).max();
     } else {
-        let q_filter = sel.filter.clone();
         let mut q = if how.explain {
-            log.query_explained(&q_filter, how.reverse)
+            log.query_explained(&sel.filter, how.reverse)
         } else {
-            log.query_from(&q_filter, Lsn(sel.after + 1), how.reverse)
+            log.query_from(&sel.filter, Lsn(sel.after + 1), how.reverse)
         };
         // Straight from the events read in place: none is built.
         let mut left = how.limit.map_or(u64::MAX, |l| l as u64);

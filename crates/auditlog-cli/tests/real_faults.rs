@@ -67,7 +67,8 @@ fn committed(err: &str) -> (u64, u64) {
 fn a_full_disk_says_exactly_which_records_are_in_and_the_log_still_opens() {
     let Some(fs) = Tmpfs::mount(5) else { return };
     let scratch = tempfile::tempdir().unwrap();
-    let (file, events) = events_file(scratch.path(), 60_000);
+    // Well over what 5 MiB holds (about 65 bytes an event in segments of up to 2 MiB).
+    let (file, events) = events_file(scratch.path(), 150_000);
     let dir = fs.dir.join("log");
     let d = dir.to_str().unwrap();
     let o = auditlog(&[
@@ -81,7 +82,7 @@ fn a_full_disk_says_exactly_which_records_are_in_and_the_log_still_opens() {
         file.to_str().unwrap(),
     ]);
     let err = stderr(&o);
-    assert!(!o.status.success(), "the import fit on a 5 MiB disk?");
+    assert!(!o.status.success(), "the import fit on a 5 MiB disk? {} {err}", common::stdout(&o));
     assert!(err.contains("no space left"), "{err}");
     let (n, next_line) = committed(&err);
     assert!(n > 0 && (n as usize) < events.len(), "{err}");
