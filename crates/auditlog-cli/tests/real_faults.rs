@@ -82,7 +82,11 @@ fn a_full_disk_says_exactly_which_records_are_in_and_the_log_still_opens() {
         file.to_str().unwrap(),
     ]);
     let err = stderr(&o);
-    assert!(!o.status.success(), "the import fit on a 5 MiB disk? {} {err}", common::stdout(&o));
+    assert!(
+        !o.status.success(),
+        "the import fit on a 5 MiB disk? {} {err}",
+        common::stdout(&o)
+    );
     assert!(err.contains("no space left"), "{err}");
     let (n, next_line) = committed(&err);
     assert!(n > 0 && (n as usize) < events.len(), "{err}");
