@@ -207,8 +207,9 @@ struct Fields {
     attrs: Vec<(String, String)>,
 }
 
-/// The event fields set by a tracing field of the same name.
-const TEXT_FIELDS: [&str; 12] = [
+/// The event fields set by a tracing field of the same name (a `time`
+/// field is an attribute like any other: the time is the macro's moment).
+const TEXT_FIELDS: [&str; 11] = [
     "source",
     "ip",
     "actor_id",
@@ -220,7 +221,6 @@ const TEXT_FIELDS: [&str; 12] = [
     "entity_id",
     "entity_name",
     "data",
-    "time",
 ];
 
 impl Fields {
@@ -272,11 +272,7 @@ impl Fields {
                     })?);
                     continue;
                 }
-                // `time` is the moment of the macro; one given is kept as an attribute.
-                _ => {
-                    e.attrs.insert(name.to_string(), value);
-                    continue;
-                }
+                _ => unreachable!("TEXT_FIELDS names only these"),
             };
             *slot = Some(value);
         }
