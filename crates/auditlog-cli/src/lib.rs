@@ -2,6 +2,7 @@
 //! the demo workload generator (also the benchmarks' workload).
 
 pub mod formats;
+pub mod lake;
 pub mod select;
 pub mod terminal;
 pub mod when;

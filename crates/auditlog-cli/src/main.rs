@@ -83,7 +83,10 @@ enum Command {
         #[command(flatten)]
         how: IngestArgs,
     },
-    /// Write the events that match the filters in an exchange format to standard output.
+    /// Write the events that match the filters in an exchange format to
+    /// standard output, or (Parquet) into a directory a lake engine reads.
+    ///
+    /// docs/EXPORT.md describes each format and the OCSF mapping.
     Export {
         #[command(flatten)]
         dir: DirArg,
@@ -92,6 +95,8 @@ enum Command {
         format: ExportFormat,
         #[command(flatten)]
         filter: Box<FilterArgs>,
+        #[command(flatten)]
+        to: Box<ExportArgs>,
     },
     /// Print the events that match the filters (with -f, keep printing new ones).
     Query {
@@ -418,12 +423,68 @@ enum ImportFormat {
     NetopCsv,
 }
 
+/// What `export` writes.
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
-enum ExportFormat {
+pub(crate) enum ExportFormat {
+    /// Canonical JSON lines (docs/EVENTS.md).
     Jsonl,
+    /// auditlog's own CSV.
     Csv,
+    /// SAP UME security audit lines.
     SapUme,
+    /// The Netop Portal log report (CSV).
     NetopCsv,
+    /// OCSF 1.8.0 events, one JSON object per line.
+    Ocsf,
+    /// OCSF-mapped Parquet files under --out, partitioned by class and day.
+    Parquet,
+    /// RFC 5424 syslog messages, the event as structured data.
+    Syslog,
+    /// ArcSight Common Event Format lines.
+    Cef,
+}
+
+/// Where and how `export` writes, for the formats that need more than
+/// standard output.
+#[derive(Args, Clone)]
+pub(crate) struct ExportArgs {
+    /// The directory Parquet files go into (created if missing). What it
+    /// already holds is not exported again: a second run adds what is new.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Parquet directory layout: `hive` (class_uid=…/day=…/) or
+    /// `security-lake` (ext/SOURCE/region=…/accountId=…/eventDay=…/).
+    #[arg(long, value_enum, default_value = "hive")]
+    pub(crate) layout: LakeLayout,
+    /// Security Lake: the custom source's name.
+    #[arg(long, default_value = "auditlog")]
+    pub(crate) lake_source: String,
+    /// Security Lake: the AWS region of the lake.
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    /// Security Lake: the AWS account the events come from.
+    #[arg(long)]
+    pub(crate) account_id: Option<String>,
+    /// Syslog: frame each message with its length (RFC 6587 octet
+    /// counting), which carries line breaks; else one message per line.
+    #[arg(long)]
+    pub(crate) octet_counting: bool,
+    /// Syslog: the facility, 0–23 [default: 13, log audit].
+    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u8).range(0..=23))]
+    pub(crate) facility: u8,
+    /// Syslog: the HOSTNAME field [default: this machine's name].
+    #[arg(long)]
+    pub(crate) hostname: Option<String>,
+}
+
+/// How Parquet files are laid out in the export directory.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum LakeLayout {
+    /// `class_uid=3002/day=2026-11-23/part-….parquet`
+    Hive,
+    /// Amazon Security Lake's custom-source layout:
+    /// `ext/SOURCE/region=…/accountId=…/eventDay=20261123/part-….parquet`
+    SecurityLake,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -576,7 +637,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             format,
             filter,
-        } => output::export(&dir.dir, format, &filter),
+            to,
+        } => output::export(&dir.dir, format, &filter, &to),
         Command::Query {
             dir,
             filter,

@@ -18,7 +18,9 @@ use auditlog_cli::terminal::visible;
 use auditlog_cli::when::Clock;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::{open_read, progress, ColorArg, ExportFormat, FilterArgs, Format, OutputArgs};
+use crate::{
+    open_read, progress, ColorArg, ExportArgs, ExportFormat, FilterArgs, Format, OutputArgs, Usage,
+};
 
 pub(crate) fn color(sev: Severity) -> &'static str {
     match sev {
@@ -618,7 +620,21 @@ fn follow(
     Ok(crate::finish(log))
 }
 
-pub(crate) fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result<ExitCode> {
+pub(crate) fn export(
+    dir: &Path,
+    format: ExportFormat,
+    f: &FilterArgs,
+    to: &ExportArgs,
+) -> Result<ExitCode> {
+    if format == ExportFormat::Parquet {
+        return lake_export(dir, f, to);
+    }
+    if to.out.is_some() {
+        return Err(Usage(
+            "--out is for --format parquet; the other formats write to standard output".into(),
+        )
+        .into());
+    }
     let log = open_read(dir)?;
     let sel = Selection::new(&log, f)?;
     let end = log.log().next_lsn().0;
@@ -654,6 +670,44 @@ pub(crate) fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result
             }
             out.flush()?;
         }
+        ExportFormat::Ocsf => {
+            let mut out = BufWriter::new(stdout.lock());
+            for r in events {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                serde_json::to_writer(&mut out, &formats::ocsf::to_value(lsn.0, &e.fields()))?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::Syslog => {
+            let o = formats::syslog::SyslogOptions {
+                facility: to.facility,
+                hostname: formats::syslog::clean_hostname(
+                    &to.hostname
+                        .clone()
+                        .unwrap_or_else(auditlog_cli::terminal::hostname),
+                ),
+                octet_counting: to.octet_counting,
+            };
+            let mut out = BufWriter::new(stdout.lock());
+            for r in events {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                out.write_all(formats::syslog::to_message(lsn.0, &e.fields(), &o).as_bytes())?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::Cef => {
+            let mut out = BufWriter::new(stdout.lock());
+            for r in events {
+                let (lsn, e) = r?;
+                bar.set_position(lsn.0);
+                writeln!(out, "{}", formats::cef::to_line(lsn.0, &e.fields()))?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::Parquet => unreachable!("written by lake::export"),
         ExportFormat::NetopCsv => {
             let mut w = csv::Writer::from_writer(stdout.lock());
             w.write_record(formats::netop::COLUMNS)?;
@@ -667,5 +721,84 @@ pub(crate) fn export(dir: &Path, format: ExportFormat, f: &FilterArgs) -> Result
     }
     bar.finish_and_clear();
     f.save_cursor(end.saturating_sub(1).max(sel.after))?;
+    Ok(crate::finish(&log))
+}
+
+/// `export --format parquet --out DIR`: what is new since the directory's
+/// state (or the cursor, whichever is later), as one committed run.
+fn lake_export(dir: &Path, f: &FilterArgs, to: &ExportArgs) -> Result<ExitCode> {
+    use auditlog_cli::lake::{self, LakeWriter, Layout};
+    let Some(out) = &to.out else {
+        return Err(Usage(
+            "--format parquet writes files: give the directory with --out DIR".into(),
+        )
+        .into());
+    };
+    let layout = match to.layout {
+        crate::LakeLayout::Hive => Layout::Hive,
+        crate::LakeLayout::SecurityLake => {
+            let (Some(region), Some(account_id)) = (&to.region, &to.account_id) else {
+                return Err(
+                    Usage("--layout security-lake needs --region and --account-id".into()).into(),
+                );
+            };
+            Layout::SecurityLake {
+                source: to.lake_source.clone(),
+                region: region.clone(),
+                account_id: account_id.clone(),
+            }
+        }
+    };
+    let log = open_read(dir)?;
+    let sel = Selection::new(&log, f)?;
+    let previous = lake::recover(out)?;
+    let through = log.log().next_lsn().0.saturating_sub(1);
+    let mut w = LakeWriter::new(out, layout, log.log().id(), previous, through)?;
+    let after = (w.first_lsn() - 1).max(sel.after);
+    let first_kept = log.log().first_lsn().0;
+    if first_kept > after + 1 && after < through {
+        eprintln!(
+            "auditlog: warning: records LSN {}..={} were removed (retention) or quarantined before they were exported",
+            after + 1,
+            first_kept - 1
+        );
+    }
+    let bar = progress(through, "exporting");
+    let mut seen = 0u64;
+    let mut q = log.query_from(&sel.filter, Lsn(after + 1), false);
+    let mut failed = None;
+    q.for_each_view(&mut |v| {
+        let lsn = v.lsn().0;
+        if lsn > through {
+            return Ok(false);
+        }
+        seen += 1;
+        if seen.is_multiple_of(65_536) {
+            bar.set_position(lsn);
+        }
+        let e = v.fields();
+        if sel.wants(&e) {
+            if let Err(err) = w.add(lsn, &e) {
+                failed = Some(err);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let summary = w.commit()?;
+    bar.finish_and_clear();
+    eprintln!(
+        "auditlog: exported {} events into {} files under {} (the directory holds LSN ..={}, {} events in {} files)",
+        summary.events,
+        summary.files.len(),
+        out.display(),
+        summary.state.through_lsn,
+        summary.state.events,
+        summary.state.files
+    );
+    f.save_cursor(through.max(sel.after))?;
     Ok(crate::finish(&log))
 }

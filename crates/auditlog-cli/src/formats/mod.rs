@@ -1,10 +1,14 @@
-//! The exchange formats of the systems the seeds describe: SAP UME security
-//! audit lines and the Netop Portal log report (CSV). Pure functions over
+//! The exchange formats: those of the systems the seeds describe (SAP UME
+//! security audit lines, the Netop Portal log report), auditlog's own CSV,
+//! and what lakes and SIEMs read (OCSF JSON, RFC 5424 syslog, CEF). Pure functions over
 //! text; each error names the field at fault (the caller adds file and line).
 
+pub mod cef;
 pub mod events_csv;
 pub mod netop;
+pub mod ocsf;
 pub mod sap;
+pub mod syslog;
 
 /// A line or record that is not in the expected format.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,8 @@
 //! write a workload as JSON lines.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod ocsf_schema;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -5,6 +5,7 @@
 //! parsers in [`seeds`] from the seed documents; the test
 //! `tests/catalogs.rs` re-derives them and fails on any difference.
 
+pub mod ocsf;
 #[doc(hidden)]
 pub mod registry;
 pub mod seeds;

