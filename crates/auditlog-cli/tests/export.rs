@@ -249,3 +249,245 @@ proptest! {
         prop_assert!(problems.is_empty(), "{problems:?}\n{v:#}");
     }
 }
+
+// ---- syslog and CEF ----
+
+use auditlog_cli::formats::{cef, syslog};
+
+fn arbitrary_event() -> impl Strategy<Value = Event> {
+    (
+        (
+            "[^\u{0}]{1,40}",
+            -4_000_000_000_000_000_000i64..4_000_000_000_000_000_000,
+            0u8..6,
+            opt_text(),
+            proptest::option::of(any::<IpAddr>()),
+            opt_text(),
+            opt_text(),
+        ),
+        (
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            opt_text(),
+            proptest::option::of(any::<i64>()),
+            proptest::collection::btree_map(".{1,12}", any::<String>(), 0..4),
+            opt_text(),
+        ),
+    )
+        .prop_map(
+            |(
+                (ty, ns, sev, source, ip, actor_id, actor),
+                (account, account_id, session, et, eid, ename, result, attrs, data),
+            )| {
+                let mut e = Event::new(Timestamp(ns), ty, Severity::from_code(sev).unwrap());
+                e.source = source;
+                e.ip = ip;
+                e.actor_id = actor_id;
+                e.actor = actor;
+                e.actor_account = account;
+                e.account_id = account_id;
+                e.session = session;
+                e.entity_type = et;
+                e.entity_id = eid;
+                e.entity_name = ename;
+                e.result = result;
+                e.attrs = attrs;
+                e.data = data;
+                e
+            },
+        )
+}
+
+/// Rebuilds an event from named values (the syslog and CEF fields).
+fn event_from(ty: &str, time: &str, severity: &str, get: &dyn Fn(&str) -> Option<String>) -> Event {
+    let mut e = Event::new(time.parse().unwrap(), ty, severity.parse().unwrap());
+    e.source = get("source");
+    e.ip = get("ip").map(|s| s.parse().unwrap());
+    e.actor_id = get("actor_id");
+    e.actor = get("actor");
+    e.actor_account = get("actor_account");
+    e.account_id = get("account_id");
+    e.session = get("session");
+    e.entity_type = get("entity_type");
+    e.entity_id = get("entity_id");
+    e.entity_name = get("entity_name");
+    e.result = get("result").map(|r| r.parse().unwrap());
+    e.data = get("data");
+    e
+}
+
+fn syslog_back(framed: &str) -> (u64, Event) {
+    // RFC 6587 octet counting: the length, a space, that many bytes.
+    let (len, rest) = framed.split_once(' ').unwrap();
+    assert_eq!(
+        rest.len(),
+        len.parse::<usize>().unwrap(),
+        "the count is the message's bytes"
+    );
+    let m = syslog_loose::parse_message(rest, syslog_loose::Variant::RFC5424);
+    let mut ev = BTreeMap::new();
+    let mut attrs = BTreeMap::new();
+    for sd in &m.structured_data {
+        let into = if sd.id == syslog::SD_EVENT {
+            &mut ev
+        } else {
+            &mut attrs
+        };
+        assert!(
+            sd.id == syslog::SD_EVENT || sd.id == syslog::SD_ATTRS,
+            "{}",
+            sd.id
+        );
+        for (k, v) in sd.params() {
+            into.insert(k.to_string(), v);
+        }
+    }
+    let lsn = ev["lsn"].parse().unwrap();
+    let mut e = event_from(&ev["type"], &ev["time"], &ev["severity"], &|k| {
+        ev.get(k).cloned()
+    });
+    if let Some(j) = ev.get("attrs_json") {
+        let more: BTreeMap<String, String> = serde_json::from_str(j).unwrap();
+        attrs.extend(more);
+    }
+    e.attrs = attrs;
+    // The message follows the structured data and a space. syslog_loose
+    // trims white space from it, so the exact text is taken from the
+    // message's end: what the parser read, with what it trimmed around it.
+    let msg = m.msg;
+    e.data = if msg.is_empty() && rest.ends_with(']') {
+        None
+    } else {
+        let at = rest.rfind(msg).unwrap();
+        let before = rest[..at].trim_end_matches([' ', '\t', '\n', '\r']);
+        assert!(
+            before.ends_with(']'),
+            "the message follows the structured data"
+        );
+        Some(rest[before.len() + 1..].to_string())
+    };
+    // The header agrees: severity, facility, time to the microsecond.
+    assert_eq!(
+        m.severity.map(|s| s as u8),
+        Some(syslog::syslog_severity(e.severity)),
+    );
+    assert_eq!(m.facility.map(|f| f as u8), Some(13));
+    let header = m.timestamp.unwrap().timestamp_nanos_opt().unwrap();
+    assert_eq!(header, e.time.0.div_euclid(1000) * 1000);
+    (lsn, e)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn syslog_round_trips_through_syslog_loose(e in arbitrary_event(), lsn in 1u64..u64::MAX / 2) {
+        let o = syslog::SyslogOptions { facility: 13, hostname: "host-1".into(), octet_counting: true };
+        let framed = syslog::to_message(lsn, &e.fields(), &o);
+        let (back_lsn, back) = syslog_back(&framed);
+        prop_assert_eq!(back_lsn, lsn);
+        prop_assert_eq!(back, e);
+    }
+
+    #[test]
+    fn syslog_lines_are_one_line_each(e in arbitrary_event()) {
+        let o = syslog::SyslogOptions { facility: 10, hostname: "h".into(), octet_counting: false };
+        let line = syslog::to_message(3, &e.fields(), &o);
+        prop_assert!(line.ends_with('\n'));
+        prop_assert!(!line[..line.len() - 1].contains(['\n', '\r']));
+    }
+
+    #[test]
+    fn cef_round_trips_through_a_parser_of_its_own(e in arbitrary_event(), lsn in 1u64..u64::MAX / 2) {
+        let line = cef::to_line(lsn, &e.fields());
+        prop_assert!(!line.contains(['\n', '\r']));
+        let (header, ext) = parse_cef(&line);
+        prop_assert_eq!(header.len(), 7);
+        prop_assert_eq!(&header[0], "CEF:0");
+        prop_assert_eq!(header[6].parse::<u8>().unwrap(), cef::cef_severity(e.severity));
+        let ty = ext.get("auditlogType").cloned().unwrap_or(header[4].clone());
+        let key = |k: &str| match k {
+            "source" => "auditlogSource",
+            "ip" => "src",
+            "actor_id" => "suid",
+            "actor" => "suser",
+            "actor_account" => "auditlogAccount",
+            "account_id" => "auditlogAccountId",
+            "session" => "auditlogSession",
+            "entity_type" => "auditlogEntityType",
+            "entity_id" => "auditlogEntityId",
+            "entity_name" => "auditlogEntityName",
+            "result" => "auditlogResult",
+            "data" => "msg",
+            other => panic!("{other}"),
+        };
+        let mut back = event_from(&ty, &ext["auditlogTime"], &ext["auditlogSeverity"], &|k| {
+            ext.get(key(k)).cloned().or_else(|| (k == "ip").then(|| ext.get("c6a2").cloned()).flatten())
+        });
+        if let Some(a) = ext.get("auditlogAttrs") {
+            back.attrs = serde_json::from_str(a).unwrap();
+        }
+        prop_assert_eq!(ext["externalId"].parse::<u64>().unwrap(), lsn);
+        prop_assert_eq!(ext["rt"].parse::<i64>().unwrap(), e.time.0.div_euclid(1_000_000));
+        prop_assert_eq!(back, e);
+    }
+}
+
+/// A CEF parser written from the format's description: seven `|`-separated
+/// header fields with `\|` and `\\` escaped, then `key=value` pairs where a
+/// value runs to the space before the next unescaped `=`'s key.
+fn parse_cef(line: &str) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut header = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars();
+    while header.len() < 7 {
+        match chars.next().expect("seven header fields") {
+            '\\' => cur.push(chars.next().expect("an escaped character")),
+            '|' => header.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    let rest: Vec<char> = chars.collect();
+    // Unescaped '=' positions.
+    let mut eqs = Vec::new();
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            '\\' => i += 1,
+            '=' => eqs.push(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut ext = BTreeMap::new();
+    let key_start = |eq: usize| {
+        rest[..eq]
+            .iter()
+            .rposition(|&c| c == ' ')
+            .map_or(0, |p| p + 1)
+    };
+    for (n, &eq) in eqs.iter().enumerate() {
+        let key: String = rest[key_start(eq)..eq].iter().collect();
+        let end = eqs
+            .get(n + 1)
+            .map_or(rest.len(), |&next| key_start(next) - 1);
+        let mut v = String::new();
+        let mut it = rest[eq + 1..end].iter();
+        while let Some(&c) = it.next() {
+            if c == '\\' {
+                match it.next() {
+                    Some('n') => v.push('\n'),
+                    Some('r') => v.push('\r'),
+                    Some(&c) => v.push(c),
+                    None => panic!("a dangling escape"),
+                }
+            } else {
+                v.push(c);
+            }
+        }
+        assert!(ext.insert(key.clone(), v).is_none(), "{key} twice");
+    }
+    (header, ext)
+}

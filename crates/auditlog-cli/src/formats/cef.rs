@@ -44,10 +44,10 @@ fn header(out: &mut String, s: &str) {
     }
 }
 
+/// One `key=value` of the extension, after a space (the caller writes the
+/// first, `rt`, itself).
 fn ext(out: &mut String, key: &str, value: &str) {
-    if !out.ends_with('|') {
-        out.push(' ');
-    }
+    out.push(' ');
     out.push_str(key);
     out.push('=');
     for c in value.chars() {
@@ -76,7 +76,8 @@ pub fn to_line(lsn: u64, e: &EventFields<'_>) -> String {
     out.push('|');
     out.push_str(&cef_severity(e.severity).to_string());
     out.push('|');
-    ext(&mut out, "rt", &e.time.0.div_euclid(1_000_000).to_string());
+    out.push_str("rt=");
+    out.push_str(&e.time.0.div_euclid(1_000_000).to_string());
     ext(&mut out, "externalId", &lsn.to_string());
     ext(&mut out, "auditlogTime", &e.time.to_string());
     ext(&mut out, "auditlogSeverity", e.severity.as_str());
