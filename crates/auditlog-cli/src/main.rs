@@ -285,6 +285,9 @@ enum CatalogCommand {
         #[arg(long, default_value = "filetransfer-2.0")]
         catalog: String,
     },
+    /// Where each built-in type lands in OCSF 1.8.0 (class, activity,
+    /// status), as the Markdown table docs/EXPORT.md prints.
+    Ocsf,
     /// Types added, removed, and whose severity changed, from catalog A to B.
     Diff {
         /// The first catalog.

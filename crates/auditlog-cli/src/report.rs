@@ -473,7 +473,22 @@ pub(crate) fn catalog(cmd: CatalogCommand) -> Result<ExitCode> {
             for note in &t.notes {
                 println!("note         {note}");
             }
+            let m = auditlog::catalog::ocsf::mapping(&t.name);
+            println!(
+                "ocsf         {} {} / {} {} (type_uid {}){}",
+                m.class_uid,
+                m.class_name,
+                m.activity_id,
+                m.activity_name,
+                m.type_uid(),
+                if m.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", m.note)
+                }
+            );
         }
+        CatalogCommand::Ocsf => print!("{}", auditlog_cli::formats::ocsf::mapping_table()),
         CatalogCommand::Diff { a, b } => {
             let d = builtin(&a)?.diff(&builtin(&b)?);
             for t in &d.added {

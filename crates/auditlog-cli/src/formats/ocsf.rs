@@ -257,3 +257,34 @@ fn object_or_unknown(m: &OcsfMapping) -> &'static str {
         m.object
     }
 }
+
+/// The mapping of every built-in type as a Markdown table (what
+/// `auditlog catalog ocsf` prints and docs/EXPORT.md holds).
+pub fn mapping_table() -> String {
+    let mut out = String::from(
+        "| Type | Class | Activity | Status | Entity as | Why |\n|---|---|---|---|---|---|\n",
+    );
+    let cell = |s: &str| s.replace('|', "\\|");
+    for (name, m) in ocsf::mappings() {
+        let status = match m.status {
+            ocsf::OcsfStatus::Unknown => "unknown".to_string(),
+            ocsf::OcsfStatus::Success => "Success".to_string(),
+            ocsf::OcsfStatus::Failure => "Failure".to_string(),
+            ocsf::OcsfStatus::FromResult => "from `result`".to_string(),
+            ocsf::OcsfStatus::Other(t) => format!("Other ({t})"),
+            ocsf::OcsfStatus::Finding(id, c) => format!("{c} ({id})"),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} {} | {} {} | {} | {} | {} |\n",
+            cell(name),
+            m.class_uid,
+            m.class_name,
+            m.activity_id,
+            m.activity_name,
+            status,
+            cell(m.object),
+            cell(m.note)
+        ));
+    }
+    out
+}
