@@ -834,18 +834,10 @@ fn finish(p: &mut Partition) -> Result<(), LakeError> {
 /// more than the rest of a row's buffering.
 mod itoa_buf {
     /// Room for an i64 or a dotted quad.
+    #[derive(Default)]
     pub struct Buf {
         bytes: [u8; 24],
         len: usize,
-    }
-
-    impl Default for Buf {
-        fn default() -> Buf {
-            Buf {
-                bytes: [0; 24],
-                len: 0,
-            }
-        }
     }
 
     impl Buf {
