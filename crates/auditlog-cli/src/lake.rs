@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
@@ -77,8 +78,21 @@ pub const ROW_GROUP_ROWS: usize = 1 << 17;
 /// finished when one more is needed (bounds memory and descriptors).
 pub const OPEN_PARTITIONS: usize = 32;
 
+/// Columns without min/max statistics: captions whose ids have them, and
+/// free text no reader prunes by (computing them compares every value).
+const NO_STATISTICS: [&str; 8] = [
+    "class_name",
+    "category_name",
+    "activity_name",
+    "type_name",
+    "severity",
+    "status",
+    "message",
+    "unmapped_attrs",
+];
+
 /// The zstd level of the files' pages.
-pub const ZSTD_LEVEL: i32 = 3;
+pub const ZSTD_LEVEL: i32 = 1;
 
 /// How the directory is laid out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +230,14 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Lak
 pub fn recover(out: &Path) -> Result<Option<LakeState>, LakeError> {
     let commit_path = out.join(COMMIT_FILE);
     if let Some(commit) = read_json::<Commit>(&commit_path)? {
+        // Only files of this directory's own shape are renamed: a commit
+        // list edited to name anything else is refused, not followed.
+        if let Some(bad) = commit.files.iter().find(|f| !is_part_path(f)) {
+            return Err(LakeError::Damaged {
+                path: commit_path,
+                what: format!("names {bad:?}, not a part file of this directory"),
+            });
+        }
         // Roll forward: each file is either still .tmp or already in place.
         for f in &commit.files {
             let dest = out.join(f);
@@ -236,6 +258,15 @@ pub fn recover(out: &Path) -> Result<Option<LakeState>, LakeError> {
     // Roll back: .tmp files no commit lists.
     remove_tmp(out)?;
     read_json(&out.join(STATE_FILE))
+}
+
+/// A relative path of plain names ending in a `part-….parquet` file.
+fn is_part_path(p: &Path) -> bool {
+    use std::path::Component;
+    p.components().all(|c| matches!(c, Component::Normal(_)))
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -291,6 +322,29 @@ struct TypeInfo {
 
 fn static_bytes(s: &'static str) -> ByteArray {
     ByteArray::from(Bytes::from_static(s.as_bytes()))
+}
+
+/// FNV-1a: type names are short and few, and SipHash cost more than the
+/// rest of the lookup.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 /// A string of the arena: where it starts and its length.
@@ -410,7 +464,7 @@ pub struct LakeWriter {
     props: Arc<WriterProperties>,
     partitions: HashMap<(u32, Day), Partition>,
     types: Vec<TypeInfo>,
-    type_ids: HashMap<String, u32>,
+    type_ids: HashMap<String, u32, BuildHasherDefault<Fnv>>,
     run: (u64, u64),
     clock: u64,
     written: Vec<PathBuf>,
@@ -477,6 +531,10 @@ impl LakeWriter {
                 .set_column_dictionary_enabled(ColumnPath::from(c), false)
                 .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
         }
+        for c in NO_STATISTICS {
+            props =
+                props.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+        }
         let props = props
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(ZSTD_LEVEL).expect("a valid level"),
@@ -491,7 +549,7 @@ impl LakeWriter {
             props: Arc::new(props),
             partitions: HashMap::new(),
             types: Vec::new(),
-            type_ids: HashMap::new(),
+            type_ids: HashMap::default(),
             run: (state.through_lsn + 1, through),
             clock: 0,
             written: Vec::new(),
@@ -513,15 +571,16 @@ impl LakeWriter {
         let ty = match self.type_ids.get(e.event_type) {
             Some(&t) => t,
             None => {
-                let m = ocsf::mapping(e.event_type);
+                let (name, m) = match ocsf::lookup(e.event_type) {
+                    Some((name, m)) => (static_bytes(name), m),
+                    None => (ByteArray::from(e.event_type), &ocsf::UNKNOWN_TYPE),
+                };
                 let t = self.types.len() as u32;
                 self.types.push(TypeInfo {
                     mapping: m,
-                    auditlog_type: ByteArray::from(e.event_type),
+                    auditlog_type: name,
                     activity_name: static_bytes(m.activity_name),
-                    type_name: ByteArray::from(
-                        format!("{}: {}", m.class_name, m.activity_name).as_str(),
-                    ),
+                    type_name: static_bytes(m.type_name),
                 });
                 self.type_ids.insert(e.event_type.to_string(), t);
                 t
@@ -637,7 +696,7 @@ fn flush(
     if p.buffer.len() == 0 {
         return Ok(());
     }
-    let rows = std::mem::take(&mut p.buffer);
+    let mut rows = std::mem::take(&mut p.buffer);
     let order = rows.order();
     let first_time = rows.time[order[0]];
     if p.file
@@ -672,7 +731,7 @@ fn flush(
     }
     let f = p.file.as_mut().expect("opened above");
     let path = f.path.clone();
-    write_row_group(&mut f.writer, &rows, &order, p.class_uid, ctx).map_err(pq(&path))?;
+    write_row_group(&mut f.writer, &mut rows, &order, p.class_uid, ctx).map_err(pq(&path))?;
     f.rows += rows.len();
     f.max_time = f.max_time.max(rows.time[*order.last().expect("not empty")]);
     for &l in &rows.lsn {
@@ -692,7 +751,7 @@ struct Context<'a> {
 
 fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
-    rows: &Columns,
+    rows: &mut Columns,
     order: &[usize],
     class_uid: u32,
     ctx: &Context<'_>,
@@ -700,7 +759,7 @@ fn write_row_group(
     let n = rows.len();
     let class = ctx.types[rows.types[0] as usize].mapping;
     debug_assert_eq!(class.class_uid, class_uid);
-    let arena = Bytes::from(rows.arena.clone());
+    let arena = Bytes::from(std::mem::take(&mut rows.arena));
     let ints64 = |v: &[i64]| order.iter().map(|&i| v[i]).collect::<Vec<_>>();
     let per_type = |f: &dyn Fn(&TypeInfo) -> ByteArray| {
         order

@@ -491,3 +491,109 @@ fn parse_cef(line: &str) -> (Vec<String>, BTreeMap<String, String>) {
     }
     (header, ext)
 }
+
+#[test]
+fn the_mapping_table_in_docs_is_the_data() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/EXPORT.md"))
+        .unwrap();
+    let start = doc.find("<!-- ocsf-mapping:").expect("the begin marker");
+    let start = start + doc[start..].find('\n').unwrap() + 1;
+    let end = doc.find("<!-- /ocsf-mapping -->").expect("the end marker");
+    assert!(
+        doc[start..end] == auditlog_cli::formats::ocsf::mapping_table(),
+        "docs/EXPORT.md's table differs from `auditlog catalog ocsf`: regenerate it"
+    );
+}
+
+#[test]
+fn the_tool_exports_ocsf_syslog_and_cef_and_says_what_parquet_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let d = log.to_str().unwrap();
+    let (file, events) = common::events_file(tmp.path(), 2_000);
+    common::import_jsonl(d, &file);
+    let ocsf_out = common::ok(&["export", "--dir", d, "--format", "ocsf"]);
+    let lines: Vec<&str> = ocsf_out.lines().collect();
+    assert_eq!(lines.len(), events.len());
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let problems = schema().validate(&v);
+        assert!(problems.is_empty(), "{problems:?}\n{l}");
+    }
+    // Filters apply: only failed logons.
+    let failed = common::ok(&[
+        "export",
+        "--dir",
+        d,
+        "--format",
+        "ocsf",
+        "-t",
+        "USER_AUTH_FAILED_*",
+    ]);
+    let n = events
+        .iter()
+        .filter(|e| e.event_type.starts_with("USER_AUTH_FAILED_"))
+        .count();
+    assert_eq!(failed.lines().count(), n);
+    assert!(failed.lines().all(|l| l.contains("\"class_uid\":3002")));
+    let sys = common::ok(&[
+        "export",
+        "--dir",
+        d,
+        "--format",
+        "syslog",
+        "--hostname",
+        "h1",
+        "--facility",
+        "10",
+    ]);
+    assert_eq!(sys.lines().count(), events.len());
+    assert!(sys
+        .lines()
+        .all(|l| l.starts_with('<') && l.contains(" h1 auditlog - ")));
+    let framed = common::ok(&[
+        "export",
+        "--dir",
+        d,
+        "--format",
+        "syslog",
+        "--octet-counting",
+    ]);
+    let (len, rest) = framed.split_once(' ').unwrap();
+    assert!(rest.starts_with('<') && len.parse::<usize>().unwrap() < rest.len());
+    let cef_out = common::ok(&["export", "--dir", d, "--format", "cef"]);
+    assert_eq!(cef_out.lines().count(), events.len());
+    assert!(cef_out
+        .lines()
+        .all(|l| l.starts_with("CEF:0|auditlog|auditlog|")));
+    // Usage errors: exit 2, saying what is missing.
+    for (args, says) in [
+        (vec!["--format", "parquet"], "--out"),
+        (
+            vec!["--format", "ocsf", "--out", "x"],
+            "--out is for --format parquet",
+        ),
+        (
+            vec![
+                "--format",
+                "parquet",
+                "--out",
+                "x",
+                "--layout",
+                "security-lake",
+            ],
+            "--region",
+        ),
+        (vec!["--format", "syslog", "--facility", "24"], "24"),
+    ] {
+        let mut all = vec!["export", "--dir", d];
+        all.extend(args);
+        let o = common::auditlog(&all);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {}", common::stderr(&o));
+        assert!(
+            common::stderr(&o).contains(says),
+            "{all:?}: {}",
+            common::stderr(&o)
+        );
+    }
+}

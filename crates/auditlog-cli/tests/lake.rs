@@ -246,6 +246,19 @@ fn a_stopped_run_is_rolled_back_and_a_committed_one_forward() {
     let lsns: Vec<u64> = read_lake(dir.path()).iter().map(|r| r.0).collect();
     assert_eq!(lsns.len(), 2000);
     assert_eq!(lsns.iter().collect::<BTreeSet<_>>().len(), 2000);
+    // A damaged or edited state or commit file is named, not followed.
+    let d2 = tempfile::tempdir().unwrap();
+    std::fs::write(d2.path().join(lake::STATE_FILE), b"{\"log_id\": 1").unwrap();
+    let e = lake::recover(d2.path()).unwrap_err().to_string();
+    assert!(
+        e.contains(lake::STATE_FILE) && e.contains("not an export state"),
+        "{e}"
+    );
+    std::fs::remove_file(d2.path().join(lake::STATE_FILE)).unwrap();
+    let evil = serde_json::json!({ "files": ["../../etc/passwd"], "state": again_state(&s.state) });
+    std::fs::write(d2.path().join(lake::COMMIT_FILE), evil.to_string()).unwrap();
+    let e = lake::recover(d2.path()).unwrap_err().to_string();
+    assert!(e.contains("not a part file"), "{e}");
     // Another log's export is not added to.
     let e = LakeWriter::new(dir.path(), Layout::Hive, 8, Some(again.clone()), 3000)
         .err()
@@ -265,6 +278,10 @@ fn a_stopped_run_is_rolled_back_and_a_committed_one_forward() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("laid out"), "{e}");
+}
+
+fn again_state(s: &lake::LakeState) -> serde_json::Value {
+    serde_json::to_value(s).unwrap()
 }
 
 /// Every LSN under `out`, with how many times each appears.

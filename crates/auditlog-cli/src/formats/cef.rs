@@ -72,7 +72,7 @@ pub fn to_line(lsn: u64, e: &EventFields<'_>) -> String {
     out.push('|');
     header(&mut out, e.event_type);
     out.push('|');
-    header(&mut out, &format!("{}: {}", m.class_name, m.activity_name));
+    header(&mut out, m.type_name);
     out.push('|');
     out.push_str(&cef_severity(e.severity).to_string());
     out.push('|');

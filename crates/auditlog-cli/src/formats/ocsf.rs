@@ -42,10 +42,7 @@ pub fn to_value(lsn: u64, e: &EventFields<'_>) -> Value {
     o.insert("class_uid".into(), json!(m.class_uid));
     o.insert("class_name".into(), json!(m.class_name));
     o.insert("type_uid".into(), json!(m.type_uid()));
-    o.insert(
-        "type_name".into(),
-        json!(format!("{}: {}", m.class_name, m.activity_name)),
-    );
+    o.insert("type_name".into(), json!(m.type_name));
     o.insert("severity_id".into(), json!(severity_id));
     o.insert("severity".into(), json!(severity));
     o.insert("status_id".into(), json!(status_id));

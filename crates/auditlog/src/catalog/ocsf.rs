@@ -76,6 +76,8 @@ pub struct OcsfMapping {
     pub activity_id: u32,
     /// The activity's caption, or for 99 the source's own activity.
     pub activity_name: &'static str,
+    /// OCSF's `type_name`: "class: activity".
+    pub type_name: &'static str,
     /// How `status_id` is decided.
     pub status: OcsfStatus,
     /// What the event's entity is, for classes whose primary object is
@@ -118,6 +120,7 @@ pub const UNKNOWN_TYPE: OcsfMapping = OcsfMapping {
     class_name: "Base Event",
     activity_id: 99,
     activity_name: "Other",
+    type_name: "Base Event: Other",
     status: OcsfStatus::FromResult,
     object: "",
     note: "the type is not in a built-in catalog",
@@ -169,6 +172,9 @@ fn parse(text: &'static str) -> Result<Vec<(&'static str, OcsfMapping)>, String>
                 class_name,
                 activity_id: num(activity_id, "activity_id")?,
                 activity_name,
+                // Once per type, for the life of the process: every export
+                // then shares it rather than formatting it per event.
+                type_name: Box::leak(format!("{class_name}: {activity_name}").into_boxed_str()),
                 status: OcsfStatus::parse(status)
                     .ok_or_else(|| format!("line {}: status `{status}`", i + 1))?,
                 object,
@@ -186,6 +192,13 @@ pub fn mapping(type_name: &str) -> &'static OcsfMapping {
     t.index
         .get(type_name)
         .map_or(&UNKNOWN_TYPE, |&i| &t.rows[i].1)
+}
+
+/// The mapping of a built-in type with the type's name as the table holds
+/// it (`'static`), or `None` for a type no built-in catalog knows.
+pub fn lookup(type_name: &str) -> Option<(&'static str, &'static OcsfMapping)> {
+    let t = table();
+    t.index.get(type_name).map(|&i| (t.rows[i].0, &t.rows[i].1))
 }
 
 /// Every row of the mapping, in name order.
