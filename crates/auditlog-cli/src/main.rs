@@ -128,7 +128,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            conflicts_with_all = ["limit", "lines", "grep", "after_lsn", "cursor_file"]
+            conflicts_with_all = ["limit", "lines", "grep", "after_lsn", "since_lsn", "cursor_file"]
         )]
         group_by: Vec<auditlog::GroupBy>,
         /// With --group-by: only the N largest groups, largest first ("top 10 actors").
@@ -393,6 +393,9 @@ pub(crate) struct FilterArgs {
     /// Only events after this LSN: a cursor (the last LSN a run printed).
     #[arg(long)]
     after_lsn: Option<u64>,
+    /// Only events from this LSN on (the same as --after-lsn N-1).
+    #[arg(long, conflicts_with = "after_lsn", value_parser = clap::value_parser!(u64).range(1..))]
+    since_lsn: Option<u64>,
     /// A cursor kept in a file: read at start (if the file exists), and the
     /// position reached written at exit, atomically, so the next run prints
     /// exactly the events added since (no gap, no duplicate).
@@ -939,7 +942,10 @@ impl FilterArgs {
     /// Where reading starts: after `--after-lsn` or the cursor file's LSN,
     /// whichever is later.
     pub(crate) fn start_after(&self) -> Result<u64> {
-        let mut after = self.after_lsn.unwrap_or(0);
+        let mut after = self
+            .after_lsn
+            .or(self.since_lsn.map(|n| n - 1))
+            .unwrap_or(0);
         if let Some(path) = &self.cursor_file {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
