@@ -260,6 +260,35 @@ pub fn recover(out: &Path) -> Result<Option<LakeState>, LakeError> {
     read_json(&out.join(STATE_FILE))
 }
 
+/// The highest LSN the part files under `out` name (`part-FIRST-LAST-N`:
+/// the LAST of the run that wrote them), if any: what a directory whose
+/// state file is gone holds up to.
+pub fn newest_part_lsn(out: &Path) -> Option<u64> {
+    let mut newest = None;
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = e.file_name();
+            let Some(n) = name.to_str() else { continue };
+            let Some(rest) = n
+                .strip_prefix("part-")
+                .and_then(|r| r.strip_suffix(".parquet"))
+            else {
+                continue;
+            };
+            if let Some(last) = rest.split('-').nth(1).and_then(|l| l.parse::<u64>().ok()) {
+                newest = newest.max(Some(last));
+            }
+        }
+    }
+    newest
+}
+
 /// A relative path of plain names ending in a `part-….parquet` file.
 fn is_part_path(p: &Path) -> bool {
     use std::path::Component;

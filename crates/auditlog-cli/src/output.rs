@@ -752,6 +752,17 @@ fn lake_export(dir: &Path, f: &FilterArgs, to: &ExportArgs) -> Result<ExitCode> 
     let log = open_read(dir)?;
     let sel = Selection::new(&log, f)?;
     let previous = lake::recover(out)?;
+    if previous.is_none() && sel.after == 0 {
+        // Files but no state: exporting from the start would add every
+        // event again. Say where the files end, and how to go on.
+        if let Some(last) = lake::newest_part_lsn(out) {
+            anyhow::bail!(
+                "{} holds Parquet files up to LSN {last} but no {} (deleted?): exporting from the start would duplicate them; go on with --after-lsn {last}, or export into an empty directory",
+                out.display(),
+                lake::STATE_FILE
+            );
+        }
+    }
     let through = log.log().next_lsn().0.saturating_sub(1);
     let mut w = LakeWriter::new(out, layout, log.log().id(), previous, through)?;
     let after = (w.first_lsn() - 1).max(sel.after);

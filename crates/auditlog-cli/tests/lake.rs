@@ -341,6 +341,31 @@ fn incremental_runs_export_each_event_once_across_compaction_and_retention() {
     assert_eq!(first.len(), 50_000);
     let before: BTreeSet<u64> = all_lsns(d);
     assert_eq!(first.keys().copied().collect::<BTreeSet<_>>(), before);
+    // The state file deleted: refused, saying where the files end; going
+    // on from there with --after-lsn adds nothing twice.
+    let state = std::fs::read(out.join(lake::STATE_FILE)).unwrap();
+    std::fs::remove_file(out.join(lake::STATE_FILE)).unwrap();
+    let o2 = auditlog(&["export", "--dir", d, "--format", "parquet", "--out", o]);
+    assert!(!o2.status.success());
+    let last = *first.keys().max().unwrap();
+    assert!(
+        stderr(&o2).contains(&format!("--after-lsn {last}")),
+        "{}",
+        stderr(&o2)
+    );
+    ok(&[
+        "export",
+        "--dir",
+        d,
+        "--format",
+        "parquet",
+        "--out",
+        o,
+        "--after-lsn",
+        &last.to_string(),
+    ]);
+    assert_eq!(exported_lsns(&out), first);
+    std::fs::write(out.join(lake::STATE_FILE), state).unwrap();
     // Nothing new: nothing written.
     let files = parquet_files(&out).len();
     ok(&["export", "--dir", d, "--format", "parquet", "--out", o]);
