@@ -1,7 +1,7 @@
 //! The lake and SIEM exports' goals (issue 13), on the demo workload:
 //!
 //! ```text
-//! cargo run --release -p auditlog-bench --bin lake -- [--events N] [--python PATH]
+//! cargo run --release -p auditlog-bench --bin lake -- [--events N] [--python PATH] [--export-only]
 //! ```
 //!
 //! - the Parquet export's rate on one core (one thread; wall time and that
@@ -107,8 +107,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut events = 2_000_000u64;
     let mut py = None;
+    let mut export_only = false;
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--export-only" => export_only = true,
             "--events" => {
                 events = args
                     .next()
@@ -159,6 +161,11 @@ fn main() {
         assert_eq!(n, events);
         walls.push(wall);
         cpus.push(cpu);
+    }
+    if export_only {
+        // For profiling: one more export, then nothing else.
+        export_parquet(&log, &out);
+        return;
     }
     let parquet = bytes_under(&out, "parquet");
     let (wall, cpu) = (median(walls), median(cpus));

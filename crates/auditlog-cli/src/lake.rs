@@ -74,20 +74,39 @@ pub const MAX_FILE_ROWS: usize = 4 << 20;
 /// Rows buffered per partition before they are sorted and written as one
 /// row group.
 pub const ROW_GROUP_ROWS: usize = 1 << 17;
+/// Rows all partitions' buffers hold together before the largest is written
+/// out: with [`OPEN_PARTITIONS`], what bounds an export's memory whatever
+/// the log's size.
+pub const BUFFERED_ROWS: usize = 1 << 18;
 /// Partitions with a file open at once; the least recently used is
 /// finished when one more is needed (bounds memory and descriptors).
 pub const OPEN_PARTITIONS: usize = 32;
 
-/// Columns without min/max statistics: captions whose ids have them, and
-/// free text no reader prunes by (computing them compares every value).
-const NO_STATISTICS: [&str; 8] = [
+/// Columns without min/max statistics: captions (their ids have them) and
+/// every per-event text. Rows are sorted by time, so within a file those
+/// values are not clustered and their ranges would prune nothing; and a
+/// statistic keeps a reference to the buffer its value came from until the
+/// file is finished, which would hold every row group's text in memory.
+/// Statistics stay on time, LSN, the ids and the type.
+const NO_STATISTICS: [&str; 19] = [
     "class_name",
     "category_name",
     "activity_name",
     "type_name",
     "severity",
     "status",
+    "status_code",
+    "metadata_log_provider",
     "message",
+    "actor_user_name",
+    "actor_user_uid",
+    "actor_user_account_name",
+    "actor_user_account_uid",
+    "actor_session_uid",
+    "src_endpoint_ip",
+    "entity_type",
+    "entity_uid",
+    "entity_name",
     "unmapped_attrs",
 ];
 
@@ -493,6 +512,8 @@ pub struct LakeWriter {
     props: Arc<WriterProperties>,
     partitions: HashMap<(u32, Day), Partition>,
     types: Vec<TypeInfo>,
+    /// Rows in all partitions' buffers.
+    buffered: usize,
     type_ids: HashMap<String, u32, BuildHasherDefault<Fnv>>,
     run: (u64, u64),
     clock: u64,
@@ -578,6 +599,7 @@ impl LakeWriter {
             props: Arc::new(props),
             partitions: HashMap::new(),
             types: Vec::new(),
+            buffered: 0,
             type_ids: HashMap::default(),
             run: (state.through_lsn + 1, through),
             clock: 0,
@@ -638,13 +660,29 @@ impl LakeWriter {
         p.last_use = self.clock;
         p.buffer.push(lsn, ty, &self.types[ty as usize], e);
         self.events += 1;
-        if p.buffer.len() >= ROW_GROUP_ROWS {
+        self.buffered += 1;
+        let full = p.buffer.len() >= ROW_GROUP_ROWS;
+        if full || self.buffered > BUFFERED_ROWS {
+            // This partition's row group is full, or all buffers together
+            // hold too much: the largest goes out as a row group.
+            let key = if full {
+                key
+            } else {
+                *self
+                    .partitions
+                    .iter()
+                    .max_by_key(|(_, p)| p.buffer.len())
+                    .expect("one partition at least")
+                    .0
+            };
             let ctx = Context {
                 schema: &self.schema,
                 props: &self.props,
                 run: self.run,
                 types: &self.types,
             };
+            let p = self.partitions.get_mut(&key).expect("present");
+            self.buffered -= p.buffer.len();
             flush(&self.out, p, &ctx, &mut self.written)?;
         }
         Ok(())
@@ -674,6 +712,7 @@ impl LakeWriter {
         };
         // Kept (closed) so a later event of it starts the next part number.
         let p = self.partitions.get_mut(&oldest).expect("present");
+        self.buffered -= p.buffer.len();
         flush(&self.out, p, &ctx, &mut self.written)?;
         finish(p)
     }
@@ -930,19 +969,14 @@ mod itoa_buf {
 
     impl Buf {
         fn push_u64(&mut self, mut n: u64) {
-            let mut digits = [0u8; 20];
-            let mut i = digits.len();
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
+            // Written in place, last digit first: no copy (a call to memmove
+            // per number cost more than the digits).
+            let digits = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+            for i in (self.len..self.len + digits).rev() {
+                self.bytes[i] = b'0' + (n % 10) as u8;
                 n /= 10;
-                if n == 0 {
-                    break;
-                }
             }
-            let d = &digits[i..];
-            self.bytes[self.len..self.len + d.len()].copy_from_slice(d);
-            self.len += d.len();
+            self.len += digits;
         }
 
         fn text(&self) -> &str {
