@@ -167,6 +167,12 @@ fn main() {
         export_parquet(&log, &out);
         return;
     }
+    // Memory: one more run, sampled (the growth of anonymous memory over
+    // what the process held before; file-backed is the mapped log).
+    let (anon_before, _) = auditlog_bench::compare::rss_parts();
+    let sampler = auditlog_bench::compare::MemSampler::start();
+    export_parquet(&log, &out);
+    let (anon, file) = sampler.stop();
     let parquet = bytes_under(&out, "parquet");
     let (wall, cpu) = (median(walls), median(cpus));
     println!(
@@ -188,6 +194,11 @@ fn main() {
     println!(
         "reading the log (fields only)   {:.0} k events/s",
         read / 1e3
+    );
+    println!(
+        "parquet export memory           +{:.0} MiB anonymous at its peak, {:.0} MiB file-backed (the mapped log)",
+        anon.saturating_sub(anon_before) as f64 / (1 << 20) as f64,
+        file as f64 / (1 << 20) as f64
     );
     let o = syslog::SyslogOptions {
         facility: 13,
