@@ -1,0 +1,98 @@
+//! Append latency across segment rollovers (issue 14): one writer appends
+//! demo events one at a time (`AuditLog::append`, buffered) and every
+//! append's latency goes into a histogram; the rollovers it crossed are
+//! counted, and the slowest appends are matched to them.
+//!
+//! ```text
+//! cargo run --release -p auditlog-bench --bin rollover -- [--events N] [--segment BYTES]
+//! ```
+//!
+//! Reports p50, p90, p99, p99.9, p99.99 and the maximum, the ratio
+//! p99.9 / p50 (issue 14's goal: at most 5), and how many of the 100
+//! slowest appends were rollovers.
+
+use std::time::Instant;
+
+use auditlog::{AuditLog, AuditOptions, Catalog, Compaction, Durability, Options};
+use auditlog_cli::workload::Workload;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut events = 2_000_000u64;
+    let mut segment: Option<u64> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--events" => events = args.next().and_then(|v| v.parse().ok()).expect("--events N"),
+            "--segment" => segment = args.next().and_then(|v| v.parse().ok()),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log_opts = Options::default()
+        .durability(Durability::Buffered)
+        .compaction(Compaction::Manual);
+    if let Some(s) = segment {
+        log_opts = log_opts.segment_bytes(s);
+    }
+    let log = AuditLog::open(
+        tmp.path(),
+        AuditOptions {
+            log: log_opts,
+            catalog: Catalog::builtin("filetransfer-2.0"),
+            ..AuditOptions::default()
+        },
+    )
+    .unwrap();
+    let all: Vec<_> = Workload {
+        events,
+        ..Workload::default()
+    }
+    .generate()
+    .collect();
+    let mut lat = Vec::with_capacity(all.len());
+    let mut segments = Vec::with_capacity(all.len());
+    let started = Instant::now();
+    for e in &all {
+        let t = Instant::now();
+        log.append(e).unwrap();
+        lat.push(t.elapsed().as_nanos() as u64);
+        segments.push(log.log().segment_count() as u32);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let rollovers: Vec<usize> = (1..segments.len())
+        .filter(|&i| segments[i] != segments[i - 1])
+        .collect();
+    let mut slowest: Vec<usize> = (0..lat.len()).collect();
+    slowest.sort_by_key(|&i| std::cmp::Reverse(lat[i]));
+    slowest.truncate(100);
+    let at_rollover = slowest
+        .iter()
+        .filter(|&&i| rollovers.binary_search(&i).is_ok())
+        .count();
+    let mut sorted = lat.clone();
+    sorted.sort_unstable();
+    let q = |p: f64| sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)];
+    println!("events          {events} ({:.0} k/s)", events as f64 / wall / 1e3);
+    println!("rollovers       {}", rollovers.len());
+    for (name, p) in [
+        ("p50", 0.5),
+        ("p90", 0.9),
+        ("p99", 0.99),
+        ("p99.9", 0.999),
+        ("p99.99", 0.9999),
+    ] {
+        println!("{name:<15} {:.2} µs", q(p) as f64 / 1e3);
+    }
+    println!("max             {:.2} µs", *sorted.last().unwrap() as f64 / 1e3);
+    println!("p99.9 / p50     {:.1} (goal: at most 5)", q(0.999) as f64 / q(0.5) as f64);
+    let roll: Vec<u64> = rollovers.iter().map(|&i| lat[i]).collect();
+    if !roll.is_empty() {
+        let mut r = roll.clone();
+        r.sort_unstable();
+        println!(
+            "at rollovers    median {:.0} µs, max {:.0} µs; {at_rollover} of the 100 slowest appends were rollovers",
+            r[r.len() / 2] as f64 / 1e3,
+            *r.last().unwrap() as f64 / 1e3
+        );
+    }
+}
