@@ -198,7 +198,11 @@ fn main() {
         .arg(tmp.path().join("lake-child"))
         .output()
         .unwrap();
-    assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
     let mem: Vec<u64> = String::from_utf8_lossy(&child.stdout)
         .split_whitespace()
         .map(|n| n.parse().unwrap())

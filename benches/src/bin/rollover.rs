@@ -22,7 +22,12 @@ fn main() {
     let mut segment: Option<u64> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--events" => events = args.next().and_then(|v| v.parse().ok()).expect("--events N"),
+            "--events" => {
+                events = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--events N")
+            }
             "--segment" => segment = args.next().and_then(|v| v.parse().ok()),
             other => panic!("unknown argument {other}"),
         }
@@ -72,7 +77,10 @@ fn main() {
     let mut sorted = lat.clone();
     sorted.sort_unstable();
     let q = |p: f64| sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)];
-    println!("events          {events} ({:.0} k/s)", events as f64 / wall / 1e3);
+    println!(
+        "events          {events} ({:.0} k/s)",
+        events as f64 / wall / 1e3
+    );
     println!("rollovers       {}", rollovers.len());
     for (name, p) in [
         ("p50", 0.5),
@@ -83,8 +91,14 @@ fn main() {
     ] {
         println!("{name:<15} {:.2} µs", q(p) as f64 / 1e3);
     }
-    println!("max             {:.2} µs", *sorted.last().unwrap() as f64 / 1e3);
-    println!("p99.9 / p50     {:.1} (goal: at most 5)", q(0.999) as f64 / q(0.5) as f64);
+    println!(
+        "max             {:.2} µs",
+        *sorted.last().unwrap() as f64 / 1e3
+    );
+    println!(
+        "p99.9 / p50     {:.1} (goal: at most 5)",
+        q(0.999) as f64 / q(0.5) as f64
+    );
     let roll: Vec<u64> = rollovers.iter().map(|&i| lat[i]).collect();
     if !roll.is_empty() {
         let mut r = roll.clone();

@@ -77,7 +77,7 @@ pub const ROW_GROUP_ROWS: usize = 1 << 17;
 /// Rows all partitions' buffers hold together before the largest is written
 /// out: with [`OPEN_PARTITIONS`], what bounds an export's memory whatever
 /// the log's size.
-pub const BUFFERED_ROWS: usize = 1 << 18;
+pub const BUFFERED_ROWS: usize = 1 << 17;
 /// Partitions with a file open at once; the least recently used is
 /// finished when one more is needed (bounds memory and descriptors).
 pub const OPEN_PARTITIONS: usize = 32;

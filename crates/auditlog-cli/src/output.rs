@@ -533,13 +533,52 @@ fn aggregate(
             groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         }
         let mut out = std::io::stdout().lock();
+        let names: Vec<&str> = how.group_by.iter().map(|g| g.name()).collect();
+        let form = how.out.output;
+        if form == Some(Format::Csv) {
+            // A header, then one record per group: the keys, then the count.
+            let mut w = csv::Writer::from_writer(out);
+            let mut header = names.clone();
+            header.push("count");
+            let mut result = w.write_record(&header);
+            for g in &groups {
+                if result.is_err() {
+                    break;
+                }
+                let mut rec: Vec<String> = g.key.iter().map(|v| v.to_string()).collect();
+                rec.push(g.count.to_string());
+                result = w.write_record(&rec);
+            }
+            let _ = w.flush(); // a closed pipe ends the listing
+            return Ok(());
+        }
         for g in &groups {
-            let key: Vec<String> = g
-                .key
-                .iter()
-                .map(|v| visible(&v.to_string()).into_owned())
-                .collect();
-            if writeln!(out, "{}\t{}", g.count, key.join("\t")).is_err() {
+            let line = match form {
+                Some(Format::Jsonl | Format::JsonPretty) => {
+                    // One object per group: each dimension by its name, and the count.
+                    let mut o = serde_json::Map::new();
+                    for (name, v) in names.iter().zip(&g.key) {
+                        o.insert((*name).to_string(), serde_json::Value::from(v.to_string()));
+                    }
+                    o.insert("count".into(), serde_json::Value::from(g.count));
+                    let v = serde_json::Value::Object(o);
+                    if form == Some(Format::JsonPretty) {
+                        serde_json::to_string_pretty(&v)
+                    } else {
+                        serde_json::to_string(&v)
+                    }
+                    .expect("strings and numbers serialize")
+                }
+                _ => {
+                    let key: Vec<String> = g
+                        .key
+                        .iter()
+                        .map(|v| visible(&v.to_string()).into_owned())
+                        .collect();
+                    format!("{}\t{}", g.count, key.join("\t"))
+                }
+            };
+            if writeln!(out, "{line}").is_err() {
                 break; // a closed pipe (`| head`) ends the listing
             }
         }

@@ -161,6 +161,36 @@ fn append_then_query_with_each_filter() {
             .ends_with(&format!("\t{ATTACKER}")),
         "{groups}"
     );
+    // Groups in the output form asked for: JSON objects, CSV with a header.
+    let json = ok(&[
+        "query",
+        "--dir",
+        d,
+        "--group-by",
+        "day,severity",
+        "-o",
+        "jsonl",
+    ]);
+    let objects: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total: u64 = objects.iter().map(|o| o["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, events.len() as u64);
+    assert!(objects
+        .iter()
+        .all(|o| o["day"].is_string() && o["severity"].is_string()));
+    let table = ok(&[
+        "query",
+        "--dir",
+        d,
+        "--group-by",
+        "day,severity",
+        "-o",
+        "csv",
+    ]);
+    assert!(table.starts_with("day,severity,count\n"), "{table}");
+    assert_eq!(table.lines().count(), objects.len() + 1);
     let csv = ok(&["query", "--dir", d, "--limit", "2", "--format", "csv"]);
     assert!(csv.starts_with("lsn,time,type,severity,"));
     assert_eq!(csv.lines().count(), 3);
