@@ -738,6 +738,23 @@ impl LakeWriter {
         state.through_lsn = state.through_lsn.max(self.run.1);
         state.files += self.written.len() as u64;
         state.events += self.events;
+        // Every directory the run made or wrote into, and the directories
+        // above them, hold their entries durably before the commit counts.
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for f in &self.written {
+            let mut d = f.parent();
+            while let Some(p) = d.filter(|p| !p.as_os_str().is_empty()) {
+                dirs.push(self.out.join(p));
+                d = p.parent();
+            }
+        }
+        dirs.sort_unstable();
+        dirs.dedup();
+        // Deepest first: a directory's entry in its parent after its own.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in &dirs {
+            fsync_dir(d)?;
+        }
         let commit = Commit {
             files: self.written.clone(),
             state: state.clone(),

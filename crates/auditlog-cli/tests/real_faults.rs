@@ -297,3 +297,134 @@ fn retention_frees_space_on_a_full_disk() {
         .unwrap();
     assert!(after < before, "{before} -> {after}");
 }
+
+/// Rows in the Parquet files under `dir` (from their footers), and the
+/// state file's count: what an export directory holds.
+fn lake_rows(dir: &Path) -> (u64, Option<u64>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut rows = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let r = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+                rows += r.metadata().file_metadata().num_rows() as u64;
+            }
+        }
+    }
+    let state = std::fs::read(dir.join(auditlog_cli::lake::STATE_FILE))
+        .ok()
+        .map(|b| {
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap()["events"]
+                .as_u64()
+                .unwrap()
+        });
+    (rows, state)
+}
+
+/// A Parquet export onto a full disk fails naming the file and the cause,
+/// counts nothing, and once there is room the next run exports every event
+/// exactly once.
+#[test]
+fn an_export_onto_a_full_disk_fails_counts_nothing_and_the_next_run_is_exact() {
+    let Some(fs) = Tmpfs::mount(3) else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let (file, events) = events_file(tmp.path(), 100_000);
+    import_jsonl(d, &file);
+    let out = fs.dir.join("lake");
+    let filler = fs.dir.join("filler");
+    fill_up(&filler);
+    // Leave a little room: some files get written, the run cannot finish.
+    let len = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(len.saturating_sub(300 << 10))
+        .unwrap();
+    let o = auditlog(&[
+        "export",
+        "--dir",
+        d,
+        "--format",
+        "parquet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("No space left") || err.contains("os error 28"),
+        "{err}"
+    );
+    assert!(
+        err.contains(out.to_str().unwrap()),
+        "the error names where: {err}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    ok(&[
+        "export",
+        "--dir",
+        d,
+        "--format",
+        "parquet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        lake_rows(&out),
+        (events.len() as u64, Some(events.len() as u64))
+    );
+}
+
+/// A failing fsync of the export's files: the run fails saying so and
+/// commits nothing; without the fault, the next run is exact.
+#[test]
+fn a_failed_fsync_of_an_export_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = build_shim(tmp.path());
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    let (file, events) = events_file(tmp.path(), 20_000);
+    import_jsonl(d, &file);
+    let out = tmp.path().join("lake");
+    let o = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args([
+            "export",
+            "--dir",
+            d,
+            "--format",
+            "parquet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("LD_PRELOAD", &lib)
+        .env("AUDITLOG_SHIM_FAIL", ".parquet.tmp")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("Input/output error") || err.contains("os error 5"),
+        "{err}"
+    );
+    assert_eq!(lake_rows(&out), (0, None), "nothing counts");
+    ok(&[
+        "export",
+        "--dir",
+        d,
+        "--format",
+        "parquet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        lake_rows(&out),
+        (events.len() as u64, Some(events.len() as u64))
+    );
+}
