@@ -146,6 +146,13 @@ impl Compiled {
         usize::from(id) < self.known || id >= ENGINE_TYPE_BASE
     }
 
+    /// The conditions on type, severity and time.
+    pub(crate) fn head_matches(&self, head: &Head) -> bool {
+        self.pre.key(head.type_id, head.severity)
+            && head.time >= self.pre.since
+            && head.time <= self.pre.until
+    }
+
     /// Whether a type name matches (for ids the compiled table lacks).
     pub(crate) fn type_name_matches(&self, name: &str) -> bool {
         self.filter.type_matches(name)
@@ -203,10 +210,7 @@ impl RowFilter for Compiled {
     }
 
     fn row(&self, head: &Head, fields: &Fields<'_>) -> bool {
-        self.pre.key(head.type_id, head.severity)
-            && head.time >= self.pre.since
-            && head.time <= self.pre.until
-            && self.rest_matches(fields)
+        self.head_matches(head) && self.rest_matches(fields)
     }
 
     fn columns(&self) -> u16 {
