@@ -350,8 +350,10 @@ fn remove_tmp(dir: &Path) -> Result<(), LakeError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Day(i32, u8, u8);
 
+const DAY_NS: i64 = 86_400_000_000_000;
+
 fn day_of(t: Timestamp) -> Day {
-    let days = t.0.div_euclid(86_400_000_000_000);
+    let days = t.0.div_euclid(DAY_NS);
     match time::OffsetDateTime::from_unix_timestamp(days * 86_400) {
         Ok(d) => Day(d.year(), u8::from(d.month()), d.day()),
         Err(_) => Day(1970, 1, 1),
@@ -510,7 +512,7 @@ pub struct LakeWriter {
     layout: Layout,
     schema: Arc<Type>,
     props: Arc<WriterProperties>,
-    partitions: HashMap<(u32, Day), Partition>,
+    partitions: HashMap<(u32, i64), Partition, BuildHasherDefault<Fnv>>,
     types: Vec<TypeInfo>,
     /// Rows in all partitions' buffers.
     buffered: usize,
@@ -597,7 +599,7 @@ impl LakeWriter {
             layout,
             schema: Arc::new(parse_message_type(SCHEMA).expect("the schema parses")),
             props: Arc::new(props),
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             types: Vec::new(),
             buffered: 0,
             type_ids: HashMap::default(),
@@ -638,12 +640,14 @@ impl LakeWriter {
             }
         };
         let class_uid = self.types[ty as usize].mapping.class_uid;
-        let day = day_of(e.time);
+        // Partitions are keyed by the day's number; its date is worked out
+        // only for a new partition.
+        let day = e.time.0.div_euclid(DAY_NS);
         self.clock += 1;
         let key = (class_uid, day);
         if !self.partitions.contains_key(&key) {
             self.evict_if_full()?;
-            let dir = self.layout.dir(class_uid, &day);
+            let dir = self.layout.dir(class_uid, &day_of(e.time));
             self.partitions.insert(
                 key,
                 Partition {
