@@ -78,6 +78,10 @@ pub const ROW_GROUP_ROWS: usize = 1 << 17;
 /// out: with [`OPEN_PARTITIONS`], what bounds an export's memory whatever
 /// the log's size.
 pub const BUFFERED_ROWS: usize = 1 << 17;
+/// Bytes of text all buffers hold together (events can carry up to a MiB
+/// each, so rows alone do not bound memory); also what keeps a buffer's
+/// text offsets within 32 bits.
+pub const BUFFERED_BYTES: usize = 64 << 20;
 /// Partitions with a file open at once; the least recently used is
 /// finished when one more is needed (bounds memory and descriptors).
 pub const OPEN_PARTITIONS: usize = 32;
@@ -516,6 +520,8 @@ pub struct LakeWriter {
     types: Vec<TypeInfo>,
     /// Rows in all partitions' buffers.
     buffered: usize,
+    /// Bytes of text in all partitions' buffers.
+    buffered_bytes: usize,
     type_ids: HashMap<String, u32, BuildHasherDefault<Fnv>>,
     run: (u64, u64),
     clock: u64,
@@ -602,6 +608,7 @@ impl LakeWriter {
             partitions: HashMap::default(),
             types: Vec::new(),
             buffered: 0,
+            buffered_bytes: 0,
             type_ids: HashMap::default(),
             run: (state.through_lsn + 1, through),
             clock: 0,
@@ -662,20 +669,30 @@ impl LakeWriter {
         }
         let p = self.partitions.get_mut(&key).expect("just inserted");
         p.last_use = self.clock;
+        let text_before = p.buffer.arena.len();
         p.buffer.push(lsn, ty, &self.types[ty as usize], e);
+        self.buffered_bytes += p.buffer.arena.len() - text_before;
         self.events += 1;
         self.buffered += 1;
-        let full = p.buffer.len() >= ROW_GROUP_ROWS;
-        if full || self.buffered > BUFFERED_ROWS {
+        let full = p.buffer.len() >= ROW_GROUP_ROWS || p.buffer.arena.len() >= BUFFERED_BYTES;
+        if full || self.buffered > BUFFERED_ROWS || self.buffered_bytes > BUFFERED_BYTES {
             // This partition's row group is full, or all buffers together
-            // hold too much: the largest goes out as a row group.
+            // hold too many rows or too much text: the largest goes out as
+            // a row group.
+            let by_bytes = self.buffered_bytes > BUFFERED_BYTES;
             let key = if full {
                 key
             } else {
                 *self
                     .partitions
                     .iter()
-                    .max_by_key(|(_, p)| p.buffer.len())
+                    .max_by_key(|(_, p)| {
+                        if by_bytes {
+                            p.buffer.arena.len()
+                        } else {
+                            p.buffer.len()
+                        }
+                    })
                     .expect("one partition at least")
                     .0
             };
@@ -687,6 +704,7 @@ impl LakeWriter {
             };
             let p = self.partitions.get_mut(&key).expect("present");
             self.buffered -= p.buffer.len();
+            self.buffered_bytes -= p.buffer.arena.len();
             flush(&self.out, p, &ctx, &mut self.written)?;
         }
         Ok(())
@@ -717,6 +735,7 @@ impl LakeWriter {
         // Kept (closed) so a later event of it starts the next part number.
         let p = self.partitions.get_mut(&oldest).expect("present");
         self.buffered -= p.buffer.len();
+        self.buffered_bytes -= p.buffer.arena.len();
         flush(&self.out, p, &ctx, &mut self.written)?;
         finish(p)
     }

@@ -525,3 +525,47 @@ fn duckdb_counts_what_auditlog_counts() {
         "the demo workload spans several classes: {by_class:?}"
     );
 }
+
+/// Events of a MiB each: the text budget sends buffers out before rows
+/// would, and every event reads back whole.
+#[test]
+fn large_events_are_written_within_the_text_budget_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 80u64;
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            let mut e = Event::new(
+                Timestamp(1_795_000_000_000_000_000 + i as i64),
+                "FILE_ADDED",
+                Severity::Info,
+            );
+            e.data = Some(format!("{i}:{}", "x".repeat(1 << 20)));
+            e
+        })
+        .collect();
+    let mut w = LakeWriter::new(dir.path(), Layout::Hive, 7, None, n).unwrap();
+    for (i, e) in events.iter().enumerate() {
+        w.add(i as u64 + 1, &e.fields()).unwrap();
+    }
+    let s = w.commit().unwrap();
+    let row_groups: usize = s
+        .files
+        .iter()
+        .map(|f| {
+            let r = SerializedFileReader::new(File::open(dir.path().join(f)).unwrap()).unwrap();
+            r.metadata().num_row_groups()
+        })
+        .sum();
+    assert!(row_groups >= 2, "80 MiB of text is more than one buffer");
+    let mut back: Vec<(u64, Event)> = read_lake(dir.path())
+        .into_iter()
+        .map(|(l, e, _)| (l, e))
+        .collect();
+    back.sort_by_key(|(l, _)| *l);
+    let expected: Vec<(u64, Event)> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .collect();
+    assert!(back == expected);
+}
