@@ -6,11 +6,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 
 use auditlog::catalog::ocsf::{self, OcsfStatus};
 use auditlog::{Catalog, Event, Severity, Timestamp};
 use auditlog_cli::formats::ocsf::to_value;
-use common::ocsf_schema::{schema_dir, Schema};
+use common::ocsf_schema::{schema_dir, shared_schema_dir, tree, Schema};
 use proptest::prelude::*;
 
 fn schema() -> &'static Schema {
@@ -33,6 +34,40 @@ fn builtin_types() -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+#[test]
+fn the_schema_copy_is_the_shared_schema() {
+    let Some(shared) = shared_schema_dir() else {
+        eprintln!("no ../shared beside this checkout: the copy is not compared");
+        return;
+    };
+    let ours = tree(&schema_dir());
+    for (path, bytes) in &ours {
+        if path.file_name().is_some_and(|n| n == "README.md")
+            && path.parent() == Some(Path::new(""))
+        {
+            continue; // ours says where the copy comes from
+        }
+        let theirs = std::fs::read(shared.join(path)).unwrap_or_default();
+        assert!(&theirs == bytes, "{path:?} differs from ../shared's");
+    }
+    // Every JSON file the validator reads is in the copy.
+    for (path, _) in tree(&shared) {
+        let read = path.extension().is_some_and(|x| x == "json")
+            && ["events", "objects", "profiles"]
+                .iter()
+                .any(|d| path.starts_with(d))
+            || ["dictionary.json", "categories.json"]
+                .iter()
+                .any(|f| path == Path::new(f));
+        if read {
+            assert!(
+                ours.iter().any(|(p, _)| *p == path),
+                "{path:?} is missing from the copy"
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! A validator of OCSF events against the 1.8.0 schema's source files
-//! (`../shared/ocsf-schema-1.8.0`): classes and objects resolved through
+//! A validator of OCSF events against the 1.8.0 schema's source files (the
+//! copy in `tests/ocsf-schema-1.8.0`, checked against `../shared`'s): classes and objects resolved through
 //! their `extends` chains over the attribute dictionary, then for each
 //! event: the class exists, `category_uid` and `type_uid` agree with it,
 //! every required attribute is present, no attribute is unknown to the
@@ -14,9 +14,30 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-/// Where the schema lies beside the project.
+/// The copy of the schema in the repository (tests/ocsf-schema-1.8.0).
 pub fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ocsf-schema-1.8.0")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ocsf-schema-1.8.0")
+}
+
+/// The shared copy beside the project, if this checkout has one.
+pub fn shared_schema_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ocsf-schema-1.8.0");
+    d.is_dir().then_some(d)
+}
+
+/// Every file under `dir`, as paths relative to it, with their bytes.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut paths = Vec::new();
+    files(dir, &mut paths);
+    let mut out: Vec<(PathBuf, Vec<u8>)> = paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p.strip_prefix(dir).unwrap().to_path_buf(), bytes)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[derive(Debug, Clone, Default)]
