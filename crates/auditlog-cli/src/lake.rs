@@ -67,6 +67,8 @@ pub const SCHEMA: &str = "message ocsf_event {
 pub const STATE_FILE: &str = "_auditlog_export.json";
 /// The list of a run's files, written before they are renamed into place.
 pub const COMMIT_FILE: &str = "_auditlog_commit.json";
+/// The file a run holds a lock on: one export into a directory at a time.
+pub const LOCK_FILE: &str = "_auditlog_export.lock";
 const TMP_SUFFIX: &str = ".tmp";
 
 /// Rows a file takes before it is finished and the next part begun.
@@ -243,6 +245,45 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Lak
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
     }
+}
+
+/// The lock of an export directory, held for as long as this lives (two
+/// runs into one directory at once would both start from its state and
+/// export the same events twice).
+#[derive(Debug)]
+pub struct LakeLock {
+    _file: File,
+}
+
+/// Takes the directory's lock (creating the directory if missing), or says
+/// that another run holds it.
+///
+/// # Errors
+/// The directory cannot be made, or another export is writing into it.
+pub fn lock(out: &Path) -> Result<LakeLock, LakeError> {
+    use std::os::fd::AsRawFd;
+    fs::create_dir_all(out).map_err(io(out))?;
+    let path = out.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            LakeError::Damaged {
+                path,
+                what: "another export is writing into this directory (its lock is held)".into(),
+            }
+        } else {
+            io(&path)(e)
+        });
+    }
+    Ok(LakeLock { _file: file })
 }
 
 /// Finishes or undoes a run that stopped (see the module's comment), then
@@ -543,7 +584,9 @@ pub struct RunSummary {
 
 impl LakeWriter {
     /// A run over LSNs `after + 1 ..= through` of the log `log_id`, into
-    /// `out` (as [`recover`] left it, with `previous` its state).
+    /// `out` (as [`recover`] left it, with `previous` its state). The caller
+    /// holds the directory's [`lock`] from before `recover` until the
+    /// commit.
     ///
     /// # Errors
     /// The directory holds another log's export, or one in another layout.

@@ -790,6 +790,7 @@ fn lake_export(dir: &Path, f: &FilterArgs, to: &ExportArgs) -> Result<ExitCode> 
     };
     let log = open_read(dir)?;
     let sel = Selection::new(&log, f)?;
+    let _lock = lake::lock(out)?;
     let previous = lake::recover(out)?;
     if previous.is_none() && sel.after == 0 {
         // Files but no state: exporting from the start would add every

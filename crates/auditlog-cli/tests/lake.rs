@@ -569,3 +569,27 @@ fn large_events_are_written_within_the_text_budget_and_read_back_whole() {
         .collect();
     assert!(back == expected);
 }
+
+/// Two exports into one directory at once would both start from its state:
+/// the second is refused while the first holds the lock.
+#[test]
+fn one_export_at_a_time_writes_into_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let out = tmp.path().join("lake");
+    let (d, o) = (log.to_str().unwrap(), out.to_str().unwrap());
+    let (file, events) = events_file(tmp.path(), 1_000);
+    import_jsonl(d, &file);
+    let held = lake::lock(&out).unwrap();
+    let r = auditlog(&["export", "--dir", d, "--format", "parquet", "--out", o]);
+    assert!(!r.status.success());
+    assert!(
+        stderr(&r).contains("another export is writing"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(parquet_files(&out).is_empty());
+    drop(held);
+    ok(&["export", "--dir", d, "--format", "parquet", "--out", o]);
+    assert_eq!(exported_lsns(&out).len(), events.len());
+}
