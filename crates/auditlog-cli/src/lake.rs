@@ -324,33 +324,58 @@ pub fn recover(out: &Path) -> Result<Option<LakeState>, LakeError> {
     read_json(&out.join(STATE_FILE))
 }
 
-/// The highest LSN the part files under `out` name (`part-FIRST-LAST-N`:
-/// the LAST of the run that wrote them), if any: what a directory whose
-/// state file is gone holds up to.
-pub fn newest_part_lsn(out: &Path) -> Option<u64> {
-    let mut newest = None;
-    let mut stack = vec![out.to_path_buf()];
+/// Every file under `dir` whose name ends in `suffix`, in path order (none
+/// if `dir` is missing).
+///
+/// # Errors
+/// A directory that exists cannot be read.
+fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, LakeError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+        let entries = match fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&d)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(io(&d))?;
             let p = e.path();
-            if p.is_dir() {
+            if e.file_type().map_err(io(&p))?.is_dir() {
                 stack.push(p);
-                continue;
-            }
-            let name = e.file_name();
-            let Some(n) = name.to_str() else { continue };
-            let Some(rest) = n
-                .strip_prefix("part-")
-                .and_then(|r| r.strip_suffix(".parquet"))
-            else {
-                continue;
-            };
-            if let Some(last) = rest.split('-').nth(1).and_then(|l| l.parse::<u64>().ok()) {
-                newest = newest.max(Some(last));
+            } else if e.file_name().to_str().is_some_and(|n| n.ends_with(suffix)) {
+                out.push(p);
             }
         }
     }
-    newest
+    out.sort();
+    Ok(out)
+}
+
+/// The Parquet files of an export directory (what engines read), in path
+/// order.
+///
+/// # Errors
+/// A directory under `out` cannot be read.
+pub fn part_files(out: &Path) -> Result<Vec<PathBuf>, LakeError> {
+    files_ending(out, ".parquet")
+}
+
+/// The highest LSN the part files under `out` name (`part-FIRST-LAST-N`:
+/// the LAST of the run that wrote them), if any: what a directory whose
+/// state file is gone holds up to.
+///
+/// # Errors
+/// A directory under `out` cannot be read.
+pub fn newest_part_lsn(out: &Path) -> Result<Option<u64>, LakeError> {
+    Ok(part_files(out)?
+        .iter()
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?;
+            let rest = n.strip_prefix("part-")?.strip_suffix(".parquet")?;
+            rest.split('-').nth(1)?.parse::<u64>().ok()
+        })
+        .max())
 }
 
 /// A relative path of plain names ending in a `part-….parquet` file.
@@ -375,18 +400,8 @@ fn tmp_name(dest: &Path) -> PathBuf {
 }
 
 fn remove_tmp(dir: &Path) -> Result<(), LakeError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(dir)(e)),
-    };
-    for e in entries {
-        let p = e.map_err(io(dir))?.path();
-        if p.is_dir() {
-            remove_tmp(&p)?;
-        } else if p.to_string_lossy().ends_with(".parquet.tmp") {
-            fs::remove_file(&p).map_err(io(&p))?;
-        }
+    for p in files_ending(dir, ".parquet.tmp")? {
+        fs::remove_file(&p).map_err(io(&p))?;
     }
     Ok(())
 }

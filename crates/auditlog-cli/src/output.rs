@@ -795,7 +795,7 @@ fn lake_export(dir: &Path, f: &FilterArgs, to: &ExportArgs) -> Result<ExitCode> 
     if previous.is_none() && sel.after == 0 {
         // Files but no state: exporting from the start would add every
         // event again. Say where the files end, and how to go on.
-        if let Some(last) = lake::newest_part_lsn(out) {
+        if let Some(last) = lake::newest_part_lsn(out)? {
             anyhow::bail!(
                 "{} holds Parquet files up to LSN {last} but no {} (deleted?): exporting from the start would duplicate them; go on with --after-lsn {last}, or export into an empty directory",
                 out.display(),

@@ -302,19 +302,14 @@ fn retention_frees_space_on_a_full_disk() {
 /// state file's count: what an export directory holds.
 fn lake_rows(dir: &Path) -> (u64, Option<u64>) {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let mut rows = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let r = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
-                rows += r.metadata().file_metadata().num_rows() as u64;
-            }
-        }
-    }
+    let rows = auditlog_cli::lake::part_files(dir)
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let r = SerializedFileReader::new(std::fs::File::open(p).unwrap()).unwrap();
+            r.metadata().file_metadata().num_rows() as u64
+        })
+        .sum();
     let state = std::fs::read(dir.join(auditlog_cli::lake::STATE_FILE))
         .ok()
         .map(|b| {
