@@ -632,3 +632,31 @@ fn the_tool_exports_ocsf_syslog_and_cef_and_says_what_parquet_needs() {
         );
     }
 }
+
+/// Types that lenient syslog parsers mistake for something else (found by
+/// the round trip: a `:` in MSGID ended the structured data for
+/// `syslog_loose`): MSGID is `-` and the type travels as a parameter.
+#[test]
+fn syslog_types_with_colons_spaces_and_more_round_trip() {
+    let o = syslog::SyslogOptions {
+        facility: 13,
+        hostname: "h".into(),
+        octet_counting: true,
+    };
+    for ty in [
+        ":",
+        "a:b",
+        "USER/LOGIN",
+        "x y",
+        "[sd]",
+        "-",
+        "\"",
+        "ÚČET",
+        &"L".repeat(40),
+    ] {
+        let mut e = Event::new(Timestamp(0), ty, Severity::Info);
+        e.data = Some("m".into());
+        let (_, back) = syslog_back(&syslog::to_message(3, &e.fields(), &o));
+        assert_eq!(back, e, "{ty:?}");
+    }
+}

@@ -6,8 +6,10 @@
 //! - PRI is the facility (default 13, log audit) × 8 + the syslog severity of
 //!   ours (DEBUG 7 … CRITICAL 2); TIME is UTC with microseconds (what RFC
 //!   5424 allows), the exact time is the `time` parameter.
-//! - MSGID is the type when it is at most 32 printable ASCII characters,
-//!   else `-`; the `type` parameter always has it.
+//! - MSGID is the type when it is at most 32 characters of letters, digits
+//!   and `_ - . /` (RFC 5424 allows any printable ASCII, but a `:` there
+//!   makes lenient parsers read the rest as something else), else `-`; the
+//!   `type` parameter always has it.
 //! - Attributes whose names are valid SD names (1–32 printable ASCII, no
 //!   `= ] "` or space) are parameters of `attrs@32473`; the others go, as a
 //!   JSON object, in the `attrs_json` parameter.
@@ -59,8 +61,10 @@ pub fn is_sd_name(s: &str) -> bool {
             .all(|b| (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"'))
 }
 
-fn printable_ascii(s: &str, max: usize) -> Option<&str> {
-    (!s.is_empty() && s.len() <= max && s.bytes().all(|b| (33..=126).contains(&b))).then_some(s)
+/// The type as MSGID if it is plain: 1–32 letters, digits, `_ - . /`.
+fn plain_msgid(s: &str) -> Option<&str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/');
+    ((1..=32).contains(&s.len()) && s.bytes().all(plain)).then_some(s)
 }
 
 /// A host name as RFC 5424 takes it: printable ASCII, at most 255 bytes.
@@ -109,7 +113,7 @@ pub fn to_message(lsn: u64, e: &EventFields<'_>, o: &SyslogOptions) -> String {
         ),
         Err(_) => "-".into(),
     };
-    let msgid = printable_ascii(e.event_type, 32).unwrap_or("-");
+    let msgid = plain_msgid(e.event_type).unwrap_or("-");
     let _ = write!(
         m,
         "<{pri}>1 {stamp} {} auditlog - {msgid} [{SD_EVENT}",
