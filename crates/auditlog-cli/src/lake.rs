@@ -197,6 +197,12 @@ pub enum LakeError {
         /// What.
         source: parquet::errors::ParquetError,
     },
+    /// Another export holds the directory's lock.
+    #[error("{path}: another export is writing into this directory (its lock is held)")]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// A state or commit file that is not ours or not whole.
     #[error("{path}: {what}")]
     Damaged {
@@ -275,10 +281,7 @@ pub fn lock(out: &Path) -> Result<LakeLock, LakeError> {
     if rc != 0 {
         let e = std::io::Error::last_os_error();
         return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            LakeError::Damaged {
-                path,
-                what: "another export is writing into this directory (its lock is held)".into(),
-            }
+            LakeError::Busy { path }
         } else {
             io(&path)(e)
         });
@@ -549,7 +552,6 @@ impl Columns {
 
 /// One partition: its open file, if any, and the rows waiting for it.
 struct Partition {
-    class_uid: u32,
     dir: PathBuf,
     buffer: Columns,
     file: Option<OpenFile>,
@@ -716,7 +718,6 @@ impl LakeWriter {
             self.partitions.insert(
                 key,
                 Partition {
-                    class_uid,
                     dir,
                     buffer: Columns::default(),
                     file: None,
@@ -897,7 +898,7 @@ fn flush(
     }
     let f = p.file.as_mut().expect("opened above");
     let path = f.path.clone();
-    write_row_group(&mut f.writer, &mut rows, &order, p.class_uid, ctx).map_err(pq(&path))?;
+    write_row_group(&mut f.writer, &mut rows, &order, ctx).map_err(pq(&path))?;
     f.rows += rows.len();
     f.max_time = f.max_time.max(rows.time[*order.last().expect("not empty")]);
     for &l in &rows.lsn {
@@ -919,12 +920,11 @@ fn write_row_group(
     w: &mut SerializedFileWriter<BufWriter<File>>,
     rows: &mut Columns,
     order: &[usize],
-    class_uid: u32,
     ctx: &Context<'_>,
 ) -> parquet::errors::Result<()> {
     let n = rows.len();
+    // Every row of a partition has its class.
     let class = ctx.types[rows.types[0] as usize].mapping;
-    debug_assert_eq!(class.class_uid, class_uid);
     let arena = Bytes::from(std::mem::take(&mut rows.arena));
     let ints64 = |v: &[i64]| order.iter().map(|&i| v[i]).collect::<Vec<_>>();
     let per_type = |f: &dyn Fn(&TypeInfo) -> ByteArray| {

@@ -14,24 +14,16 @@ pub const PRODUCT: &str = "auditlog";
 /// that identifies it.
 pub const UNKNOWN: &str = "unknown";
 
-/// Which of the places an event's fields can go a class has.
-#[derive(Debug, Clone, Copy)]
-struct Room {
-    /// `actor` and `src_endpoint` (IAM classes and the application classes
-    /// that define them).
-    actor: bool,
-}
-
-fn room(class_uid: u32) -> Room {
-    Room {
-        actor: matches!(class_uid, 3001..=3006 | 6003 | 6005 | 6006),
-    }
+/// Whether a class has `actor` and `src_endpoint` (the IAM classes and the
+/// application classes that define them); the others carry them in
+/// `unmapped`.
+fn has_actor(class_uid: u32) -> bool {
+    matches!(class_uid, 3001..=3006 | 6003 | 6005 | 6006)
 }
 
 /// The event as one OCSF object.
 pub fn to_value(lsn: u64, e: &EventFields<'_>) -> Value {
     let m = ocsf::mapping(e.event_type);
-    let room = room(m.class_uid);
     let (severity_id, severity) = ocsf::severity(e.severity);
     let (status_id, status) = m.status.resolve(e.result);
     let mut o = Map::new();
@@ -80,7 +72,7 @@ pub fn to_value(lsn: u64, e: &EventFields<'_>) -> Value {
     ];
     // Which of the entity's fields went into a class's object.
     let mut placed = [false; 3];
-    if room.actor {
+    if has_actor(m.class_uid) {
         let mut actor = Map::new();
         if let Some(u) = &actor_user {
             actor.insert("user".into(), u.clone());
