@@ -99,6 +99,11 @@ fn main() {
         "p99.9 / p50     {:.1} (goal: at most 5)",
         q(0.999) as f64 / q(0.5) as f64
     );
+    let stats = log.log().rollover_stats();
+    println!(
+        "rollover stats  {} rollovers: {} from a ready spare, {} created by the writer, {} waited for the worker",
+        stats.rollovers, stats.from_spare, stats.created, stats.waited
+    );
     let roll: Vec<u64> = rollovers.iter().map(|&i| lat[i]).collect();
     if !roll.is_empty() {
         let mut r = roll.clone();
@@ -107,6 +112,13 @@ fn main() {
             "at rollovers    median {:.0} µs, max {:.0} µs; {at_rollover} of the 100 slowest appends were rollovers",
             r[r.len() / 2] as f64 / 1e3,
             *r.last().unwrap() as f64 / 1e3
+        );
+        println!(
+            "each rollover   {}",
+            roll.iter()
+                .map(|n| format!("{:.0}", *n as f64 / 1e3))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
 }

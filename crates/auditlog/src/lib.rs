@@ -66,7 +66,8 @@ use std::fmt;
 pub use audit::{compare_versions, AuditFollower, AuditLog, AuditOptions, VersionReport};
 pub use catalog::{Catalog, EventType};
 pub use engine::{
-    CompactReport, CompactedInfo, Follower, Iter, Log, Record, RecoveryReport, VerifyReport,
+    CompactReport, CompactedInfo, Follower, Iter, Log, Record, RecoveryReport, RolloverStats,
+    VerifyReport,
 };
 pub use error::{Corruption, Error, Problem, Result};
 pub use event::{Event, EventFields, Timestamp};

@@ -310,9 +310,10 @@ fn a_crash_at_any_step_of_compaction_keeps_every_event_exactly_once() {
             // And compaction finishes from wherever it stopped.
             log.log().compact().unwrap();
             assert_eq!(query(&log, &Filter::default(), true).len(), evs.len());
+            // (A `.seg.tmp` is the writer's spare segment, made ahead.)
             let names = fs_names(&fs, dir);
             assert!(
-                !names.iter().any(|n| n.ends_with(".tmp")),
+                !names.iter().any(|n| n.ends_with(".cseg.tmp")),
                 "leftovers: {names:?}"
             );
         }

@@ -84,11 +84,13 @@ impl CompactedInfo {
     }
 }
 
-/// Compacts every sealed raw segment, oldest first (never the tail).
+/// Compacts every sealed raw segment, oldest first (never the tail). The
+/// segment the last rollover closed is sealed first, if it is not yet.
 pub(crate) fn compact(shared: &Arc<Shared>) -> Result<CompactReport> {
     if shared.opts.read_only {
         return Err(Error::ReadOnly);
     }
+    super::rollover::finish_pending(shared)?;
     let _one_at_a_time = shared.compact_lock.lock();
     let started = Instant::now();
     let mut report = CompactReport::default();

@@ -5,7 +5,9 @@
 //!   commit, followers);
 //! - `open`: opening a directory (lock, segments, log identity, recovery,
 //!   Strict/Repair), and refresh;
-//! - `writer`: appends, rollover, group commit, the Interval flusher;
+//! - `writer`: appends, group commit, the Interval flusher;
+//! - `rollover`: the next segment prepared in the background, the old one
+//!   sealed off the append path, and the worker thread that does both;
 //! - `reader`: iterators, random reads, followers, and the in-memory chunk
 //!   index of raw segments that lets a filtered read skip them;
 //! - `visit`: every row a filter accepts, without building records (what
@@ -21,6 +23,7 @@ mod compactor;
 mod maintenance;
 mod open;
 mod reader;
+mod rollover;
 mod state;
 mod verify;
 mod visit;
@@ -43,6 +46,7 @@ pub use compactor::{CompactReport, CompactedInfo};
 pub use open::RecoveryReport;
 pub(crate) use reader::planned_from;
 pub use reader::{Follower, Iter, Record};
+pub use rollover::RolloverStats;
 pub(crate) use state::{At, CreateError, MaintenanceHook, Seg, Shared, WriterState};
 pub use verify::VerifyReport;
 pub(crate) use visit::{visit, Visitor};
@@ -58,6 +62,7 @@ pub struct Log {
     pub(crate) shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
     compactor: Option<JoinHandle<()>>,
+    roller: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -119,10 +124,22 @@ impl Log {
             }
             _ => None,
         };
+        let roller = if shared.opts.read_only {
+            None
+        } else {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("auditlog-rollover".into())
+                    .spawn(move || rollover::worker(&s))
+                    .map_err(|e| Error::io("start rollover thread for", &shared.dir, e))?,
+            )
+        };
         Ok(Log {
             shared,
             flusher,
             compactor,
+            roller,
         })
     }
 
@@ -172,6 +189,21 @@ impl Log {
     /// writing the compacted file (the raw segment is kept).
     pub fn compact(&self) -> Result<CompactReport> {
         compactor::compact(&self.shared)
+    }
+
+    /// How the writer's rollovers to new segments went since the log was
+    /// opened (all zero for a read-only log).
+    pub fn rollover_stats(&self) -> RolloverStats {
+        self.shared.rollovers.stats()
+    }
+
+    /// For tests: while `hold` is set, the background worker leaves the
+    /// second half of each rollover (seal, rename) to whoever needs it
+    /// (a sync, the next rollover, [`seal`](Self::seal), close), so that
+    /// tests can look at, and crash in, the state between the two.
+    #[doc(hidden)]
+    pub fn hold_rollover_worker(&self, hold: bool) {
+        self.shared.rollovers.hold.store(hold, Ordering::Release);
     }
 
     /// The compacted segments, oldest first.
@@ -265,6 +297,10 @@ impl Drop for Log {
             let _ = h.join();
         }
         if let Some(h) = self.compactor.take() {
+            let _ = h.join();
+        }
+        self.shared.rollovers.stop_worker();
+        if let Some(h) = self.roller.take() {
             let _ = h.join();
         }
         if !self.shared.opts.read_only && !self.shared.poisoned.load(Ordering::Acquire) {

@@ -10,6 +10,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::compact::{self, CSeg};
 use crate::engine::reader::SparseIndex;
+use crate::engine::rollover::{self, Pending, Rollovers, Spare};
 use crate::engine::{CreateError, Seg, Shared, WriterState};
 use crate::error::{Corruption, Error, Problem, Result};
 use crate::io::SegmentFile;
@@ -195,6 +196,12 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         }
     }
 
+    // The `.seg.tmp` after the last segment may be a writer's spare, or a
+    // segment a rollover started: looked at once the last one is loaded.
+    let after_last = ids.last().map(|l| SegmentId(l.0 + 1));
+    let (next_tmp, creating): (Vec<String>, Vec<String>) = creating
+        .into_iter()
+        .partition(|n| after_last.is_some() && segment::parse_creating_file_name(n) == after_last);
     if !opts.read_only && !creating.is_empty() {
         // Segments a crash interrupted while creating: never held records.
         for name in creating {
@@ -293,6 +300,48 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         }
     }
 
+    let mut spare = None;
+    let mut started = None;
+    if let (Some(name), Some(id)) = (next_tmp.first(), after_last) {
+        let tmp = dir.join(name);
+        let expected = segs.last().map(|s| Lsn(s.next_lsn.load(Ordering::Relaxed)));
+        match next_segment_file(&opts, &tmp, id, log_id, expected)? {
+            NextTmp::Spare(file) => spare = Some(Spare { id, tmp, file }),
+            NextTmp::Started(file) => {
+                let place = Place {
+                    log_id,
+                    id,
+                    path: &tmp,
+                    expected_first: expected,
+                    next_first: None,
+                    is_last: true,
+                    live_writer,
+                };
+                match load_segment(&opts, &place, file, skips_for(&entries, id)) {
+                    Ok(mut found) => {
+                        report.torn_tail_bytes += found.torn_bytes;
+                        for d in found.damage {
+                            new_damage.push((id, tmp.clone(), d));
+                        }
+                        found.seg.path = dir.join(segment::file_name(id));
+                        if let Some(prev) = segs.last() {
+                            if opts.read_only {
+                                prev.set_sealed();
+                            } else {
+                                prev.closed.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        segs.push(found.seg);
+                        started = Some(tmp);
+                    }
+                    Err(_) => remove_stray(&opts, dir, &tmp, &mut report)?,
+                }
+            }
+            NextTmp::Stray => remove_stray(&opts, dir, &tmp, &mut report)?,
+            NextTmp::Gone => {}
+        }
+    }
+
     if !new_damage.is_empty() {
         if opts.recovery == RecoveryMode::Strict && !opts.read_only {
             // The first damaged range; `verify` lists them all.
@@ -349,12 +398,26 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         let tail = segs.last().expect("a writer always has a segment").clone();
         WriterState {
             sealed_on_request: false,
+            spare_at: rollover::spare_at(&tail),
             off: tail.end.load(Ordering::Relaxed),
             next_lsn: Lsn(next),
             tail,
         }
     });
-    Ok(Shared {
+    // A rollover a crash cut in two is finished: the old segment sealed,
+    // the new one named.
+    let pending = started.filter(|_| !opts.read_only).map(|tmp| {
+        let n = segs.len();
+        let old = &segs[n - 2];
+        Pending {
+            old: (!old.sealed.load(Ordering::Relaxed)).then(|| old.clone()),
+            new: segs[n - 1].clone(),
+            tmp,
+        }
+    });
+    let finish = pending.is_some();
+    let spare = spare.filter(|_| !opts.read_only);
+    let shared = Shared {
         dir: dir.to_path_buf(),
         opts,
         log_id,
@@ -378,8 +441,70 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         shutdown_cv: Condvar::new(),
         quarantined: entries.len(),
         report,
+        rollovers: Rollovers::new(spare, pending),
         _lock: lock,
-    })
+    };
+    if finish {
+        rollover::finish_pending(&shared)?;
+    }
+    Ok(shared)
+}
+
+/// What the `.seg.tmp` after the last segment is.
+enum NextTmp {
+    /// A spare a writer made ahead: no header yet.
+    Spare(Arc<dyn SegmentFile>),
+    /// A segment a rollover started: its header continues the log.
+    Started(Arc<dyn SegmentFile>),
+    /// Anything else: an interrupted creation, never part of the log.
+    Stray,
+    /// Renamed or removed since the directory was listed (a live writer).
+    Gone,
+}
+
+fn next_segment_file(
+    opts: &Options,
+    tmp: &Path,
+    id: SegmentId,
+    log_id: u128,
+    expected_first: Option<Lsn>,
+) -> Result<NextTmp> {
+    let file = match opts.vfs.open_segment(tmp, !opts.read_only) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(NextTmp::Gone),
+        // Not a file we can map (empty, say): not a segment.
+        Err(_) => return Ok(NextTmp::Stray),
+    };
+    let len = file.file_len();
+    let mut kind = NextTmp::Stray;
+    file.inspect(&mut |b| {
+        if b.len() >= HEADER_LEN && b[..HEADER_LEN].iter().all(|&x| x == 0) {
+            if len.is_multiple_of(Options::FIRST_SEGMENT_BYTES) {
+                kind = NextTmp::Spare(file.clone());
+            }
+        } else if let Ok(h) = Header::decode(b) {
+            let ours = h.log_id == 0 || h.log_id == log_id;
+            if h.segment == id && h.len == len && ours && Some(h.first_lsn) == expected_first {
+                kind = NextTmp::Started(file.clone());
+            }
+        }
+    });
+    Ok(kind)
+}
+
+/// Removes a `.seg.tmp` that is not part of the log (a writer does).
+fn remove_stray(opts: &Options, dir: &Path, tmp: &Path, report: &mut RecoveryReport) -> Result<()> {
+    if opts.read_only {
+        return Ok(());
+    }
+    opts.vfs
+        .remove_file(tmp)
+        .map_err(|e| Error::io("remove incomplete segment", tmp, e))?;
+    opts.vfs
+        .sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))?;
+    report.removed_incomplete_segment = Some(tmp.to_path_buf());
+    Ok(())
 }
 
 /// The log's identity: the one most of its segment headers hold (version-1
@@ -550,6 +675,7 @@ fn load_segment(
     });
     let mut seg = Seg::new(&header, record_max, path.to_path_buf(), file);
     seg.sealed.store(footer.is_some(), Ordering::Relaxed);
+    seg.closed.store(footer.is_some(), Ordering::Relaxed);
     seg.skips = skips;
     let mut found_damage = Vec::new();
     let mut torn_bytes = 0;
@@ -648,7 +774,7 @@ fn load_segment(
                         next_lsn,
                     });
                 }
-                seg.sealed.store(true, Ordering::Relaxed);
+                seg.set_sealed();
                 lost_end_next = Some(next_lsn);
             } else if let Some(m) = mark.filter(|m| s.valid_end < m.synced_end && !live_writer) {
                 // The writer had synced past where the valid frames end: not
@@ -752,7 +878,7 @@ pub(crate) fn refresh(shared: &Shared) -> Result<()> {
                 return Ok(());
             }
             tail.file.freeze(tail.capacity);
-            tail.sealed.store(true, Ordering::Release);
+            tail.set_sealed();
         }
         let next_id = SegmentId(tail.id.0 + 1);
         let names = match shared.opts.vfs.list_dir(&shared.dir) {

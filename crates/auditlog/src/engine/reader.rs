@@ -333,8 +333,13 @@ impl Cursor {
                 continue;
             }
             if self.off >= end {
-                if !seg.sealed.load(Ordering::Acquire) {
+                if !seg.closed.load(Ordering::Acquire) {
                     return None; // the tail: more may come
+                }
+                // Closed after `end` was read: what was published in between
+                // comes first (closing follows every publish).
+                if seg.end.load(Ordering::Acquire) > end {
+                    continue;
                 }
                 self.lsn = self.lsn.max(Lsn(seg.next_lsn.load(Ordering::Acquire)));
                 self.seg = None;

@@ -27,6 +27,15 @@ pub(crate) enum CreateError {
     Failed(Error),
 }
 
+/// The largest record a new segment of `len` bytes takes: a small segment
+/// takes records up to what fits in it; a larger one starts a segment of its own.
+pub(crate) fn record_max_for(opts: &Options, len: u64) -> u32 {
+    let overhead = segment::DATA_START
+        + (segment::MARK_LEN + segment::FOOTER_LEN + crate::raw::frame::FRAME_HEADER_LEN) as u64;
+    opts.record_bytes_max
+        .min(u32::try_from(len.saturating_sub(overhead)).unwrap_or(u32::MAX))
+}
+
 /// One segment, as the running log knows it.
 #[derive(Debug)]
 pub(crate) struct Seg {
@@ -46,7 +55,11 @@ pub(crate) struct Seg {
     pub(crate) end: AtomicU64,
     /// One past the last visible LSN in this segment.
     pub(crate) next_lsn: AtomicU64,
+    /// Its footer is written and the whole segment durable.
     pub(crate) sealed: AtomicBool,
+    /// It takes no more frames (a rollover moved on, or it is sealed); a
+    /// closed segment may wait a moment for its seal (see `rollover`).
+    pub(crate) closed: AtomicBool,
     /// Bytes below this are durable.
     pub(crate) synced_end: AtomicU64,
     /// Quarantined ranges, sorted.
@@ -79,6 +92,7 @@ impl Seg {
             end: segment::DATA_START.into(),
             next_lsn: first_lsn.0.into(),
             sealed: false.into(),
+            closed: false.into(),
             synced_end: segment::DATA_START.into(),
             skips: Vec::new(),
             index: Mutex::new(reader::SparseIndex::new(segment::DATA_START, first_lsn)),
@@ -102,14 +116,7 @@ impl Seg {
         let vfs = &opts.vfs;
         let tmp = dir.join(segment::creating_file_name(id));
         let path = dir.join(segment::file_name(id));
-        // A small segment takes records up to what fits in it; a larger one
-        // starts a segment of its own.
-        let overhead = segment::DATA_START
-            + (segment::MARK_LEN + segment::FOOTER_LEN + crate::raw::frame::FRAME_HEADER_LEN)
-                as u64;
-        let record_max = opts
-            .record_bytes_max
-            .min(u32::try_from(len.saturating_sub(overhead)).unwrap_or(u32::MAX));
+        let record_max = record_max_for(opts, len);
         let file = match vfs.create_segment(&tmp, len) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Left by an earlier attempt that failed (nothing else uses this name).
@@ -144,6 +151,12 @@ impl Seg {
             .map_err(CreateError::Failed)?;
         file.freeze(segment::DATA_START);
         Ok(Seg::new(&header, record_max, path, file))
+    }
+
+    /// Marks it sealed (and so closed).
+    pub(crate) fn set_sealed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.sealed.store(true, Ordering::Release);
     }
 
     /// The largest offset frames may reach.
@@ -248,6 +261,8 @@ pub(crate) struct WriterState {
     pub(crate) sealed_on_request: bool,
     /// Next free offset in the tail.
     pub(crate) off: u64,
+    /// Once `off` reaches this, the writer asks for the next spare segment.
+    pub(crate) spare_at: u64,
     pub(crate) next_lsn: Lsn,
 }
 
@@ -288,6 +303,8 @@ pub(crate) struct Shared {
     /// After a failed background pass: how long until the next one.
     pub(crate) background_retry: Mutex<Option<std::time::Duration>>,
     pub(crate) writer: Mutex<Option<WriterState>>,
+    /// The spare segment, the rollover waiting for its seal, the worker.
+    pub(crate) rollovers: super::rollover::Rollovers,
     /// One past the last LSN readers may see.
     pub(crate) visible: AtomicU64,
     /// One past the last LSN known durable.

@@ -1,4 +1,4 @@
-//! Appends, rollover and group commit.
+//! Appends and group commit (rollover is `rollover`'s).
 //!
 //! An append reserves its LSNs and byte range under the writer lock. A small
 //! batch (up to 64 KiB) is then copied into the mapped segment and published
@@ -14,15 +14,15 @@
 //! a sync of its own.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{CreateError, Seg, Shared, WriterState};
+use super::rollover::{self, rollover};
+use crate::engine::{Seg, Shared, WriterState};
 use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::raw::frame::{encode_header, FRAME_HEADER_LEN};
-use crate::raw::segment::{self, Footer, DATA_START};
-use crate::{Lsn, SegmentId};
+use crate::raw::segment::{self, DATA_START};
+use crate::Lsn;
 
 /// Batches up to this many bytes are copied with the writer lock held; larger
 /// ones reserve their range, release the lock, and copy in parallel.
@@ -65,7 +65,7 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
             let room = st.tail.data_limit() - st.off;
             let mut n = 0;
             let mut bytes = 0;
-            if !st.tail.sealed.load(Ordering::Acquire) {
+            if !st.tail.closed.load(Ordering::Acquire) {
                 let fits = |p: &P| p.as_ref().len() <= st.tail.record_max as usize;
                 while n < rest.len() && bytes + frame(&rest[n]) <= room && fits(&rest[n]) {
                     bytes += frame(&rest[n]);
@@ -76,7 +76,7 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
                 let needed: u64 = rest.iter().map(frame).sum();
                 rollover(shared, st, needed)
             } else {
-                let (off, lsn0) = reserve(st, n, bytes);
+                let (off, lsn0) = reserve(shared, st, n, bytes);
                 let written = write_and_publish(shared, &st.tail, off, lsn0, &rest[..n], bytes);
                 if written.is_ok() {
                     done = st.next_lsn;
@@ -108,13 +108,13 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
     shared.check_poison()?;
     // A segment holds records up to the limit in its header: a larger one
     // (the limit was raised since it was created) starts a new segment.
-    if st.tail.sealed.load(Ordering::Acquire)
+    if st.tail.closed.load(Ordering::Acquire)
         || st.off + total > st.tail.data_limit()
         || largest > st.tail.record_max as usize
     {
         rollover(shared, st, total)?;
     }
-    let (off, lsn0) = reserve(st, payloads.len(), total);
+    let (off, lsn0) = reserve(shared, st, payloads.len(), total);
     if total <= COPY_UNDER_LOCK_MAX {
         // Small: copy and publish under the lock. A writer preempted between
         // reserving and publishing would stall every later one (measured:
@@ -143,7 +143,7 @@ fn finish(shared: &Shared, first: Lsn, next: Lsn, durability: Durability) -> Res
 }
 
 /// Takes the next `n` LSNs and `bytes` bytes of the tail (which must fit).
-fn reserve(st: &mut WriterState, n: usize, bytes: u64) -> (u64, Lsn) {
+fn reserve(shared: &Shared, st: &mut WriterState, n: usize, bytes: u64) -> (u64, Lsn) {
     let off = st.off;
     let lsn0 = st.next_lsn;
     assert!(
@@ -152,6 +152,10 @@ fn reserve(st: &mut WriterState, n: usize, bytes: u64) -> (u64, Lsn) {
     );
     st.off += bytes;
     st.next_lsn = Lsn(lsn0.0 + n as u64);
+    if st.off >= st.spare_at {
+        st.spare_at = u64::MAX;
+        shared.rollovers.want_spare();
+    }
     (off, lsn0)
 }
 
@@ -211,78 +215,6 @@ fn publish(shared: &Shared, seg: &Seg, off: u64, end: u64, next_lsn: Lsn) -> Res
     seg.end.store(end, Ordering::Release);
     shared.visible.fetch_max(next_lsn.0, Ordering::SeqCst);
     shared.notify_followers();
-    Ok(())
-}
-
-/// Seals the tail (if not sealed yet) and starts a new segment.
-fn rollover(shared: &Shared, st: &mut WriterState, needed: u64) -> Result<()> {
-    let old = st.tail.clone();
-    if !old.sealed.load(Ordering::Acquire) {
-        // Every reserved range of the old segment must be published first.
-        while old.end.load(Ordering::Acquire) != st.off {
-            shared.check_poison()?;
-            std::thread::yield_now();
-        }
-        seal(shared, &old)?;
-    }
-    let id = SegmentId(old.id.0 + 1);
-    // A segment sealed on request was not full: the next starts small again.
-    let used = if st.sealed_on_request {
-        0
-    } else {
-        old.end.load(Ordering::Acquire) - DATA_START
-    };
-    let len = shared.opts.next_segment_bytes(used, needed);
-    let seg = match Seg::create(
-        &shared.opts,
-        &shared.dir,
-        shared.log_id,
-        id,
-        st.next_lsn,
-        len,
-    ) {
-        Ok(seg) => Arc::new(seg),
-        Err(CreateError::NotCreated(e)) => return Err(e),
-        Err(CreateError::Failed(e)) => {
-            shared.poison(format!("creating segment {id} failed: {e}"));
-            return Err(e);
-        }
-    };
-    shared.segments.write().push(seg.clone());
-    st.tail = seg;
-    st.off = DATA_START;
-    st.sealed_on_request = false;
-    Ok(())
-}
-
-/// Writes the footer of a full segment and makes the whole segment durable.
-fn seal(shared: &Shared, seg: &Seg) -> Result<()> {
-    let end = seg.end.load(Ordering::Acquire);
-    let next = seg.next_lsn.load(Ordering::Acquire);
-    let view = seg.view_to(end)?;
-    let footer = Footer {
-        segment: seg.id,
-        first_lsn: seg.first_lsn,
-        last_lsn: Lsn(next - 1),
-        count: next - seg.first_lsn.0,
-        data_end: end,
-        data_crc: crc32fast::hash(&view.bytes()[..end as usize]),
-    };
-    let at = seg.capacity - segment::FOOTER_LEN as u64;
-    // No sync mark is written once the footer is (the mark lock orders them).
-    let _mark = seg.mark.lock();
-    let result = seg
-        .file
-        .write_at(at, &footer.encode())
-        .and_then(|()| seg.file.sync_range(0, seg.capacity));
-    if let Err(e) = result {
-        shared.poison(format!("sealing {} failed: {e}", seg.path.display()));
-        return Err(Error::io("seal segment", &seg.path, e));
-    }
-    seg.file.freeze(seg.capacity);
-    seg.synced_end.store(end, Ordering::Release);
-    seg.sealed.store(true, Ordering::Release);
-    shared.durable.fetch_max(next, Ordering::AcqRel);
     Ok(())
 }
 
@@ -354,6 +286,10 @@ fn sync_tail(shared: &Shared, visible: u64) -> Result<()> {
     let Some(tail) = shared.segments.read().last().cloned() else {
         return Ok(());
     };
+    // Every segment before this tail is sealed, or is the one a pending
+    // rollover seals: finished, the LSNs below `visible` are in this tail
+    // or durable.
+    rollover::finish_pending(shared)?;
     let (end, next) = published(&tail);
     let from = tail.synced_end.load(Ordering::Acquire);
     if end > from {
@@ -441,11 +377,13 @@ impl crate::Log {
         shared.check_poison()?;
         let mut guard = shared.writer.lock();
         let st = guard.as_mut().ok_or(Error::ReadOnly)?;
-        if st.off == DATA_START && !st.tail.sealed.load(Ordering::Acquire) {
+        if st.off == DATA_START && !st.tail.closed.load(Ordering::Acquire) {
             return Ok(false);
         }
         st.sealed_on_request = true;
         rollover(shared, st, 0)?;
+        drop(guard);
+        rollover::finish_pending(shared)?;
         Ok(true)
     }
 

@@ -69,6 +69,47 @@ impl MappedFile {
         self.len
     }
 
+    /// Drops this process's page-table entries for the whole map
+    /// (`MADV_DONTNEED`); the bytes stay what they are. See
+    /// [`SegmentFile::release_pages`](super::SegmentFile::release_pages).
+    pub(crate) fn release_pages(&self) -> io::Result<()> {
+        // SAFETY: the map is a shared mapping of a file (`map_raw` and
+        // `map_raw_read_only` map MAP_SHARED). For such a mapping
+        // MADV_DONTNEED only removes the page-table entries: a dirty entry's
+        // state moves to the page cache, and the next access faults the
+        // same page of the file back in. Every byte reads as before, so the
+        // slices readers hold over the frozen prefix stay valid and
+        // unchanged (the data loss the advice is unsafe for is that of
+        // private mappings, which this module never makes).
+        unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        }
+    }
+
+    /// Faults in the pages from `offset` to the end, writable, so that the
+    /// writes there take no page fault (`MADV_POPULATE_WRITE`, Linux 5.14;
+    /// elsewhere nothing). Writes nothing: the pages hold what the file holds.
+    pub(crate) fn prefault(&self, offset: u64) -> io::Result<()> {
+        if !self.writable || offset >= self.len {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let len = (self.len - offset) as usize;
+            match self
+                .map
+                .advise_range(memmap2::Advice::PopulateWrite, offset as usize, len)
+            {
+                // Older kernels do not know the advice: the writes fault instead.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+                other => other,
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Ok(())
+    }
+
     pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         assert!(
             self.writable,

@@ -109,4 +109,20 @@ pub trait SegmentFile: Send + Sync + fmt::Debug {
     /// the file (asserted for files opened for writing: call it before the
     /// first `write_at` above the frozen offset).
     fn inspect(&self, f: &mut dyn FnMut(&[u8]));
+    /// Prepares the bytes from `offset` to the end for writing, so that the
+    /// writes there do not wait for the memory behind them (a memory map's
+    /// first-touch page faults). Changes no byte; by default does nothing.
+    fn prefault(&self, offset: u64) -> io::Result<()> {
+        let _ = offset;
+        Ok(())
+    }
+    /// Lets go of this process's mapping of the file's pages (a memory
+    /// map's page-table entries) without changing a byte: the next read
+    /// maps them again. Done before a sealed segment is synced: writing
+    /// back pages a process maps writable takes a TLB flush on every CPU
+    /// that runs it, for each page, which stalls the writer meanwhile. By
+    /// default does nothing.
+    fn release_pages(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
