@@ -15,7 +15,7 @@ use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef};
 use crate::event::reserved::ENGINE_TYPES;
-use crate::event::{Event, Timestamp};
+use crate::event::{Event, EventFields, Timestamp};
 use crate::query::Filter;
 use crate::query::{Aggregate, Compiled, Counter, Explain, GroupBy, Names, Query};
 use crate::retention::{self, Removal, Retention};
@@ -299,41 +299,14 @@ impl AuditLog {
     /// # Errors
     /// As [`append_batch`](Self::append_batch).
     pub fn append(&self, e: &Event) -> Result<Lsn> {
-        thread_local! {
-            /// The encoding of the event being appended, reused.
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        // The common case: type and keys registered already. One read of the
-        // registry, one lookup per name, no allocation.
-        let encoded = BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            buf.clear();
-            let reg = self.registry.read();
-            let id = reg
-                .type_id(&e.event_type)
-                .filter(|_| !e.event_type.starts_with(registry::ENGINE_PREFIX))?;
-            let mut known = true;
-            codec::encode(
-                e,
-                id,
-                &mut |k| {
-                    reg.key_id(k).unwrap_or_else(|| {
-                        known = false;
-                        0
-                    })
-                },
-                &mut buf,
-            );
-            drop(reg);
-            known.then(|| self.log.append(&buf))
-        });
-        match encoded {
-            Some(r) => r,
-            None => self.append_batch(std::slice::from_ref(e)).map(|r| r.start),
-        }
+        self.append_all(std::slice::from_ref(e)).map(|r| r.start)
     }
 
     /// Appends events with consecutive LSNs (one sync for all in `Sync` mode).
+    ///
+    /// Each event's type and attribute keys are looked up once, under one
+    /// read of the catalog, and encoded into a buffer the thread reuses:
+    /// no allocation per event once its names are registered.
     ///
     /// # Errors
     /// For an event, nothing written: [`Error::ReservedType`] (`AUDITLOG_…`),
@@ -343,80 +316,168 @@ impl AuditLog {
     /// earlier failed write or sync, [`Error::BatchCut`] when only the
     /// first part of a batch larger than a segment went in.
     pub fn append_batch(&self, events: &[Event]) -> Result<Range<Lsn>> {
-        if let Some(e) = events
-            .iter()
-            .find(|e| e.event_type.starts_with(registry::ENGINE_PREFIX))
-        {
-            return Err(Error::ReservedType {
-                name: e.event_type.clone(),
-            });
+        self.append_all(events)
+    }
+
+    /// Appends one event given as borrowed fields (no `String` to build);
+    /// returns its LSN.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
+    pub fn append_fields(&self, e: &EventFields<'_>) -> Result<Lsn> {
+        self.append_fields_batch(std::slice::from_ref(e))
+            .map(|r| r.start)
+    }
+
+    /// [`append_batch`](Self::append_batch) of events given as borrowed
+    /// fields: what an application appending from its own structures uses,
+    /// with nothing copied before the encoding. Attributes are stored by
+    /// key, as an [`Event`]'s map holds them: given out of order they are
+    /// sorted, and of a key given twice the last value is kept.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
+    pub fn append_fields_batch(&self, events: &[EventFields<'_>]) -> Result<Range<Lsn>> {
+        let ordered = |e: &EventFields<'_>| e.attrs.windows(2).all(|w| w[0].0 < w[1].0);
+        if events.iter().all(ordered) {
+            return self.append_all(events);
         }
-        self.register(events)?;
-        let registry = self.registry.read();
-        // One buffer for the whole batch; the log copies each slice into its map.
-        let mut buf = Vec::with_capacity(events.len() * 96);
-        let mut ends = Vec::with_capacity(events.len());
-        for e in events {
-            let id = registry.type_id(&e.event_type).expect("registered above");
-            codec::encode(
-                e,
-                id,
-                &mut |k| registry.key_id(k).expect("registered above"),
-                &mut buf,
-            );
-            ends.push(buf.len());
-        }
-        drop(registry);
-        let mut start = 0;
-        let payloads: Vec<&[u8]> = ends
+        let fixed: Vec<EventFields<'_>> = events
             .iter()
-            .map(|&end| {
-                let p = &buf[start..end];
-                start = end;
-                p
+            .map(|e| {
+                let mut e = e.clone();
+                if !ordered(&e) {
+                    e.attrs.sort_by_key(|&(k, _)| k); // stable: repeats keep their order
+                    let mut kept: Vec<(&str, &str)> = Vec::with_capacity(e.attrs.len());
+                    for (k, v) in e.attrs {
+                        match kept.last_mut() {
+                            Some(last) if last.0 == k => last.1 = v,
+                            _ => kept.push((k, v)),
+                        }
+                    }
+                    e.attrs = kept;
+                }
+                e
             })
             .collect();
-        self.log.append_batch(&payloads)
+        self.append_all(&fixed)
+    }
+
+    /// Encodes `events` (registering their names first if the catalog does
+    /// not have them all) and appends them as one batch.
+    fn append_all<E: Appendable>(&self, events: &[E]) -> Result<Range<Lsn>> {
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.type_name().starts_with(registry::ENGINE_PREFIX))
+        {
+            return Err(Error::ReservedType {
+                name: e.type_name().to_string(),
+            });
+        }
+        thread_local! {
+            /// The encoding of the events being appended and where each
+            /// ends: reused, so that appends allocate nothing.
+            static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<usize>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        SCRATCH.with(|scratch| {
+            let mut own = (Vec::new(), Vec::new());
+            let mut borrowed = scratch.try_borrow_mut();
+            let (buf, ends) = match borrowed.as_deref_mut() {
+                Ok(s) => s,
+                Err(_) => &mut own,
+            };
+            let mut registered = false;
+            while !self.encode_all(events, buf, ends) {
+                if registered {
+                    // Registration said yes, yet a name is missing.
+                    return Err(Error::InvalidOptions(
+                        "an event's type or attribute key could not be registered".into(),
+                    ));
+                }
+                self.register(events)?;
+                registered = true;
+            }
+            let appended = if let [end] = ends[..] {
+                self.log.append(&buf[..end]).map(|l| l..Lsn(l.0 + 1))
+            } else {
+                let mut start = 0;
+                let payloads: Vec<&[u8]> = ends
+                    .iter()
+                    .map(|&end| {
+                        let p = &buf[start..end];
+                        start = end;
+                        p
+                    })
+                    .collect();
+                self.log.append_batch(&payloads)
+            };
+            // A thread that once appended a huge batch does not keep its memory.
+            if buf.capacity() > 4 << 20 {
+                *buf = Vec::new();
+                *ends = Vec::new();
+            }
+            appended
+        })
+    }
+
+    /// Encodes every event into `buf` (each one's end in `ends`) under one
+    /// read of the catalog; false if a type or key is not registered yet.
+    fn encode_all<E: Appendable>(
+        &self,
+        events: &[E],
+        buf: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> bool {
+        buf.clear();
+        ends.clear();
+        let reg = self.registry.read();
+        for e in events {
+            let Some(id) = reg.type_id(e.type_name()) else {
+                return false;
+            };
+            let mut known = true;
+            e.encode(
+                id,
+                &mut |k| {
+                    reg.key_id(k).unwrap_or_else(|| {
+                        known = false;
+                        0
+                    })
+                },
+                buf,
+            );
+            if !known {
+                return false;
+            }
+            ends.push(buf.len());
+        }
+        true
     }
 
     /// Registers the types and attribute keys of `events` the log does not know yet.
-    fn register(&self, events: &[Event]) -> Result<()> {
-        let registry = self.registry.read();
-        let missing = events.iter().any(|e| {
-            registry.type_id(&e.event_type).is_none()
-                || e.attrs.keys().any(|k| registry.key_id(k).is_none())
-        });
-        drop(registry);
-        if !missing {
-            return Ok(());
-        }
+    fn register<E: Appendable>(&self, events: &[E]) -> Result<()> {
         let mut types = Vec::new();
         for e in events {
-            let known = self.reference.as_ref().and_then(|c| c.get(&e.event_type));
-            if self.strict
-                && known.is_none()
-                && self.registry.read().type_id(&e.event_type).is_none()
-            {
+            let name = e.type_name();
+            let known = self.reference.as_ref().and_then(|c| c.get(name));
+            if self.strict && known.is_none() && self.registry.read().type_id(name).is_none() {
                 let suggestions = match &self.reference {
-                    Some(c) => c
-                        .closest(&e.event_type, 3)
-                        .into_iter()
-                        .map(String::from)
-                        .collect(),
+                    Some(c) => c.closest(name, 3).into_iter().map(String::from).collect(),
                     None => Vec::new(),
                 };
                 return Err(Error::UnknownType {
-                    name: e.event_type.clone(),
+                    name: name.to_string(),
                     suggestions,
                 });
             }
-            types.push((e.event_type.as_str(), known.map(|t| t.severity)));
+            types.push((name, known.map(|t| t.severity)));
         }
-        let keys: Vec<&str> = events
-            .iter()
-            .flat_map(|e| e.attrs.keys().map(String::as_str))
-            .collect();
-        let time = events.first().map_or_else(Timestamp::now, |e| e.time);
+        let mut keys: Vec<&str> = Vec::new();
+        for e in events {
+            e.each_key(&mut |k| keys.push(k));
+        }
+        let time = events.first().map_or_else(Timestamp::now, |e| e.time());
         let mut registry = self.registry.write();
         registry.register(&self.log.shared, time, &types, &keys)
     }
@@ -807,5 +868,47 @@ impl AuditFollower {
             }
             return Ok(Some((lsn, event)));
         }
+    }
+}
+
+/// An event [`AuditLog`] appends: owned ([`Event`]) or borrowed ([`EventFields`]).
+trait Appendable {
+    fn type_name(&self) -> &str;
+    fn time(&self) -> Timestamp;
+    fn each_key<'a>(&'a self, f: &mut dyn FnMut(&'a str));
+    fn encode(&self, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out: &mut Vec<u8>);
+}
+
+impl Appendable for Event {
+    fn type_name(&self) -> &str {
+        &self.event_type
+    }
+    fn time(&self) -> Timestamp {
+        self.time
+    }
+    fn each_key<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
+        for k in self.attrs.keys() {
+            f(k);
+        }
+    }
+    fn encode(&self, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out: &mut Vec<u8>) {
+        codec::encode(self, type_id, key_id, out);
+    }
+}
+
+impl Appendable for EventFields<'_> {
+    fn type_name(&self) -> &str {
+        self.event_type
+    }
+    fn time(&self) -> Timestamp {
+        self.time
+    }
+    fn each_key<'a>(&'a self, f: &mut dyn FnMut(&'a str)) {
+        for &(k, _) in &self.attrs {
+            f(k);
+        }
+    }
+    fn encode(&self, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out: &mut Vec<u8>) {
+        codec::encode_fields(self, type_id, key_id, out);
     }
 }

@@ -145,6 +145,51 @@ proptest! {
 }
 
 #[test]
+fn borrowed_fields_append_as_their_event_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), opts()).unwrap();
+    let mut e = Event::new(Timestamp(5), "USER_LOGGED_IN", Severity::Info);
+    e.actor = Some("alice".into());
+    e.ip = Some(IpAddr::from([10, 0, 0, 1]));
+    e.attrs.insert("browser".into(), "firefox".into());
+    e.attrs.insert("mfa".into(), "totp".into());
+    // One at a time, a batch, and (new names) through registration.
+    let a = log.append_fields(&e.fields()).unwrap();
+    let mut other = e.clone();
+    other.event_type = "SOMETHING_NEW".into();
+    other.attrs.insert("zone".into(), "eu".into());
+    let batch = log
+        .append_fields_batch(&[e.fields(), other.fields()])
+        .unwrap();
+    // Attributes out of order, a key twice: stored as an event's map would
+    // hold them (sorted; the last value of a key).
+    let mut shuffled = e.fields();
+    shuffled.attrs = vec![("mfa", "sms"), ("browser", "firefox"), ("mfa", "totp")];
+    let c = log.append_fields(&shuffled).unwrap();
+    let got: Vec<(auditlog::Lsn, Event)> = log
+        .query(&Filter::default(), false)
+        .map(Result::unwrap)
+        .collect();
+    let want = [
+        (a, &e),
+        (batch.start, &e),
+        (auditlog::Lsn(batch.start.0 + 1), &other),
+        (c, &e),
+    ];
+    assert_eq!(got.len(), want.len());
+    for ((gl, ge), (wl, we)) in got.iter().zip(want) {
+        assert_eq!((gl, ge), (&wl, we));
+    }
+    // The same checks as owned events: reserved types are refused.
+    let mut reserved = e.fields();
+    reserved.event_type = "AUDITLOG_CHECKPOINT";
+    assert!(matches!(
+        log.append_fields(&reserved),
+        Err(Error::ReservedType { .. })
+    ));
+}
+
+#[test]
 fn the_catalog_persists_and_ids_never_change() {
     let dir = tempfile::tempdir().unwrap();
     let t = Timestamp(0);

@@ -107,6 +107,15 @@ proptest! {
     }
 
     #[test]
+    fn borrowed_fields_encode_exactly_as_the_owned_event(e in event()) {
+        let mut out = Vec::new();
+        codec::encode(&e, 7, &mut |k| k.len() as u32, &mut out);
+        let mut borrowed = Vec::new();
+        codec::encode_fields(&e.fields(), 7, &mut |k| k.len() as u32, &mut borrowed);
+        prop_assert_eq!(borrowed, out);
+    }
+
+    #[test]
     fn json_round_trip(e in event(), lsn in proptest::option::of(1u64..u64::MAX)) {
         let line = json::to_json(&e, lsn.map(Lsn));
         let back = json::from_json(&line, &|_| None).unwrap();

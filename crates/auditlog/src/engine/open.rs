@@ -433,7 +433,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         poisoned: false.into(),
         poison_reason: Mutex::new(String::new()),
         sync_state: Mutex::new(Default::default()),
-        sync_rounds: [Condvar::new(), Condvar::new()],
+        sync_rounds: Default::default(),
         follow_lock: Mutex::new(()),
         follow_cv: Condvar::new(),
         followers: 0.into(),

@@ -277,6 +277,30 @@ pub(crate) struct SyncState {
     pub(crate) upto: u64,
 }
 
+/// What threads waiting for a group-commit round look at without the
+/// `sync_state` lock, and the addresses they park on (one per round parity).
+#[derive(Debug, Default)]
+pub(crate) struct SyncRounds {
+    /// The latest round that ended.
+    pub(crate) done: AtomicU64,
+    /// A leader is syncing (mirrors `SyncState::leading`).
+    pub(crate) leading: AtomicBool,
+    /// Threads the last round woke that have not come back with their next
+    /// record yet (see `writer::gather`).
+    pub(crate) returning: AtomicU64,
+    /// How long the last sync took, in nanoseconds.
+    pub(crate) last_sync_ns: AtomicU64,
+    /// Only their addresses matter: the keys of the two parities' queues.
+    pub(crate) keys: [u8; 2],
+}
+
+impl SyncRounds {
+    /// The key the waiters of `round` park on.
+    pub(crate) fn key(&self, round: u64) -> usize {
+        &self.keys[(round % 2) as usize] as *const u8 as usize
+    }
+}
+
 /// Where an LSN is: a compacted or a raw segment.
 pub(crate) enum At {
     Compact(Arc<CSeg>),
@@ -311,9 +335,10 @@ pub(crate) struct Shared {
     pub(crate) durable: AtomicU64,
     pub(crate) poisoned: AtomicBool,
     pub(crate) poison_reason: Mutex<String>,
-    /// Group commit: who leads, and the two alternating rounds' waiters.
+    /// Group commit: who leads, and which rounds are done (see
+    /// `writer::sync_to`).
     pub(crate) sync_state: Mutex<SyncState>,
-    pub(crate) sync_rounds: [Condvar; 2],
+    pub(crate) sync_rounds: SyncRounds,
     pub(crate) follow_lock: Mutex<()>,
     pub(crate) follow_cv: Condvar,
     pub(crate) followers: AtomicUsize,

@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::event::{Event, Timestamp};
+use crate::event::{Event, EventFields, Timestamp};
 use crate::severity::Severity;
 
 /// Bytes before the optional fields.
@@ -105,44 +105,132 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// The text field with bit `i` (the bits of [`TextField`]; `binary_round_trip`
-/// fails if the two disagree, since decoding goes through the enum).
-fn string_field(e: &Event, i: usize) -> Option<&str> {
-    match i {
-        0 => e.source.as_deref(),
-        2 => e.actor_id.as_deref(),
-        3 => e.actor.as_deref(),
-        4 => e.actor_account.as_deref(),
-        5 => e.account_id.as_deref(),
-        6 => e.session.as_deref(),
-        7 => e.entity_type.as_deref(),
-        8 => e.entity_id.as_deref(),
-        9 => e.entity_name.as_deref(),
-        12 => e.data.as_deref(),
-        _ => None,
+/// What the encoder reads of an event, owned ([`Event`]) or borrowed
+/// ([`EventFields`]), so that both encode the same way without a copy.
+trait Source {
+    fn head(&self) -> (Timestamp, Severity);
+    /// The text field with bit `i` (the bits of [`TextField`];
+    /// `binary_round_trip` fails if the two disagree, since decoding goes
+    /// through the enum).
+    fn text(&self, i: usize) -> Option<&str>;
+    fn ip(&self) -> Option<IpAddr>;
+    fn result(&self) -> Option<i64>;
+    fn attr_count(&self) -> usize;
+    fn each_attr(&self, f: &mut dyn FnMut(&str, &str));
+}
+
+impl Source for Event {
+    fn head(&self) -> (Timestamp, Severity) {
+        (self.time, self.severity)
+    }
+    fn text(&self, i: usize) -> Option<&str> {
+        match i {
+            0 => self.source.as_deref(),
+            2 => self.actor_id.as_deref(),
+            3 => self.actor.as_deref(),
+            4 => self.actor_account.as_deref(),
+            5 => self.account_id.as_deref(),
+            6 => self.session.as_deref(),
+            7 => self.entity_type.as_deref(),
+            8 => self.entity_id.as_deref(),
+            9 => self.entity_name.as_deref(),
+            12 => self.data.as_deref(),
+            _ => None,
+        }
+    }
+    fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+    fn result(&self) -> Option<i64> {
+        self.result
+    }
+    fn attr_count(&self) -> usize {
+        self.attrs.len()
+    }
+    fn each_attr(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (k, v) in &self.attrs {
+            f(k, v);
+        }
+    }
+}
+
+impl Source for EventFields<'_> {
+    fn head(&self) -> (Timestamp, Severity) {
+        (self.time, self.severity)
+    }
+    fn text(&self, i: usize) -> Option<&str> {
+        match i {
+            0 => self.source,
+            2 => self.actor_id,
+            3 => self.actor,
+            4 => self.actor_account,
+            5 => self.account_id,
+            6 => self.session,
+            7 => self.entity_type,
+            8 => self.entity_id,
+            9 => self.entity_name,
+            12 => self.data,
+            _ => None,
+        }
+    }
+    fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+    fn result(&self) -> Option<i64> {
+        self.result
+    }
+    fn attr_count(&self) -> usize {
+        self.attrs.len()
+    }
+    fn each_attr(&self, f: &mut dyn FnMut(&str, &str)) {
+        for &(k, v) in &self.attrs {
+            f(k, v);
+        }
     }
 }
 
 /// Appends the encoding of `e` to `out`, with `type_id` for its type and
 /// `key_id` giving the interned id of each attribute key.
 pub fn encode(e: &Event, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out: &mut Vec<u8>) {
+    encode_from(e, type_id, key_id, out);
+}
+
+/// [`encode`] of borrowed fields. Their attributes are written in the order
+/// given: it must be ascending by key, without repeats (as an [`Event`]'s
+/// map holds them), or the decoded event differs.
+pub fn encode_fields(
+    e: &EventFields<'_>,
+    type_id: u16,
+    key_id: &mut dyn FnMut(&str) -> u32,
+    out: &mut Vec<u8>,
+) {
+    encode_from(e, type_id, key_id, out);
+}
+
+fn encode_from<E: Source>(
+    e: &E,
+    type_id: u16,
+    key_id: &mut dyn FnMut(&str) -> u32,
+    out: &mut Vec<u8>,
+) {
+    let (time, severity) = e.head();
     out.extend_from_slice(&type_id.to_le_bytes());
-    out.push(e.severity.code());
-    out.extend_from_slice(&e.time.0.to_le_bytes());
+    out.push(severity.code());
+    out.extend_from_slice(&time.0.to_le_bytes());
     let mut bits = 0u16;
     for i in STRING_FIELDS {
-        bits |= u16::from(string_field(e, i).is_some()) << i;
+        bits |= u16::from(e.text(i).is_some()) << i;
     }
-    bits |= u16::from(e.ip.is_some()) << IP;
-    bits |= u16::from(e.result.is_some()) << RESULT;
-    bits |= u16::from(!e.attrs.is_empty()) << ATTRS;
+    bits |= u16::from(e.ip().is_some()) << IP;
+    bits |= u16::from(e.result().is_some()) << RESULT;
+    bits |= u16::from(e.attr_count() > 0) << ATTRS;
     out.extend_from_slice(&bits.to_le_bytes());
     for i in 0..FIELDS.len() {
         if bits & (1 << i) == 0 {
             continue;
         }
         match i {
-            IP => match e.ip.expect("bit set") {
+            IP => match e.ip().expect("bit set") {
                 IpAddr::V4(a) => {
                     out.push(4);
                     out.extend_from_slice(&a.octets());
@@ -153,17 +241,17 @@ pub fn encode(e: &Event, type_id: u16, key_id: &mut dyn FnMut(&str) -> u32, out:
                 }
             },
             RESULT => {
-                let r = e.result.expect("bit set");
+                let r = e.result().expect("bit set");
                 put_varint(out, ((r << 1) ^ (r >> 63)) as u64); // zigzag
             }
             ATTRS => {
-                put_varint(out, e.attrs.len() as u64);
-                for (k, v) in &e.attrs {
+                put_varint(out, e.attr_count() as u64);
+                e.each_attr(&mut |k, v| {
                     put_varint(out, u64::from(key_id(k)));
                     put_str(out, v);
-                }
+                });
             }
-            _ => put_str(out, string_field(e, i).expect("bit set")),
+            _ => put_str(out, e.text(i).expect("bit set")),
         }
     }
 }
