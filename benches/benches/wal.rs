@@ -1,5 +1,7 @@
 //! The storage core's benchmarks (figures in docs/BENCHMARKS.md):
 //! - `append_buffered_128`: one writer, `Buffered`, next to raw writes of the same bytes;
+//! - `audit_append`: one writer, `Buffered`, `AuditLog::append` of demo events
+//!   next to `append_fields` of the same events borrowed (issue 14);
 //! - `append_sync`: `Sync` appends from 1, 8 and 64 threads (group commit), with p50/p99;
 //! - `scan_forward`: iterating a mmapped log, every CRC checked;
 //! - `open_after_sigkill`: opening a ~1 GiB log whose writer was SIGKILLed mid-append.
@@ -190,9 +192,60 @@ fn open_after_sigkill(c: &mut Criterion) {
     g.finish();
 }
 
+/// `AuditLog` appends of demo events, owned and borrowed: what an application
+/// pays per event, encoding included.
+fn audit_append(c: &mut Criterion) {
+    use auditlog::{AuditLog, AuditOptions, Catalog, Compaction};
+    let events: Vec<auditlog::Event> = auditlog_cli::workload::Workload {
+        events: 100_000,
+        ..Default::default()
+    }
+    .generate()
+    .collect();
+    let mut g = c.benchmark_group("audit_append");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20).measurement_time(Duration::from_secs(4));
+    let open = |dir: &std::path::Path| {
+        AuditLog::open(
+            dir,
+            AuditOptions {
+                log: Options::default()
+                    .durability(Durability::Buffered)
+                    .compaction(Compaction::Manual),
+                catalog: Catalog::builtin("filetransfer-2.0"),
+                ..AuditOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    for borrowed in [false, true] {
+        let name = if borrowed { "append_fields" } else { "append" };
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let dir = tempfile::tempdir().unwrap();
+                let log = open(dir.path());
+                // Names registered before timing, as in a running application.
+                log.append_batch(&events).unwrap();
+                let fields: Vec<_> = events.iter().map(|e| e.fields()).collect();
+                let t = Instant::now();
+                for i in 0..iters as usize {
+                    if borrowed {
+                        log.append_fields(&fields[i % fields.len()]).unwrap();
+                    } else {
+                        log.append(&events[i % events.len()]).unwrap();
+                    }
+                }
+                t.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     append_buffered,
+    audit_append,
     append_sync,
     scan_forward,
     open_after_sigkill

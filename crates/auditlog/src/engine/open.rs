@@ -399,13 +399,17 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         WriterState {
             sealed_on_request: false,
             spare_at: rollover::spare_at(&tail),
+            // Not before this process has written a while: a command that
+            // appends a few records should not fault in megabytes for them.
+            prefault_at: tail.end.load(Ordering::Relaxed) + rollover::PREFAULT_AHEAD / 2,
             off: tail.end.load(Ordering::Relaxed),
             next_lsn: Lsn(next),
             tail,
         }
     });
-    // A rollover a crash cut in two is finished: the old segment sealed,
-    // the new one named.
+    // A rollover a crash cut in two is finished as any other: the old
+    // segment sealed, the new one named, by the background thread or the
+    // first sync. Until then, only what precedes the old segment is durable.
     let pending = started.filter(|_| !opts.read_only).map(|tmp| {
         let n = segs.len();
         let old = &segs[n - 2];
@@ -415,7 +419,10 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
             tmp,
         }
     });
-    let finish = pending.is_some();
+    let durable = match &pending {
+        Some(Pending { old: Some(old), .. }) => old.first_lsn.0,
+        _ => next,
+    };
     let spare = spare.filter(|_| !opts.read_only);
     let shared = Shared {
         dir: dir.to_path_buf(),
@@ -429,7 +436,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         background_retry: Mutex::new(None),
         writer: Mutex::new(writer),
         visible: next.into(),
-        durable: next.into(),
+        durable: durable.into(),
         poisoned: false.into(),
         poison_reason: Mutex::new(String::new()),
         sync_state: Mutex::new(Default::default()),
@@ -444,9 +451,6 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         rollovers: Rollovers::new(spare, pending),
         _lock: lock,
     };
-    if finish {
-        rollover::finish_pending(&shared)?;
-    }
     Ok(shared)
 }
 

@@ -94,8 +94,10 @@ pub(crate) struct Rollovers {
     finishing: Mutex<()>,
     /// The writer asked for a spare (its tail is half full).
     wanted: AtomicBool,
-    /// The tail an open found was pre-faulted (at the first request).
-    tail_faulted: Mutex<bool>,
+    /// How far the worker pre-faulted the tail: (segment, offset).
+    faulted: Mutex<(SegmentId, u64)>,
+    /// Where the writer is in the tail: (segment, offset), as it last said.
+    writer_at: Mutex<(SegmentId, u64)>,
     /// Tests: the worker leaves pending rollovers to others.
     pub(crate) hold: AtomicBool,
     /// Wakes the worker: a count of requests, and whether to stop.
@@ -138,6 +140,13 @@ impl Rollovers {
         self.wake_worker();
     }
 
+    /// The writer reached `off` in segment `id`: the worker faults in the
+    /// pages up to [`PREFAULT_AHEAD`] past it.
+    pub(crate) fn writer_at(&self, id: SegmentId, off: u64) {
+        *self.writer_at.lock() = (id, off);
+        self.wake_worker();
+    }
+
     fn wake_worker(&self) {
         self.wake.lock().0 += 1;
         self.wake_cv.notify_one();
@@ -149,6 +158,13 @@ impl Rollovers {
         self.wake_cv.notify_one();
     }
 }
+
+/// How far ahead of the writer the worker keeps the tail's pages faulted
+/// in (and how much of a spare it faults in when making it): enough for
+/// the writer not to catch up between two of its reports (every half of
+/// this), without holding a whole segment's pages (64 MiB by default) in
+/// memory ahead of need.
+pub(crate) const PREFAULT_AHEAD: u64 = 8 << 20;
 
 /// Moves the writer to a new segment (the writer lock is held): the spare
 /// if it is ready and fits, else one created now.
@@ -230,6 +246,8 @@ pub(crate) fn rollover(shared: &Shared, st: &mut WriterState, needed: u64) -> Re
     if waited {
         r.waited.fetch_add(1, Ordering::Relaxed);
     }
+    st.prefault_at = DATA_START + PREFAULT_AHEAD / 2;
+    r.writer_at(seg.id, DATA_START);
     st.tail = seg;
     st.off = DATA_START;
     st.sealed_on_request = false;
@@ -384,6 +402,7 @@ pub(crate) fn worker(shared: &Shared) {
         if !r.hold.load(Ordering::Acquire) {
             let _ = finish_pending(shared);
         }
+        fault_ahead(shared);
         // A spare that could not be made (a full disk) is tried again after
         // a while; meanwhile rollovers create their segments themselves.
         let again = match prepare(shared) {
@@ -401,6 +420,30 @@ pub(crate) fn worker(shared: &Shared) {
     }
 }
 
+/// Faults in the tail's pages up to [`PREFAULT_AHEAD`] past where the
+/// writer last said it was (a spare started with its first pages done).
+fn fault_ahead(shared: &Shared) {
+    let r = &shared.rollovers;
+    let (id, at) = *r.writer_at.lock();
+    let Some(tail) = shared.segments.read().last().cloned() else {
+        return;
+    };
+    if tail.id != id || tail.closed.load(Ordering::Acquire) {
+        return;
+    }
+    let mut faulted = r.faulted.lock();
+    let from = if faulted.0 == id {
+        faulted.1.max(at)
+    } else {
+        at
+    };
+    let to = (at + PREFAULT_AHEAD).min(tail.capacity);
+    if from < to {
+        let _ = tail.file.prefault(from, to - from);
+    }
+    *faulted = (id, to.max(from));
+}
+
 /// Makes the spare for the segment after the last one, if the writer asked
 /// for one and there is none.
 fn prepare(shared: &Shared) -> Result<()> {
@@ -410,16 +453,9 @@ fn prepare(shared: &Shared) -> Result<()> {
         if !r.wanted.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        if !std::mem::replace(&mut *r.tail_faulted.lock(), true) {
-            // The first request of this process: the tail an open found
-            // has its unwritten pages still to fault in.
-            if let Some(tail) = shared.segments.read().last() {
-                let _ = tail.file.prefault(tail.end.load(Ordering::Acquire));
-            }
-        }
         if let Slot::Ready(s) = &*slot {
             // A spare an open found: mapped, but not faulted in by this process.
-            let _ = s.file.prefault(0);
+            let _ = s.file.prefault(0, PREFAULT_AHEAD);
             return Ok(());
         }
         if !matches!(*slot, Slot::Empty) {
@@ -465,6 +501,7 @@ fn make_spare(shared: &Shared, id: SegmentId, len: u64) -> Result<Spare> {
     }
     .map_err(|e| Error::io("create segment", &tmp, e))?;
     // Best effort: without it, the writes fault their pages in themselves.
-    let _ = file.prefault(0);
+    // The rest is faulted in as the writer comes (see `fault_ahead`).
+    let _ = file.prefault(0, PREFAULT_AHEAD);
     Ok(Spare { id, tmp, file })
 }

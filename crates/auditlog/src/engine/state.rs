@@ -263,6 +263,9 @@ pub(crate) struct WriterState {
     pub(crate) off: u64,
     /// Once `off` reaches this, the writer asks for the next spare segment.
     pub(crate) spare_at: u64,
+    /// Once `off` reaches this, the writer tells the worker where it is, so
+    /// that it faults in the pages ahead (`rollover::fault_ahead`).
+    pub(crate) prefault_at: u64,
     pub(crate) next_lsn: Lsn,
 }
 

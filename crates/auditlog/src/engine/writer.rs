@@ -156,6 +156,10 @@ fn reserve(shared: &Shared, st: &mut WriterState, n: usize, bytes: u64) -> (u64,
         st.spare_at = u64::MAX;
         shared.rollovers.want_spare();
     }
+    if st.off >= st.prefault_at {
+        st.prefault_at = st.off + super::rollover::PREFAULT_AHEAD / 2;
+        shared.rollovers.writer_at(st.tail.id, st.off);
+    }
     (off, lsn0)
 }
 

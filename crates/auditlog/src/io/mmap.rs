@@ -87,16 +87,17 @@ impl MappedFile {
         }
     }
 
-    /// Faults in the pages from `offset` to the end, writable, so that the
-    /// writes there take no page fault (`MADV_POPULATE_WRITE`, Linux 5.14;
-    /// elsewhere nothing). Writes nothing: the pages hold what the file holds.
-    pub(crate) fn prefault(&self, offset: u64) -> io::Result<()> {
-        if !self.writable || offset >= self.len {
+    /// Faults in the pages of `offset..offset + len` (clipped to the map),
+    /// writable, so that the writes there take no page fault
+    /// (`MADV_POPULATE_WRITE`, Linux 5.14; elsewhere nothing). Writes
+    /// nothing: the pages hold what the file holds.
+    pub(crate) fn prefault(&self, offset: u64, len: u64) -> io::Result<()> {
+        if !self.writable || offset >= self.len || len == 0 {
             return Ok(());
         }
         #[cfg(target_os = "linux")]
         {
-            let len = (self.len - offset) as usize;
+            let len = len.min(self.len - offset) as usize;
             match self
                 .map
                 .advise_range(memmap2::Advice::PopulateWrite, offset as usize, len)

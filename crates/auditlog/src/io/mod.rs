@@ -109,11 +109,12 @@ pub trait SegmentFile: Send + Sync + fmt::Debug {
     /// the file (asserted for files opened for writing: call it before the
     /// first `write_at` above the frozen offset).
     fn inspect(&self, f: &mut dyn FnMut(&[u8]));
-    /// Prepares the bytes from `offset` to the end for writing, so that the
-    /// writes there do not wait for the memory behind them (a memory map's
-    /// first-touch page faults). Changes no byte; by default does nothing.
-    fn prefault(&self, offset: u64) -> io::Result<()> {
-        let _ = offset;
+    /// Prepares the bytes in `offset..offset + len` (clipped to the file)
+    /// for writing, so that the writes there do not wait for the memory
+    /// behind them (a memory map's first-touch page faults). Changes no
+    /// byte; by default does nothing.
+    fn prefault(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
         Ok(())
     }
     /// Lets go of this process's mapping of the file's pages (a memory

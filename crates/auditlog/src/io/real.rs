@@ -205,8 +205,8 @@ impl SegmentFile for RealSegment {
     fn inspect(&self, f: &mut dyn FnMut(&[u8])) {
         self.0.inspect(f)
     }
-    fn prefault(&self, offset: u64) -> io::Result<()> {
-        self.0.prefault(offset)
+    fn prefault(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.0.prefault(offset, len)
     }
     fn release_pages(&self) -> io::Result<()> {
         self.0.release_pages()
