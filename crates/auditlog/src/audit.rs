@@ -413,7 +413,7 @@ impl AuditLog {
                 self.log.append_batch(&payloads)
             };
             // A thread that once appended a huge batch does not keep its memory.
-            if buf.capacity() > 4 << 20 {
+            if buf.capacity() > 1 << 20 {
                 *buf = Vec::new();
                 *ends = Vec::new();
             }
