@@ -3,9 +3,11 @@
 //! Asserts: nothing panics; every frame recovery accepts has a CRC that
 //! matches its bytes; every record a reader returns is one of those frames.
 //!
-//! Input: byte 0 selects the shape. Even: a valid header (segment 1, first
-//! LSN 1) is put in front of the rest so the fuzzer starts past the magic.
-//! Odd: the rest is the whole file, header included.
+//! Input: byte 0 selects the shape (mod 3). 0: a valid header (segment 1,
+//! first LSN 1) is put in front of the rest so the fuzzer starts past the
+//! magic. 1: the rest is the whole file, header included. 2: as 0 but for
+//! segment 2, put in as `2.seg.tmp` after an empty segment 1: the file an
+//! open must tell a spare, a started segment or a stray from.
 #![no_main]
 
 use std::path::Path;
@@ -24,10 +26,11 @@ const RECORD_MAX: u32 = 4096;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&shape, rest)) = data.split_first() else { return };
-    let file = if shape % 2 == 0 {
+    let tmp = shape % 3 == 2;
+    let file = if shape % 3 != 1 {
         let len = (HEADER_LEN + rest.len() + MARK_LEN + FOOTER_LEN) as u64;
         let header = Header {
-            segment: SegmentId(1),
+            segment: SegmentId(if tmp { 2 } else { 1 }),
             first_lsn: Lsn(1),
             len,
             log_id: 1,
@@ -68,12 +71,19 @@ fuzz_target!(|data: &[u8]| {
     // The whole open path, in both modes, then every reader.
     for mode in [RecoveryMode::Strict, RecoveryMode::Repair] {
         let fs = FaultyFs::new();
-        fs.put_file(Path::new("/log/00000000000000000001.seg"), &file);
         let opts = Options::default()
-            .vfs(Arc::new(fs))
+            .vfs(Arc::new(fs.clone()))
             .segment_bytes(1 << 16)
             .record_bytes_max(RECORD_MAX)
-            .recovery(mode);
+            .recovery(mode)
+            .new_log_id(1);
+        if tmp {
+            // An empty segment 1 of log 1, then the file after it.
+            drop(Log::open("/log", opts.clone()).expect("a new log"));
+            fs.put_file(Path::new("/log/00000000000000000002.seg.tmp"), &file);
+        } else {
+            fs.put_file(Path::new("/log/00000000000000000001.seg"), &file);
+        }
         let Ok(log) = Log::open("/log", opts) else { continue };
         for rec in log.iter(..).chain(log.iter_rev(..)).flatten() {
             let want = frame::encode_header(rec.lsn(), rec.payload());

@@ -779,12 +779,17 @@ fn durable(
 
 // ---------------------------------------------------------------- kill, reopen
 
+/// How many events the writer appends to the loaded log before the parent
+/// kills it: the same for every engine, so that each recovers as much (a
+/// fixed time would make a faster writer recover more).
+pub const APPENDED_BEFORE_KILL: usize = 200_000;
+
 fn keep_appending(engine: &str, store: &Path, evs: &[Event]) {
     let mut enc = Encoder::default();
     let mut buf = Vec::new();
     let mut ready = false;
     let mut signal = |i: usize| {
-        if i == 1000 && !ready {
+        if i == APPENDED_BEFORE_KILL && !ready {
             ready = true;
             println!("READY");
             let _ = std::io::stdout().flush();

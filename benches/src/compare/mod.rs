@@ -425,7 +425,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         eprintln!("{engine}: durable appends ...");
         r.extend(child(args, engine, "durable", &dir, None)?);
         eprintln!("{engine}: kill and reopen ...");
-        child(args, engine, "kill", &dir, Some(Duration::from_millis(300)))?;
+        // Killed the moment it says it appended `APPENDED_BEFORE_KILL` events.
+        child(args, engine, "kill", &dir, Some(Duration::ZERO))?;
         r.extend(child(args, engine, "reopen", &dir, None)?);
         results.insert(engine, r);
         let _ = std::fs::remove_dir_all(&dir);

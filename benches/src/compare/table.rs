@@ -186,7 +186,7 @@ pub fn render(
     );
     row(
         &mut out,
-        "6. open after SIGKILL and answer Q1 (walrus: read one record; okaywal: open only)",
+        "6. open after SIGKILL (200,000 appends after the load) and answer Q1 (walrus: read one record; okaywal: open only)",
         results,
         "reopen_ms",
         &ms,
