@@ -251,8 +251,8 @@ pub(crate) fn rollover(shared: &Shared, st: &mut WriterState, needed: u64) -> Re
     st.tail = seg;
     st.off = DATA_START;
     st.sealed_on_request = false;
-    // A log that fills segments gets its next spare at once: a large one
-    // takes a while to fault in (64 MiB: about 0.1 s here).
+    // A log that fills segments gets its next spare at once: the thread
+    // seals the old segment first, which takes tens of milliseconds at 64 MiB.
     st.spare_at = u64::MAX;
     r.want_spare();
     Ok(())
