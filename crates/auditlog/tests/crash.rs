@@ -89,38 +89,82 @@ fn crash_child() {
     }
 }
 
+/// An acknowledged append a child reported: (LSN, (cycle, thread, seq)).
+type Acked = (u64, (u64, u64, u64));
+
+/// Starts this test binary as the child test `name` (an ignored test) with
+/// `env` pointing at `dir`; returns it and a channel of what it acknowledges.
+fn spawn_child(
+    name: &str,
+    env: &str,
+    dir: &std::path::Path,
+    cycle: u64,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<Acked>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env, dir)
+        .env("AUDITLOG_CRASH_CYCLE", cycle.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let f: Vec<u64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+            if f.len() == 4 {
+                let _ = tx.send((f[0], (f[1], f[2], f[3])));
+            }
+        }
+    });
+    (child, rx, reader)
+}
+
+/// After a reopen: the records are dense from LSN 1, each bit-exact, and
+/// every acknowledged one is there; `verify` finds no damage.
+fn check_reopened(log: &Log, acked: &[Acked], cycle: u64) {
+    let mut present = std::collections::HashMap::new();
+    for (expect, rec) in (1..).zip(log.iter(..)) {
+        let rec = rec.unwrap_or_else(|e| panic!("cycle {cycle}: damaged record returned: {e}"));
+        assert_eq!(rec.lsn().0, expect, "cycle {cycle}: gap");
+        let (c, t, s) = parse(rec.payload());
+        assert_eq!(
+            rec.payload(),
+            &payload(c, t, s)[..],
+            "cycle {cycle}: record {} altered",
+            rec.lsn()
+        );
+        present.insert(rec.lsn().0, (c, t, s));
+    }
+    for (lsn, who) in acked {
+        assert_eq!(
+            present.get(lsn),
+            Some(who),
+            "cycle {cycle}: acknowledged LSN {lsn} lost"
+        );
+    }
+    assert!(log.verify().unwrap().damage.is_empty(), "cycle {cycle}");
+}
+
 #[test]
 fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = SplitMix64(0x5eed);
-    let mut acked: Vec<(u64, (u64, u64, u64))> = Vec::new();
+    let mut acked: Vec<Acked> = Vec::new();
     for cycle in 0..16u64 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("AUDITLOG_CRASH_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let f: Vec<u64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
-                if f.len() == 4 {
-                    let _ = tx.send((f[0], (f[1], f[2], f[3])));
-                }
-            }
-        });
+        let (mut child, rx, reader) = spawn_child("crash_child", CHILD_ENV, dir.path(), cycle);
         // Let it get going, then kill it at a random moment.
         let wait = Duration::from_millis(30 + rng.next() % 250);
         let start = Instant::now();
@@ -142,27 +186,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
 
         let log = Log::open(dir.path(), opts())
             .unwrap_or_else(|e| panic!("cycle {cycle}: reopen after SIGKILL failed: {e}"));
-        let mut present = std::collections::HashMap::new();
-        for (expect, rec) in (1..).zip(log.iter(..)) {
-            let rec = rec.unwrap_or_else(|e| panic!("cycle {cycle}: damaged record returned: {e}"));
-            assert_eq!(rec.lsn().0, expect, "cycle {cycle}: gap");
-            let (c, t, s) = parse(rec.payload());
-            assert_eq!(
-                rec.payload(),
-                &payload(c, t, s)[..],
-                "cycle {cycle}: record {} altered",
-                rec.lsn()
-            );
-            present.insert(rec.lsn().0, (c, t, s));
-        }
-        for (lsn, who) in &acked {
-            assert_eq!(
-                present.get(lsn),
-                Some(who),
-                "cycle {cycle}: acknowledged LSN {lsn} lost"
-            );
-        }
-        assert!(log.verify().unwrap().damage.is_empty());
+        check_reopened(&log, &acked, cycle);
         assert!(log.next_lsn() > Lsn(acked.len() as u64));
     }
     assert!(
@@ -218,9 +242,8 @@ fn spare_child() {
 #[test]
 fn sigkill_while_the_next_segment_is_prepared_breaks_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = SplitMix64(0x5a7e);
-    let mut acked: Vec<(u64, (u64, u64, u64))> = Vec::new();
+    let mut acked: Vec<Acked> = Vec::new();
     let mut during_preparation = 0;
     let tmp_files = |dir: &std::path::Path| -> Vec<String> {
         std::fs::read_dir(dir)
@@ -232,31 +255,8 @@ fn sigkill_while_the_next_segment_is_prepared_breaks_nothing() {
     };
     for cycle in 0..12u64 {
         let before = tmp_files(dir.path());
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "spare_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(SPARE_CHILD_ENV, dir.path())
-            .env("AUDITLOG_CRASH_CYCLE", cycle.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let f: Vec<u64> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
-                if f.len() == 4 {
-                    let _ = tx.send((f[0], (f[1], f[2], f[3])));
-                }
-            }
-        });
+        let (mut child, rx, reader) =
+            spawn_child("spare_child", SPARE_CHILD_ENV, dir.path(), cycle);
         // Even cycles: kill the moment a new spare file appears. Odd: at random.
         let start = Instant::now();
         let deadline = Duration::from_millis(20 + rng.next() % 400);
@@ -284,22 +284,7 @@ fn sigkill_while_the_next_segment_is_prepared_breaks_nothing() {
 
         let log = Log::open(dir.path(), spare_opts())
             .unwrap_or_else(|e| panic!("cycle {cycle}: reopen after SIGKILL failed: {e}"));
-        let mut present = std::collections::HashMap::new();
-        for (expect, rec) in (1..).zip(log.iter(..)) {
-            let rec = rec.unwrap_or_else(|e| panic!("cycle {cycle}: damaged record returned: {e}"));
-            assert_eq!(rec.lsn().0, expect, "cycle {cycle}: gap");
-            let (c, t, s) = parse(rec.payload());
-            assert_eq!(rec.payload(), &payload(c, t, s)[..], "cycle {cycle}");
-            present.insert(rec.lsn().0, (c, t, s));
-        }
-        for (lsn, who) in &acked {
-            assert_eq!(
-                present.get(lsn),
-                Some(who),
-                "cycle {cycle}: acknowledged LSN {lsn} lost"
-            );
-        }
-        assert!(log.verify().unwrap().damage.is_empty(), "cycle {cycle}");
+        check_reopened(&log, &acked, cycle);
         assert!(log.recovery_report().repaired.is_empty(), "cycle {cycle}");
         drop(log);
         let left = tmp_files(dir.path());

@@ -129,6 +129,38 @@ fn a_rollover_cut_in_two_by_a_process_crash_is_finished_at_open() {
 }
 
 #[test]
+fn a_started_segment_after_a_compacted_one_is_kept() {
+    // Found by the SIGKILL test: between the old segment's seal and the new
+    // one's rename, the compactor may take the old one; a kill then leaves
+    // no raw segment at all, and the `.seg.tmp` after the compacted one
+    // holds acknowledged (buffered) records.
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = Vec::new();
+    {
+        let log = Log::open(dir.path(), opts()).unwrap();
+        fill_to(&log, &mut written, 2, 20);
+    }
+    let _ = std::fs::remove_file(tmp(dir.path(), 3));
+    {
+        let log = Log::open(dir.path(), opts()).unwrap();
+        assert_eq!(log.compact().unwrap().segments, 1);
+    }
+    let _ = std::fs::remove_file(tmp(dir.path(), 3));
+    assert!(!seg(dir.path(), 1).exists());
+    std::fs::rename(seg(dir.path(), 2), tmp(dir.path(), 2)).unwrap();
+
+    let log = Log::open(dir.path(), opts().recovery(RecoveryMode::Strict)).unwrap();
+    assert_eq!(log.recovery_report().removed_incomplete_segment, None);
+    assert_dense(&log, &written);
+    log.sync().unwrap();
+    assert!(seg(dir.path(), 2).exists() && !tmp(dir.path(), 2).exists());
+    fill_to(&log, &mut written, 3, 5);
+    drop(log);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_dense(&log, &written);
+}
+
+#[test]
 fn a_started_segment_after_a_torn_one_is_removed_at_open() {
     // Power loss: the old segment lost its last records (never synced), so
     // the new one cannot continue it; none of its records was durable.

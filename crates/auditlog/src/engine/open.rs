@@ -198,7 +198,13 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
 
     // The `.seg.tmp` after the last segment may be a writer's spare, or a
     // segment a rollover started: looked at once the last one is loaded.
-    let after_last = ids.last().map(|l| SegmentId(l.0 + 1));
+    // (After the last compacted one when no raw segment is left: the
+    // compactor may take the old segment of a rollover between its seal and
+    // the new one's rename.)
+    let after_last = ids
+        .last()
+        .or(compacted.last().map(|c| &c.id))
+        .map(|l| SegmentId(l.0 + 1));
     let (next_tmp, creating): (Vec<String>, Vec<String>) = creating
         .into_iter()
         .partition(|n| after_last.is_some() && segment::parse_creating_file_name(n) == after_last);
@@ -241,9 +247,29 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
     // Compacted segments carry the identity's low 32 bits: a log left with
     // none but those keeps them in the identity it gets.
     let tag = compacted.iter().map(|c| c.log_tag).find(|&t| t != 0);
+    // With no raw segment, a segment a rollover started (still `.seg.tmp`)
+    // is the only one that holds the whole identity (compacted segments
+    // keep its low 32 bits).
+    let started_id = match (files.is_empty(), next_tmp.first()) {
+        (true, Some(name)) => opts
+            .vfs
+            .open_segment(&dir.join(name), false)
+            .ok()
+            .and_then(|f| {
+                let mut h = None;
+                f.inspect(&mut |b| h = Header::decode(b).ok());
+                h
+            })
+            .map(|h| h.log_id)
+            .filter(|&id| id != 0 && tag.is_none_or(|t| t == id as u32)),
+        _ => None,
+    };
     let log_id = log_identity(
         &opts,
-        files.iter().filter_map(|f| f.3.map(|h| h.log_id)),
+        files
+            .iter()
+            .filter_map(|f| f.3.map(|h| h.log_id))
+            .chain(started_id),
         tag,
     );
     if let Some(c) = compacted
@@ -304,8 +330,13 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
     let mut started = None;
     if let (Some(name), Some(id)) = (next_tmp.first(), after_last) {
         let tmp = dir.join(name);
-        let expected = segs.last().map(|s| Lsn(s.next_lsn.load(Ordering::Relaxed)));
+        let expected = match segs.last() {
+            Some(s) => Some(Lsn(s.next_lsn.load(Ordering::Relaxed))),
+            None => compacted.last().map(|c| c.next_lsn),
+        };
         match next_segment_file(&opts, &tmp, id, log_id, expected)? {
+            // With no raw segment, the open creates one under this number.
+            NextTmp::Spare(_) if segs.is_empty() => remove_stray(&opts, dir, &tmp, &mut report)?,
             NextTmp::Spare(file) => spare = Some(Spare { id, tmp, file }),
             NextTmp::Started(file) => {
                 let place = Place {
@@ -410,11 +441,12 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
     // A rollover a crash cut in two is finished as any other: the old
     // segment sealed, the new one named, by the background thread or the
     // first sync. Until then, only what precedes the old segment is durable.
+    // (No old raw segment when the compactor took it: only the rename is left.)
     let pending = started.filter(|_| !opts.read_only).map(|tmp| {
         let n = segs.len();
-        let old = &segs[n - 2];
+        let old = n.checked_sub(2).map(|i| &segs[i]);
         Pending {
-            old: (!old.sealed.load(Ordering::Relaxed)).then(|| old.clone()),
+            old: old.filter(|o| !o.sealed.load(Ordering::Relaxed)).cloned(),
             new: segs[n - 1].clone(),
             tmp,
         }
