@@ -451,9 +451,11 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
             tmp,
         }
     });
+    // (The new segment's records count once it is named, however synced.)
     let durable = match &pending {
         Some(Pending { old: Some(old), .. }) => old.first_lsn.0,
-        _ => next,
+        Some(Pending { new, .. }) => new.first_lsn.0,
+        None => next,
     };
     let spare = spare.filter(|_| !opts.read_only);
     let shared = Shared {
