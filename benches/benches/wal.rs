@@ -195,7 +195,6 @@ fn open_after_sigkill(c: &mut Criterion) {
 /// `AuditLog` appends of demo events, owned and borrowed: what an application
 /// pays per event, encoding included.
 fn audit_append(c: &mut Criterion) {
-    use auditlog::{AuditLog, AuditOptions, Catalog, Compaction};
     let events: Vec<auditlog::Event> = auditlog_cli::workload::Workload {
         events: 100_000,
         ..Default::default()
@@ -205,25 +204,12 @@ fn audit_append(c: &mut Criterion) {
     let mut g = c.benchmark_group("audit_append");
     g.throughput(Throughput::Elements(1));
     g.sample_size(20).measurement_time(Duration::from_secs(4));
-    let open = |dir: &std::path::Path| {
-        AuditLog::open(
-            dir,
-            AuditOptions {
-                log: Options::default()
-                    .durability(Durability::Buffered)
-                    .compaction(Compaction::Manual),
-                catalog: Catalog::builtin("filetransfer-2.0"),
-                ..AuditOptions::default()
-            },
-        )
-        .unwrap()
-    };
     for borrowed in [false, true] {
         let name = if borrowed { "append_fields" } else { "append" };
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let dir = tempfile::tempdir().unwrap();
-                let log = open(dir.path());
+                let log = auditlog_bench::demo_log(dir.path());
                 // Names registered before timing, as in a running application.
                 log.append_batch(&events).unwrap();
                 let fields: Vec<_> = events.iter().map(|e| e.fields()).collect();

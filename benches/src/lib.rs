@@ -28,6 +28,23 @@ pub fn median(mut samples: Vec<f64>) -> f64 {
     }
 }
 
+/// An `AuditLog` in `dir` as the single-writer benchmarks use it: buffered,
+/// compaction by hand, the demo's catalog, default segments.
+pub fn demo_log(dir: &std::path::Path) -> auditlog::AuditLog {
+    use auditlog::{AuditLog, AuditOptions, Catalog, Compaction, Durability, Options};
+    AuditLog::open(
+        dir,
+        AuditOptions {
+            log: Options::default()
+                .durability(Durability::Buffered)
+                .compaction(Compaction::Manual),
+            catalog: Catalog::builtin("filetransfer-2.0"),
+            ..AuditOptions::default()
+        },
+    )
+    .expect("open the benchmark's log")
+}
+
 /// The 128-byte payload the append benchmarks write.
 pub fn payload_128(i: u64) -> [u8; 128] {
     let mut p = [0x5a; 128];

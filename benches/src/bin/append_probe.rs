@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use auditlog::{AuditLog, AuditOptions, Catalog, Compaction, Durability, Options};
 use auditlog_cli::workload::Workload;
 
 fn main() {
@@ -31,17 +30,7 @@ fn main() {
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let log = AuditLog::open(
-        tmp.path(),
-        AuditOptions {
-            log: Options::default()
-                .durability(Durability::Buffered)
-                .compaction(Compaction::Manual),
-            catalog: Catalog::builtin("filetransfer-2.0"),
-            ..AuditOptions::default()
-        },
-    )
-    .unwrap();
+    let log = auditlog_bench::demo_log(tmp.path());
     let events: Vec<_> = Workload {
         events: 200_000,
         ..Workload::default()

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use auditlog::{AuditLog, AuditOptions, Catalog, Compaction, Durability, Filter, GroupBy, Options};
+use auditlog::{AuditLog, AuditOptions, Catalog, Filter, GroupBy, Options};
 use auditlog_bench::compare::Questions;
 use auditlog_bench::median;
 use auditlog_cli::formats::{cef, ocsf, syslog};
@@ -151,17 +151,7 @@ fn main() {
         ..Workload::default()
     };
     let q = Questions::for_workload(&w);
-    let log = AuditLog::open(
-        &dir,
-        AuditOptions {
-            log: Options::default()
-                .durability(Durability::Buffered)
-                .compaction(Compaction::Manual),
-            catalog: Catalog::builtin("filetransfer-2.0"),
-            ..AuditOptions::default()
-        },
-    )
-    .unwrap();
+    let log = auditlog_bench::demo_log(&dir);
     let all: Vec<_> = w.generate().collect();
     for chunk in all.chunks(1000) {
         log.append_batch(chunk).unwrap();

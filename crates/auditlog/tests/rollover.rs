@@ -56,6 +56,26 @@ fn fill_to(log: &Log, written: &mut Vec<Vec<u8>>, segments: usize, extra: usize)
     }
 }
 
+/// A log in `dir` of two segments, `extra` records in the second, closed,
+/// and without the spare its writer may have left (segment 3's); returns
+/// what was written.
+fn closed_log_of_two_segments(dir: &Path, extra: usize) -> Vec<Vec<u8>> {
+    let mut written = Vec::new();
+    let log = Log::open(dir, opts()).unwrap();
+    fill_to(&log, &mut written, 2, extra);
+    drop(log);
+    let _ = std::fs::remove_file(tmp(dir, 3));
+    written
+}
+
+/// [`opts`] on the fault-injecting file system.
+fn faulty_opts(fs: &auditlog::testing::FaultyFs) -> Options {
+    common::faulty(fs)
+        .segment_bytes(64 << 10)
+        .record_bytes_max(4096)
+        .durability(Durability::Buffered)
+}
+
 fn assert_dense(log: &Log, written: &[Vec<u8>]) {
     let got = all(log);
     assert_eq!(got.len(), written.len(), "records after reopen");
@@ -87,12 +107,7 @@ fn undo_finish(dir: &Path) -> u64 {
 #[test]
 fn a_rollover_cut_in_two_by_a_process_crash_is_finished_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
-    {
-        let log = Log::open(dir.path(), opts()).unwrap();
-        fill_to(&log, &mut written, 2, 20);
-    }
-    let _ = std::fs::remove_file(tmp(dir.path(), 3)); // a spare, if one was made
+    let mut written = closed_log_of_two_segments(dir.path(), 20);
     undo_finish(dir.path());
 
     // A reader sees every record, and changes nothing.
@@ -135,12 +150,7 @@ fn a_started_segment_after_a_compacted_one_is_kept() {
     // no raw segment at all, and the `.seg.tmp` after the compacted one
     // holds acknowledged (buffered) records.
     let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
-    {
-        let log = Log::open(dir.path(), opts()).unwrap();
-        fill_to(&log, &mut written, 2, 20);
-    }
-    let _ = std::fs::remove_file(tmp(dir.path(), 3));
+    let mut written = closed_log_of_two_segments(dir.path(), 20);
     {
         let log = Log::open(dir.path(), opts()).unwrap();
         assert_eq!(log.compact().unwrap().segments, 1);
@@ -166,12 +176,7 @@ fn a_started_segment_after_a_torn_one_is_removed_at_open() {
     // Power loss: the old segment lost its last records (never synced), so
     // the new one cannot continue it; none of its records was durable.
     let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
-    {
-        let log = Log::open(dir.path(), opts()).unwrap();
-        fill_to(&log, &mut written, 2, 20);
-    }
-    let _ = std::fs::remove_file(tmp(dir.path(), 3));
+    let mut written = closed_log_of_two_segments(dir.path(), 20);
     let data_end = undo_finish(dir.path());
     // Tear the old segment's last 500 bytes of records.
     let p = seg(dir.path(), 1);
@@ -201,12 +206,7 @@ fn a_started_segment_after_a_torn_one_is_removed_at_open() {
 #[test]
 fn a_tmp_file_that_does_not_continue_the_log_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
-    {
-        let log = Log::open(dir.path(), opts()).unwrap();
-        fill_to(&log, &mut written, 2, 3);
-    }
-    let _ = std::fs::remove_file(tmp(dir.path(), 3));
+    let written = closed_log_of_two_segments(dir.path(), 3);
     // Segment 2's bytes as a would-be segment 3: its header says segment 2.
     std::fs::copy(seg(dir.path(), 2), tmp(dir.path(), 3)).unwrap();
     let log = Log::open(dir.path(), opts()).unwrap();
@@ -315,10 +315,7 @@ fn power_loss_between_the_halves_of_a_rollover_loses_nothing_synced() {
     use auditlog::testing::{FaultyFs, SplitMix64};
     for seed in 0..200u64 {
         let fs = FaultyFs::new();
-        let o = common::faulty(&fs)
-            .segment_bytes(64 << 10)
-            .record_bytes_max(4096)
-            .durability(Durability::Buffered);
+        let o = faulty_opts(&fs);
         let log = Log::open(common::fdir(), o.clone()).unwrap();
         log.hold_rollover_worker(true);
         let mut rng = SplitMix64(seed);
@@ -367,10 +364,7 @@ fn a_failed_sync_in_either_half_of_a_rollover_leaves_a_log_that_opens_strict() {
     for k in 0..5u64 {
         for seed in 0..20u64 {
             let fs = FaultyFs::new();
-            let o = common::faulty(&fs)
-                .segment_bytes(64 << 10)
-                .record_bytes_max(4096)
-                .durability(Durability::Buffered);
+            let o = faulty_opts(&fs);
             let log = Log::open(common::fdir(), o.clone()).unwrap();
             log.hold_rollover_worker(true);
             let mut written = Vec::new();
@@ -410,12 +404,7 @@ fn a_tail_truncated_below_its_header_opens_with_repair() {
     // Found by `damage_anywhere`: the writer's half-way mark for asking for
     // a spare was computed from a tail shorter than a header plus its end.
     let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
-    {
-        let log = Log::open(dir.path(), opts()).unwrap();
-        fill_to(&log, &mut written, 2, 3);
-    }
-    let _ = std::fs::remove_file(tmp(dir.path(), 3));
+    let mut written = closed_log_of_two_segments(dir.path(), 3);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(seg(dir.path(), 2))
