@@ -21,6 +21,9 @@ fn main() {
         log: Options::default()
             .durability(Durability::Buffered)
             .compaction(Compaction::Manual)
+            .read_threads(
+                std::env::var("PROBE_READ_THREADS").map_or(4, |v| v.parse().expect("threads")),
+            )
             .compact_block_bytes(
                 std::env::var("PROBE_BLOCK_KIB").map_or(64, |v| v.parse().expect("KiB")) << 10,
             ),

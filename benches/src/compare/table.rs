@@ -179,9 +179,16 @@ pub fn render(
     }
     row(
         &mut out,
-        "5. full filtered scan (one source: no index applies), events/s",
+        "5. full filtered scan (one source: no index applies), events/s (auditlog: its reads on the machine's cores, at most 4)",
         results,
         "scan_rate",
+        &rate,
+    );
+    row(
+        &mut out,
+        "5. the same scan on one thread (auditlog: `read_threads(1)`)",
+        results,
+        "scan_rate_one",
         &rate,
     );
     row(

@@ -116,6 +116,30 @@ const NO_STATISTICS: [&str; 19] = [
     "unmapped_attrs",
 ];
 
+/// Columns written without compression: their values follow from the
+/// event's type, severity, status or the partition's class, so each is a
+/// dictionary of a few entries and pages of run-length or bit-packed
+/// indices, which zstd shrinks by a fifth at most (some it grows). A
+/// column chunk without a codec also skips making a zstd compression and
+/// decompression context, which the parquet crate does per chunk: about
+/// 4% of an export of 2 M events into 180 files.
+const UNCOMPRESSED: [&str; 14] = [
+    "auditlog_type",
+    "class_uid",
+    "class_name",
+    "category_uid",
+    "category_name",
+    "activity_id",
+    "activity_name",
+    "type_uid",
+    "type_name",
+    "severity_id",
+    "severity",
+    "status_id",
+    "status",
+    "metadata_log_level",
+];
+
 /// The zstd level of the files' pages.
 pub const ZSTD_LEVEL: i32 = 1;
 
@@ -648,6 +672,9 @@ impl LakeWriter {
             props = props
                 .set_column_dictionary_enabled(ColumnPath::from(c), false)
                 .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+        }
+        for c in UNCOMPRESSED {
+            props = props.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
         }
         for c in NO_STATISTICS {
             props =

@@ -60,6 +60,7 @@ pub struct Options {
     pub(crate) compaction: Compaction,
     pub(crate) compact: crate::compact::build::Params,
     pub(crate) new_log_id: Option<u128>,
+    pub(crate) read_threads: usize,
 }
 
 impl Default for Options {
@@ -75,6 +76,9 @@ impl Default for Options {
             compaction: Compaction::Background(Duration::from_secs(1)),
             compact: Default::default(),
             new_log_id: None,
+            read_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(Self::MAX_READ_THREADS),
         }
     }
 }
@@ -89,6 +93,21 @@ impl Options {
         self.segment_bytes = Some(bytes);
         self
     }
+
+    /// Threads a read may use to decompress and filter the blocks of one
+    /// compacted stripe (a query, an export, `tail`, a newest-first read).
+    /// By default the machine's cores, at most 4; 1 reads on the calling
+    /// thread only. A stripe read shares its blocks among threads only when
+    /// it has at least 8 to read, so selective queries never start one; a
+    /// full scan on two cores runs about twice as fast. Threads live for one
+    /// stripe read; results and errors are those of one thread.
+    pub fn read_threads(mut self, threads: usize) -> Self {
+        self.read_threads = threads.clamp(1, 64);
+        self
+    }
+
+    /// The default's ceiling for [`read_threads`](Self::read_threads).
+    pub(crate) const MAX_READ_THREADS: usize = 4;
 
     /// The size of new segments when no log says otherwise.
     pub(crate) const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;

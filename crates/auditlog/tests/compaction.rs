@@ -597,3 +597,81 @@ fn a_crash_between_marker_and_removal_leaves_one_marker() {
         }
     }
 }
+
+/// A stripe read shared among threads gives what one thread gives: the
+/// same events in the same order, forward and newest first, filtered or
+/// not; and with a damaged block in the middle of a stripe, the same events
+/// up to the same error.
+#[test]
+fn a_stripe_read_on_several_threads_gives_what_one_thread_gives() {
+    let (fs, dir) = (FaultyFs::new(), Path::new("/log"));
+    // Stripes of 2,000 events in 1 KiB blocks: dozens of blocks a stripe,
+    // so a full read shares them among threads.
+    let o = |threads: usize| {
+        log_opts()
+            .vfs(Arc::new(fs.clone()))
+            .compact_block_bytes(1 << 10)
+            .compact_stripe_records(2000)
+            .read_threads(threads)
+    };
+    let evs = events(6000, 5);
+    {
+        let log = AuditLog::open(dir, opts(o(1))).unwrap();
+        log.append_batch(&evs).unwrap();
+        log.log().sync().unwrap();
+        log.log().seal().unwrap();
+        assert!(log.log().compact().unwrap().segments >= 1);
+        assert!(log.log().raw_segments().len() <= 1);
+    }
+    let read = |threads: usize, f: &Filter, reverse: bool| -> (Vec<(Lsn, Event)>, Option<String>) {
+        let log = AuditLog::open(dir, opts(o(threads))).unwrap();
+        let mut got = Vec::new();
+        for r in log.query(f, reverse) {
+            match r {
+                Ok(x) => got.push(x),
+                Err(e) => return (got, Some(e.to_string())),
+            }
+        }
+        (got, None)
+    };
+    let filters = [
+        Filter::default(),
+        Filter {
+            types: vec!["USER_AUTH_FAILED_*".into()],
+            ..Filter::default()
+        },
+        Filter {
+            min_severity: Some(Severity::Warning),
+            ..Filter::default()
+        },
+    ];
+    for f in &filters {
+        for reverse in [false, true] {
+            let one = read(1, f, reverse);
+            assert!(one.1.is_none() && !one.0.is_empty());
+            assert_eq!(read(3, f, reverse), one, "{f:?}, newest first: {reverse}");
+        }
+    }
+    assert_eq!(read(2, &Filter::default(), false).0.len(), evs.len());
+
+    // A damaged block in the middle of the first compacted segment's first
+    // stripe: the same events before it, then the same error.
+    let cseg = fs_names(&fs, dir)
+        .into_iter()
+        .find(|n| n.ends_with(".cseg"))
+        .expect("a compacted segment");
+    let path = dir.join(cseg);
+    let (blocks, _) = layout(&fs.contents(&path).unwrap());
+    assert!(blocks.len() >= 16, "{} blocks", blocks.len());
+    let (start, end) = blocks[blocks.len() / 4];
+    damage(
+        &fs,
+        &path,
+        start + BLOCK_HEADER_LEN as u64 + (end - start) / 2,
+    );
+    for reverse in [false, true] {
+        let one = read(1, &Filter::default(), reverse);
+        assert!(one.1.is_some(), "the damage is reported");
+        assert_eq!(read(3, &Filter::default(), reverse), one);
+    }
+}

@@ -273,10 +273,14 @@ proptest! {
         n in 300usize..4000,
         split in 0.0f64..1.0,
         filters in prop::collection::vec(filter_strategy(), 5),
+        threads in 1usize..4,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let evs = events(n, seed);
         let cut = (n as f64 * split) as usize;
+        // Stripes of 300 events in 2 KiB blocks: a full read has the 8
+        // blocks a stripe needs to be shared among threads.
+        let log_opts = || log_opts().read_threads(threads);
         let log = AuditLog::open(dir.path(), opts(log_opts())).unwrap();
         let mut lsns = append(&log, &evs[..cut], 97);
         check_all(&log, &evs[..cut], &lsns, &filters);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::filter::{RowFilter, SegmentPlan};
-use super::format::{self, BlockMeta, Header, Index, OPAQUE};
+use super::format::{self, BlockMeta, Header, Index, StripeMeta, OPAQUE};
 use crate::error::{Corruption, Error, Problem, Result};
 use crate::event::codec::Head;
 use crate::io::SegmentFile;
@@ -31,7 +31,11 @@ fn decompress(comp: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
 }
 
 /// Rows read from a stripe: one buffer, and each row's LSN and bytes in it.
-pub(crate) type Rows = (Bytes, Vec<(Lsn, Range<usize>)>);
+pub(crate) type Rows<B = Bytes> = (B, Vec<(Lsn, Range<usize>)>);
+
+/// Blocks a stripe read must have to be shared among threads: fewer cost
+/// less than starting the threads.
+const PARALLEL_BLOCKS: usize = 8;
 
 /// A compacted segment, as the running log knows it.
 #[derive(Debug)]
@@ -241,6 +245,7 @@ impl CSeg {
         hi: Lsn,
         filter: &dyn RowFilter,
         plan: &mut SegmentPlan,
+        threads: usize,
     ) -> Result<Rows> {
         let st = self.index.stripes[s];
         let blocks = st.first_block as usize..(st.first_block + st.blocks) as usize;
@@ -264,9 +269,9 @@ impl CSeg {
                 }
             }
         }
-        let all = filter.is_all();
-        let mut buf = Vec::new();
-        let mut rows = Vec::new();
+        // Which blocks to read: the index, the block filters and the
+        // quarantine decide, before any is decompressed.
+        let mut to_read = Vec::new();
         for (i, n) in blocks.clone().enumerate() {
             let b = &self.index.blocks[n];
             plan.blocks += 1;
@@ -284,6 +289,59 @@ impl CSeg {
             plan.blocks_read += 1;
             plan.bytes_read += u64::from(b.comp_len);
             plan.rows += u64::from(b.rows);
+            to_read.push((i, n));
+        }
+        let read =
+            |part: &[(usize, usize)]| self.decode_blocks(part, &wanted, st, (lo, hi), filter);
+        let (buf, mut rows) = if threads > 1 && to_read.len() >= PARALLEL_BLOCKS {
+            // Contiguous runs of blocks, one per thread, joined in order:
+            // the same rows, and the same first error, as one thread gives.
+            let per = to_read.len().div_ceil(threads);
+            let parts: Vec<Result<Rows<Vec<u8>>>> = std::thread::scope(|scope| {
+                let running: Vec<_> = to_read
+                    .chunks(per)
+                    .map(|part| scope.spawn(move || read(part)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            });
+            let (mut buf, mut rows) = (Vec::new(), Vec::new());
+            for part in parts {
+                let (b, r) = part?;
+                let at = buf.len();
+                buf.extend_from_slice(&b);
+                rows.extend(r.into_iter().map(|(l, x)| (l, x.start + at..x.end + at)));
+            }
+            (buf, rows)
+        } else {
+            read(&to_read)?
+        };
+        plan.records += rows.len() as u64;
+        rows.sort_unstable_by_key(|r| r.0);
+        if rows.windows(2).any(|w| w[0].0 == w[1].0) {
+            let p = Problem::BadCompacted(format!("an LSN appears twice in stripe {s}"));
+            return Err(self.corruption(&self.index.blocks[blocks.start], p));
+        }
+        Ok((Bytes::from(buf), rows))
+    }
+
+    /// Decodes blocks `part` of stripe `st` (each as (its place in the
+    /// stripe, its number)): the rows in `lo..=hi` that `filter` and the
+    /// key ranges `wanted` let through, in block order.
+    fn decode_blocks(
+        &self,
+        part: &[(usize, usize)],
+        wanted: &[Vec<(u32, u32)>],
+        st: StripeMeta,
+        (lo, hi): (Lsn, Lsn),
+        filter: &dyn RowFilter,
+    ) -> Result<Rows<Vec<u8>>> {
+        let (limited, all) = (filter.keys_limited(), filter.is_all());
+        let (mut buf, mut rows) = (Vec::new(), Vec::new());
+        for &(i, n) in part {
+            let b = &self.index.blocks[n];
             let raw = self.block_raw(n).map_err(|p| self.corruption(b, p))?;
             let ranges = &wanted[i];
             let mut outside = false;
@@ -315,13 +373,7 @@ impl CSeg {
                 return Err(self.corruption(b, p));
             }
         }
-        plan.records += rows.len() as u64;
-        rows.sort_unstable_by_key(|r| r.0);
-        if rows.windows(2).any(|w| w[0].0 == w[1].0) {
-            let p = Problem::BadCompacted(format!("an LSN appears twice in stripe {s}"));
-            return Err(self.corruption(&self.index.blocks[blocks.start], p));
-        }
-        Ok((Bytes::from(buf), rows))
+        Ok((buf, rows))
     }
 
     /// Visits what `filter` accepts in the whole segment, in no particular

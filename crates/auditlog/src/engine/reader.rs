@@ -5,7 +5,7 @@
 //! returned; damage is an `Err`, never a record.
 
 use std::collections::VecDeque;
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, Range, RangeBounds};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,8 +182,10 @@ struct Cursor {
     /// out are skipped, and rows it rejects are not returned.
     pre: Arc<dyn RowFilter>,
     explain: Option<Plans>,
-    /// Records of the compacted stripe being read, and the LSN after it.
-    stripe: VecDeque<Record>,
+    /// The compacted stripe being read: its buffer, its remaining records
+    /// (LSN and place in the buffer), and the LSN after it.
+    stripe_bytes: Bytes,
+    stripe: VecDeque<(Lsn, Range<usize>)>,
     stripe_end: Option<Lsn>,
     /// In a raw segment, the frames its index says the filter wants, and
     /// where the index ends (the reader scans on from there).
@@ -202,6 +204,7 @@ impl Cursor {
             failed: false,
             pre: Arc::new(All),
             explain: None,
+            stripe_bytes: Bytes::new(),
             stripe: VecDeque::new(),
             stripe_end: None,
             jumps: VecDeque::new(),
@@ -252,14 +255,38 @@ impl Cursor {
 
     /// The next record with an LSN below `upto`.
     fn next(&mut self, upto: Lsn) -> Option<Result<Record>> {
+        Some(self.advance(upto)?.map(|(lsn, at)| {
+            let bytes = match at {
+                Place::Stripe(_) => &self.stripe_bytes,
+                Place::Raw(_) => &self.bytes,
+            };
+            Record::new(lsn, bytes.slice(at.range()))
+        }))
+    }
+
+    /// The next record with an LSN below `upto`, borrowed from the cursor's
+    /// buffers: no reference count taken and dropped per record.
+    fn next_ref(&mut self, upto: Lsn) -> Option<Result<(Lsn, &[u8])>> {
+        Some(self.advance(upto)?.map(|(lsn, at)| {
+            let bytes = match at {
+                Place::Stripe(_) => &self.stripe_bytes,
+                Place::Raw(_) => &self.bytes,
+            };
+            (lsn, &bytes[at.range()])
+        }))
+    }
+
+    /// Moves to the next record with an LSN below `upto`: its LSN and where
+    /// its payload is.
+    fn advance(&mut self, upto: Lsn) -> Option<Result<(Lsn, Place)>> {
         loop {
-            if let Some(r) = self.stripe.front() {
-                if r.lsn >= upto {
+            if let Some((lsn, _)) = self.stripe.front() {
+                if *lsn >= upto {
                     return None;
                 }
-                let r = self.stripe.pop_front().expect("a front record");
-                self.lsn = Lsn(r.lsn.0 + 1);
-                return Some(Ok(r));
+                let (lsn, r) = self.stripe.pop_front().expect("a front record");
+                self.lsn = Lsn(lsn.0 + 1);
+                return Some(Ok((lsn, Place::Stripe(r))));
             }
             if let Some(end) = self.stripe_end.take() {
                 self.lsn = self.lsn.max(end);
@@ -281,14 +308,15 @@ impl Cursor {
                                 c.id,
                                 true,
                                 (c.first_lsn, c.next_lsn),
-                                |plan| c.read_stripe(s, lsn, hi, &*self.pre, plan),
+                                |plan| {
+                                    let threads = self.shared.opts.read_threads;
+                                    c.read_stripe(s, lsn, hi, &*self.pre, plan, threads)
+                                },
                             );
                             match read {
                                 Ok((bytes, rows)) => {
-                                    self.stripe = rows
-                                        .into_iter()
-                                        .map(|(lsn, r)| Record::new(lsn, bytes.slice(r)))
-                                        .collect();
+                                    self.stripe_bytes = bytes;
+                                    self.stripe = rows.into();
                                     self.lsn = lsn;
                                     self.stripe_end = Some(st.next_lsn);
                                     continue;
@@ -412,10 +440,7 @@ impl Cursor {
                         // Checked (CRC) and not wanted: no record to build.
                         continue;
                     }
-                    return Some(Ok(Record {
-                        lsn: f.lsn,
-                        payload: self.bytes.slice(start..f.next as usize),
-                    }));
+                    return Some(Ok((f.lsn, Place::Raw(start..f.next as usize))));
                 }
                 Ok(f) => Problem::LsnMismatch {
                     expected: self.lsn,
@@ -506,6 +531,8 @@ struct RevCursor {
     /// The highest LSN not yet returned (inclusive); below `lo` when done.
     hi: Lsn,
     buf: Vec<Record>,
+    /// The record [`Iter::next_ref`] lent last.
+    held: Option<Record>,
     failed: bool,
 }
 
@@ -544,7 +571,10 @@ impl RevCursor {
                     c.id,
                     true,
                     (c.first_lsn, c.next_lsn),
-                    |plan| c.read_stripe(s, lo, self.hi, &*self.pre, plan),
+                    |plan| {
+                        let threads = self.shared.opts.read_threads;
+                        c.read_stripe(s, lo, self.hi, &*self.pre, plan, threads)
+                    },
                 )?;
                 self.buf = rows
                     .into_iter()
@@ -587,6 +617,21 @@ impl RevCursor {
     }
 }
 
+/// Where a cursor's record is: in its compacted stripe's buffer or its
+/// mapped raw segment.
+enum Place {
+    Stripe(Range<usize>),
+    Raw(Range<usize>),
+}
+
+impl Place {
+    fn range(&self) -> Range<usize> {
+        match self {
+            Place::Stripe(r) | Place::Raw(r) => r.clone(),
+        }
+    }
+}
+
 /// An iterator over records, forward or newest first. Yields `Err` (and then
 /// stops) at damage it meets.
 pub struct Iter {
@@ -596,6 +641,25 @@ pub struct Iter {
 enum IterInner {
     Forward { cursor: Cursor, upto: Lsn },
     Backward(RevCursor),
+}
+
+impl Iter {
+    /// The next record, borrowed until the next call: what a query that
+    /// looks at each record once uses (forward, no reference count per
+    /// record).
+    pub(crate) fn next_ref(&mut self) -> Option<Result<(Lsn, &[u8])>> {
+        match &mut self.inner {
+            IterInner::Forward { cursor, upto } => cursor.next_ref(*upto),
+            IterInner::Backward(rev) => {
+                let r = match rev.next()? {
+                    Ok(r) => r,
+                    Err(e) => return Some(Err(e)),
+                };
+                let held = rev.held.insert(r);
+                Some(Ok((held.lsn, &held.payload[..])))
+            }
+        }
+    }
 }
 
 impl Iterator for Iter {
@@ -726,6 +790,7 @@ impl Log {
                 lo,
                 hi: Lsn(upto.0.saturating_sub(1)),
                 buf: Vec::new(),
+                held: None,
                 failed: false,
             }),
         }
@@ -788,6 +853,7 @@ pub(crate) fn planned(
             lo,
             hi: Lsn(upto.0.saturating_sub(1)),
             buf: Vec::new(),
+            held: None,
             failed: false,
         })
     } else {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::compact::RowFilter;
-use crate::engine::{Iter, Plans, Record};
+use crate::engine::{Iter, Plans};
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef};
 use crate::event::Event;
@@ -120,15 +120,15 @@ impl<'a> Query<'a> {
     ) -> Result<u64> {
         let mut n = 0;
         loop {
-            let rec = match self.inner.next() {
+            let (lsn, payload) = match self.inner.next_ref() {
                 None => return Ok(n),
                 Some(r) => r?,
             };
-            let Some(r) = self.check(&rec)? else {
+            let Some(r) = Checker::of(&self.compiled, self.names).check(lsn, payload)? else {
                 continue;
             };
             let unknown = |what: String| Error::BadEvent {
-                lsn: rec.lsn(),
+                lsn,
                 source: codec::DecodeError { offset: 0, what },
             };
             if !self.type_names.contains_key(&r.type_id) {
@@ -151,7 +151,7 @@ impl<'a> Query<'a> {
                 .collect();
             attrs.sort_unstable();
             let view = EventView {
-                lsn: rec.lsn(),
+                lsn,
                 event: &r,
                 type_name: &self.type_names[&r.type_id],
                 attrs: &attrs,
@@ -171,13 +171,60 @@ impl<'a> Query<'a> {
         })
     }
 
-    /// The parsed event of `rec` if it matches.
-    fn check<'r>(&self, rec: &'r Record) -> Result<Option<EventRef<'r>>> {
-        let payload = rec.payload();
-        let bad = |source| Error::BadEvent {
-            lsn: rec.lsn(),
-            source,
-        };
+    /// How many of the remaining events match, without building them.
+    ///
+    /// # Errors
+    /// Damage met while reading; a record that is not an event.
+    pub fn count_matches(mut self) -> Result<u64> {
+        let mut n = 0;
+        while let Some(rec) = self.inner.next_ref() {
+            let (lsn, payload) = rec?;
+            if Checker::of(&self.compiled, self.names)
+                .check(lsn, payload)?
+                .is_some()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The next matching record, parsed in place and not built: output
+    /// paths that write each event once (JSON lines, CSV) call `f` on the
+    /// borrowed event and never allocate an owned one.
+    pub(crate) fn next_ref<T>(
+        &mut self,
+        f: impl FnOnce(Lsn, &EventRef<'_>) -> T,
+    ) -> Option<Result<T>> {
+        loop {
+            let (lsn, payload) = match self.inner.next_ref()? {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            match Checker::of(&self.compiled, self.names).check(lsn, payload) {
+                Ok(Some(r)) => return Some(Ok(f(lsn, &r))),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// The last word on a record the storage let through: the compiled filter
+/// and, for types registered after it was compiled, the catalog.
+struct Checker<'q> {
+    compiled: &'q Compiled,
+    names: &'q dyn Names,
+}
+
+impl<'q> Checker<'q> {
+    fn of(compiled: &'q Compiled, names: &'q dyn Names) -> Self {
+        Checker { compiled, names }
+    }
+
+    /// The parsed event of the record `lsn` if it matches.
+    fn check<'r>(&self, lsn: Lsn, payload: &'r [u8]) -> Result<Option<EventRef<'r>>> {
+        let bad = |source| Error::BadEvent { lsn, source };
         if self.compiled.is_simple() {
             // Type, severity and time are all the filter asks about: parse
             // once and test the parsed event (splitting first walked every
@@ -218,40 +265,6 @@ impl<'a> Query<'a> {
         self.names
             .type_name(type_id)
             .is_none_or(|name| self.compiled.type_name_matches(&name))
-    }
-
-    /// How many of the remaining events match, without building them.
-    ///
-    /// # Errors
-    /// Damage met while reading; a record that is not an event.
-    pub fn count_matches(mut self) -> Result<u64> {
-        let mut n = 0;
-        while let Some(rec) = self.inner.next() {
-            if self.check(&rec?)?.is_some() {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// The next matching record, parsed in place and not built: output
-    /// paths that write each event once (JSON lines, CSV) call `f` on the
-    /// borrowed event and never allocate an owned one.
-    pub(crate) fn next_ref<T>(
-        &mut self,
-        f: impl FnOnce(Lsn, &EventRef<'_>) -> T,
-    ) -> Option<Result<T>> {
-        loop {
-            let rec = match self.inner.next()? {
-                Ok(r) => r,
-                Err(e) => return Some(Err(e)),
-            };
-            match self.check(&rec) {
-                Ok(Some(r)) => return Some(Ok(f(rec.lsn(), &r))),
-                Ok(None) => continue,
-                Err(e) => return Some(Err(e)),
-            }
-        }
     }
 }
 
