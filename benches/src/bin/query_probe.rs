@@ -22,7 +22,7 @@ fn main() {
             .durability(Durability::Buffered)
             .compaction(Compaction::Manual)
             .read_threads(
-                std::env::var("PROBE_READ_THREADS").map_or(4, |v| v.parse().expect("threads")),
+                std::env::var("PROBE_READ_THREADS").map_or(1, |v| v.parse().expect("threads")),
             )
             .compact_block_bytes(
                 std::env::var("PROBE_BLOCK_KIB").map_or(64, |v| v.parse().expect("KiB")) << 10,

@@ -179,16 +179,16 @@ pub fn render(
     }
     row(
         &mut out,
-        "5. full filtered scan (one source: no index applies), events/s (auditlog: its reads on the machine's cores, at most 4)",
+        "5. full filtered scan (one source: no index applies), events/s",
         results,
         "scan_rate",
         &rate,
     );
     row(
         &mut out,
-        "5. the same scan on one thread (auditlog: `read_threads(1)`)",
+        "5. the same scan with compacted stripes read on two threads (auditlog: `read_threads(2)`)",
         results,
-        "scan_rate_one",
+        "scan_rate_two",
         &rate,
     );
     row(

@@ -307,7 +307,9 @@ impl CSeg {
                     .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                     .collect()
             });
-            let (mut buf, mut rows) = (Vec::new(), Vec::new());
+            // The first run's buffers take the others (one copy less).
+            let mut parts = parts.into_iter();
+            let (mut buf, mut rows) = parts.next().expect("a run at least")?;
             for part in parts {
                 let (b, r) = part?;
                 let at = buf.len();
