@@ -27,6 +27,11 @@ struct Cli {
     /// NO_COLOR is set), always or never.
     #[arg(long, value_enum, global = true, default_value_t = ColorArg::Auto)]
     color: ColorArg,
+    /// Threads a read may decompress compacted blocks on (queries, exports,
+    /// tail, stats): with more than 1, a read of many blocks shares them
+    /// out, which makes full scans faster on several cores for more memory.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    read_threads: u16,
     #[command(subcommand)]
     command: Command,
 }
@@ -601,6 +606,10 @@ fn main() -> ExitCode {
         default_hook(info);
     }));
     let cli = Cli::parse();
+    READ_THREADS.store(
+        usize::from(cli.read_threads),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,
@@ -794,9 +803,13 @@ pub(crate) fn seal_key(path: Option<&Path>) -> Result<Option<auditlog::SealKey>>
         .with_context(|| format!("{} is not a signing key", path.display()))
 }
 
+/// `--read-threads`, for every command that opens the log to read it.
+static READ_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
 fn open_read(dir: &Path) -> Result<AuditLog> {
+    let threads = READ_THREADS.load(std::sync::atomic::Ordering::Relaxed);
     let opts = AuditOptions {
-        log: Options::default().read_only(true),
+        log: Options::default().read_only(true).read_threads(threads),
         catalog: Catalog::builtin("filetransfer-2.0"),
         strict: false,
         app_version: None,

@@ -817,3 +817,52 @@ fn a_closed_pipe_ends_every_command_quietly() {
         assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `--read-threads` shares a read's compacted blocks among threads and
+/// changes nothing in what is printed: queries, newest first, exports.
+#[test]
+fn read_threads_print_what_one_thread_prints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    // 30,000 events compacted: dozens of 64 KiB blocks in a stripe.
+    let (file, events) = events_file(tmp.path(), 30_000);
+    import_jsonl(d, &file);
+    ok(&["compact", "--dir", d]);
+    for args in [
+        &["query", "--dir", d, "--format", "jsonl"][..],
+        &[
+            "query",
+            "--dir",
+            d,
+            "--format",
+            "jsonl",
+            "--min-severity",
+            "warning",
+        ],
+        &["query", "--dir", d, "--format", "jsonl", "--reverse"],
+        &["export", "--dir", d, "--format", "csv"],
+    ] {
+        let one = ok(args);
+        let mut more = vec!["--read-threads", "3"];
+        more.extend_from_slice(args);
+        assert_eq!(ok(&more), one, "{args:?}");
+        assert!(!one.is_empty());
+    }
+    let all = ok(&[
+        "--read-threads",
+        "2",
+        "query",
+        "--dir",
+        d,
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(lines_as_events(&all).len(), events.len());
+    assert_eq!(
+        auditlog(&["--read-threads", "0", "query", "--dir", d])
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -300,11 +300,20 @@ impl CSeg {
             let parts: Vec<Result<Rows<Vec<u8>>>> = std::thread::scope(|scope| {
                 let running: Vec<_> = to_read
                     .chunks(per)
-                    .map(|part| scope.spawn(move || read(part)))
+                    .map(|part| {
+                        std::thread::Builder::new()
+                            .name("auditlog-read".into())
+                            .spawn_scoped(scope, move || read(part))
+                            .map_err(|_| part)
+                    })
                     .collect();
                 running
                     .into_iter()
-                    .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .map(|t| match t {
+                        Ok(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        // No thread to be had: this run is read here.
+                        Err(part) => read(part),
+                    })
                     .collect()
             });
             // The first run's buffers take the others (one copy less).
