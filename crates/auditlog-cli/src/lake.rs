@@ -21,14 +21,16 @@ use auditlog::catalog::ocsf::{self, OCSF_VERSION};
 use auditlog::{EventFields, Severity, Timestamp};
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
-use parquet::schema::types::Type;
+use parquet::schema::types::{SchemaDescriptor, Type};
 use serde::{Deserialize, Serialize};
+
+mod keyed;
 
 /// The Parquet schema of every file (docs/EXPORT.md describes each column).
 pub const SCHEMA: &str = "message ocsf_event {
@@ -114,30 +116,6 @@ const NO_STATISTICS: [&str; 19] = [
     "entity_uid",
     "entity_name",
     "unmapped_attrs",
-];
-
-/// Columns written without compression: their values follow from the
-/// event's type, severity, status or the partition's class, so each is a
-/// dictionary of a few entries and pages of run-length or bit-packed
-/// indices, which zstd shrinks by a fifth at most (some it grows). A
-/// column chunk without a codec also skips making a zstd compression and
-/// decompression context, which the parquet crate does per chunk: about
-/// 4% of an export of 2 M events into 180 files.
-const UNCOMPRESSED: [&str; 14] = [
-    "auditlog_type",
-    "class_uid",
-    "class_name",
-    "category_uid",
-    "category_name",
-    "activity_id",
-    "activity_name",
-    "type_uid",
-    "type_name",
-    "severity_id",
-    "severity",
-    "status_id",
-    "status",
-    "metadata_log_level",
 ];
 
 /// The zstd level of the files' pages.
@@ -453,8 +431,6 @@ fn day_of(t: Timestamp) -> Day {
 struct TypeInfo {
     mapping: &'static ocsf::OcsfMapping,
     auditlog_type: ByteArray,
-    activity_name: ByteArray,
-    type_name: ByteArray,
 }
 
 fn static_bytes(s: &'static str) -> ByteArray {
@@ -597,6 +573,7 @@ pub struct LakeWriter {
     out: PathBuf,
     layout: Layout,
     schema: Arc<Type>,
+    columns: SchemaDescriptor,
     props: Arc<WriterProperties>,
     partitions: HashMap<(u32, i64), Partition, BuildHasherDefault<Fnv>>,
     types: Vec<TypeInfo>,
@@ -673,9 +650,6 @@ impl LakeWriter {
                 .set_column_dictionary_enabled(ColumnPath::from(c), false)
                 .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
         }
-        for c in UNCOMPRESSED {
-            props = props.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
-        }
         for c in NO_STATISTICS {
             props =
                 props.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
@@ -687,10 +661,12 @@ impl LakeWriter {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by(format!("auditlog {}", env!("CARGO_PKG_VERSION")))
             .build();
+        let schema = Arc::new(parse_message_type(SCHEMA).expect("the schema parses"));
         Ok(LakeWriter {
             out: out.to_path_buf(),
             layout,
-            schema: Arc::new(parse_message_type(SCHEMA).expect("the schema parses")),
+            columns: SchemaDescriptor::new(schema.clone()),
+            schema,
             props: Arc::new(props),
             partitions: HashMap::default(),
             types: Vec::new(),
@@ -726,8 +702,6 @@ impl LakeWriter {
                 self.types.push(TypeInfo {
                     mapping: m,
                     auditlog_type: name,
-                    activity_name: static_bytes(m.activity_name),
-                    type_name: static_bytes(m.type_name),
                 });
                 self.type_ids.insert(e.event_type.to_string(), t);
                 t
@@ -784,6 +758,7 @@ impl LakeWriter {
             };
             let ctx = Context {
                 schema: &self.schema,
+                columns: &self.columns,
                 props: &self.props,
                 run: self.run,
                 types: &self.types,
@@ -814,6 +789,7 @@ impl LakeWriter {
             .expect("some partition is open");
         let ctx = Context {
             schema: &self.schema,
+            columns: &self.columns,
             props: &self.props,
             run: self.run,
             types: &self.types,
@@ -835,6 +811,7 @@ impl LakeWriter {
     pub fn commit(mut self) -> Result<RunSummary, LakeError> {
         let ctx = Context {
             schema: &self.schema,
+            columns: &self.columns,
             props: &self.props,
             run: self.run,
             types: &self.types,
@@ -938,9 +915,35 @@ fn flush(
 /// What every flush of a run needs.
 struct Context<'a> {
     schema: &'a Arc<Type>,
+    columns: &'a SchemaDescriptor,
     props: &'a Arc<WriterProperties>,
     run: (u64, u64),
     types: &'a [TypeInfo],
+}
+
+/// Which key a column's values follow from, if they follow from one.
+#[derive(Clone, Copy)]
+enum Key {
+    /// The event's type: `auditlog_type`, `activity_id`, `activity_name`,
+    /// `type_uid`, `type_name`.
+    Type,
+    /// The partition's class: `class_uid`, `class_name`, `category_uid`,
+    /// `category_name`.
+    Class,
+    /// The severity: `severity_id`, `severity`, `metadata_log_level`.
+    Severity,
+    /// The status: `status_id`, `status`.
+    Status,
+}
+
+fn key_of(col: usize) -> Option<Key> {
+    match col {
+        2 | 7..=10 => Some(Key::Type),
+        3..=6 => Some(Key::Class),
+        11 | 12 | 16 => Some(Key::Severity),
+        13 | 14 => Some(Key::Status),
+        _ => None,
+    }
 }
 
 fn write_row_group(
@@ -949,91 +952,125 @@ fn write_row_group(
     order: &[usize],
     ctx: &Context<'_>,
 ) -> parquet::errors::Result<()> {
+    use keyed::Value;
     let n = rows.len();
     // Every row of a partition has its class.
     let class = ctx.types[rows.types[0] as usize].mapping;
     let arena = Bytes::from(std::mem::take(&mut rows.arena));
     let ints64 = |v: &[i64]| order.iter().map(|&i| v[i]).collect::<Vec<_>>();
-    let per_type = |f: &dyn Fn(&TypeInfo) -> ByteArray| {
-        order
-            .iter()
-            .map(|&i| f(&ctx.types[rows.types[i] as usize]))
-            .collect::<Vec<_>>()
+    let sev = |code: u32| {
+        u8::try_from(code)
+            .ok()
+            .and_then(Severity::from_code)
+            .expect("a code Severity::code gave")
     };
-    let mut rg = w.next_row_group()?;
-    let mut col = 0;
-    while let Some(mut c) = rg.next_column()? {
-        macro_rules! req {
-            ($t:ty, $v:expr) => {{
-                c.typed::<$t>().write_batch(&$v, None, None)?;
-            }};
-        }
-        match col {
-            0 => req!(Int64Type, ints64(&rows.time)),
-            1 => req!(Int64Type, ints64(&rows.lsn)),
-            2 => req!(ByteArrayType, per_type(&|t| t.auditlog_type.clone())),
-            3 => req!(Int32Type, vec![class.class_uid as i32; n]),
-            4 => req!(ByteArrayType, vec![static_bytes(class.class_name); n]),
-            5 => req!(Int32Type, vec![class.category_uid() as i32; n]),
-            6 => req!(ByteArrayType, vec![static_bytes(class.category_name()); n]),
-            7 => req!(
-                Int32Type,
-                order
-                    .iter()
-                    .map(|&i| ctx.types[rows.types[i] as usize].mapping.activity_id as i32)
-                    .collect::<Vec<_>>()
-            ),
-            8 => req!(ByteArrayType, per_type(&|t| t.activity_name.clone())),
-            9 => req!(
-                Int64Type,
-                order
-                    .iter()
-                    .map(|&i| ctx.types[rows.types[i] as usize].mapping.type_uid() as i64)
-                    .collect::<Vec<_>>()
-            ),
-            10 => req!(ByteArrayType, per_type(&|t| t.type_name.clone())),
-            11 | 12 | 16 => {
-                let sev = |i: usize| {
-                    Severity::from_code(rows.severity[i]).expect("a code Severity::code gave")
-                };
-                match col {
-                    11 => req!(
-                        Int32Type,
-                        order
-                            .iter()
-                            .map(|&i| i32::from(ocsf::severity(sev(i)).0))
-                            .collect::<Vec<_>>()
-                    ),
-                    12 => req!(
-                        ByteArrayType,
-                        order
-                            .iter()
-                            .map(|&i| static_bytes(ocsf::severity(sev(i)).1))
-                            .collect::<Vec<_>>()
-                    ),
-                    _ => req!(
-                        ByteArrayType,
-                        order
-                            .iter()
-                            .map(|&i| static_bytes(sev(i).as_str()))
-                            .collect::<Vec<_>>()
-                    ),
+    // The row group's statuses, and each row's.
+    let mut statuses: Vec<(u8, &'static str)> = Vec::new();
+    let status_keys: Vec<u32> = order
+        .iter()
+        .map(|&i| {
+            let s = rows.status[i];
+            match statuses.iter().position(|&t| t == s) {
+                Some(k) => k as u32,
+                None => {
+                    statuses.push(s);
+                    statuses.len() as u32 - 1
                 }
             }
-            13 => req!(
-                Int32Type,
-                order
-                    .iter()
-                    .map(|&i| i32::from(rows.status[i].0))
-                    .collect::<Vec<_>>()
-            ),
-            14 => req!(
-                ByteArrayType,
-                order
-                    .iter()
-                    .map(|&i| static_bytes(rows.status[i].1))
-                    .collect::<Vec<_>>()
-            ),
+        })
+        .collect();
+    let mut rg = w.next_row_group()?;
+    for col in 0..ctx.columns.num_columns() {
+        if let Some(key) = key_of(col) {
+            let descr = ctx.columns.column(col);
+            let stats = !NO_STATISTICS.contains(&descr.name());
+            let types = order.iter().map(|&i| rows.types[i]);
+            let severities = order.iter().map(|&i| u32::from(rows.severity[i]));
+            let info = |k: u32| &ctx.types[k as usize];
+            let (bytes, close) = match (key, col) {
+                (Key::Type, 2) => keyed::chunk(
+                    &descr,
+                    types,
+                    |k| Value::Text(info(k).auditlog_type.data()),
+                    stats,
+                ),
+                (Key::Type, 7) => keyed::chunk(
+                    &descr,
+                    types,
+                    |k| Value::I32(info(k).mapping.activity_id as i32),
+                    stats,
+                ),
+                (Key::Type, 8) => keyed::chunk(
+                    &descr,
+                    types,
+                    |k| Value::Text(info(k).mapping.activity_name.as_bytes()),
+                    stats,
+                ),
+                (Key::Type, 9) => keyed::chunk(
+                    &descr,
+                    types,
+                    |k| Value::I64(info(k).mapping.type_uid() as i64),
+                    stats,
+                ),
+                (Key::Type, _) => keyed::chunk(
+                    &descr,
+                    types,
+                    |k| Value::Text(info(k).mapping.type_name.as_bytes()),
+                    stats,
+                ),
+                (Key::Class, _) => {
+                    let value = match col {
+                        3 => Value::I32(class.class_uid as i32),
+                        4 => Value::Text(class.class_name.as_bytes()),
+                        5 => Value::I32(class.category_uid() as i32),
+                        _ => Value::Text(class.category_name().as_bytes()),
+                    };
+                    keyed::chunk(&descr, std::iter::repeat_n(0, n), |_| value.clone(), stats)
+                }
+                (Key::Severity, 11) => keyed::chunk(
+                    &descr,
+                    severities,
+                    |k| Value::I32(i32::from(ocsf::severity(sev(k)).0)),
+                    stats,
+                ),
+                (Key::Severity, 12) => keyed::chunk(
+                    &descr,
+                    severities,
+                    |k| Value::Text(ocsf::severity(sev(k)).1.as_bytes()),
+                    stats,
+                ),
+                (Key::Severity, _) => keyed::chunk(
+                    &descr,
+                    severities,
+                    |k| Value::Text(sev(k).as_str().as_bytes()),
+                    stats,
+                ),
+                (Key::Status, 13) => keyed::chunk(
+                    &descr,
+                    status_keys.iter().copied(),
+                    |k| Value::I32(i32::from(statuses[k as usize].0)),
+                    stats,
+                ),
+                (Key::Status, _) => keyed::chunk(
+                    &descr,
+                    status_keys.iter().copied(),
+                    |k| Value::Text(statuses[k as usize].1.as_bytes()),
+                    stats,
+                ),
+            }?;
+            rg.append_column(&bytes, close)?;
+            continue;
+        }
+        let mut c = rg
+            .next_column()?
+            .ok_or_else(|| parquet::errors::ParquetError::General("a column short".into()))?;
+        match col {
+            0 => c
+                .typed::<Int64Type>()
+                .write_batch(&ints64(&rows.time), None, None)?,
+            1 => c
+                .typed::<Int64Type>()
+                .write_batch(&ints64(&rows.lsn), None, None)?,
             k => {
                 let spans = &rows.opt[if k == 15 { 0 } else { k - 16 }];
                 let mut values = Vec::with_capacity(n);
@@ -1050,11 +1087,10 @@ fn write_row_group(
                     }
                 }
                 c.typed::<ByteArrayType>()
-                    .write_batch(&values, Some(&defs), None)?;
+                    .write_batch(&values, Some(&defs), None)?
             }
-        }
+        };
         c.close()?;
-        col += 1;
     }
     rg.close()?;
     Ok(())

@@ -93,6 +93,14 @@ fn read_lake(dir: &Path) -> Vec<(u64, Event, PathBuf)> {
             assert_eq!(int(c["type_uid"]), m.type_uid() as i64);
             assert_eq!(int(c["severity_id"]), i64::from(ocsf::severity(severity).0));
             assert_eq!(int(c["status_id"]), i64::from(m.status.resolve(e.result).0));
+            // And so do the captions and the class's columns.
+            assert_eq!(int(c["category_uid"]), i64::from(m.category_uid()));
+            assert_eq!(text(c["class_name"]).unwrap(), m.class_name);
+            assert_eq!(text(c["category_name"]).unwrap(), m.category_name());
+            assert_eq!(text(c["activity_name"]).unwrap(), m.activity_name);
+            assert_eq!(text(c["type_name"]).unwrap(), m.type_name);
+            assert_eq!(text(c["severity"]).unwrap(), ocsf::severity(severity).1);
+            assert_eq!(text(c["status"]).unwrap(), m.status.resolve(e.result).1);
             // The file lies in its partition.
             let day = e.time.to_string()[..10].to_string();
             let p = path.to_string_lossy();
