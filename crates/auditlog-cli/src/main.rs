@@ -28,10 +28,11 @@ struct Cli {
     #[arg(long, value_enum, global = true, default_value_t = ColorArg::Auto)]
     color: ColorArg,
     /// Threads a read may decompress compacted blocks on (queries, exports,
-    /// tail, stats): with more than 1, a read of many blocks shares them
-    /// out, which makes full scans faster on several cores for more memory.
-    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    read_threads: u16,
+    /// tail, stats) [default: the cores, at most 4]: a read of many blocks
+    /// shares them out, which makes full scans faster for more memory; 1
+    /// reads on one thread.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=64))]
+    read_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -606,10 +607,11 @@ fn main() -> ExitCode {
         default_hook(info);
     }));
     let cli = Cli::parse();
-    READ_THREADS.store(
-        usize::from(cli.read_threads),
-        std::sync::atomic::Ordering::Relaxed,
+    let threads = cli.read_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        usize::from,
     );
+    READ_THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_closed_pipe(&e) => ExitCode::SUCCESS,

@@ -818,8 +818,9 @@ fn a_closed_pipe_ends_every_command_quietly() {
     }
 }
 
-/// `--read-threads` shares a read's compacted blocks among threads and
-/// changes nothing in what is printed: queries, newest first, exports.
+/// `--read-threads` (by default the cores, at most 4) shares a read's
+/// compacted blocks among threads and changes nothing in what is printed:
+/// queries, newest first, exports.
 #[test]
 fn read_threads_print_what_one_thread_prints() {
     let tmp = tempfile::tempdir().unwrap();
@@ -843,10 +844,13 @@ fn read_threads_print_what_one_thread_prints() {
         &["query", "--dir", d, "--format", "jsonl", "--reverse"],
         &["export", "--dir", d, "--format", "csv"],
     ] {
-        let one = ok(args);
+        let mut one_thread = vec!["--read-threads", "1"];
+        one_thread.extend_from_slice(args);
+        let one = ok(&one_thread);
         let mut more = vec!["--read-threads", "3"];
         more.extend_from_slice(args);
         assert_eq!(ok(&more), one, "{args:?}");
+        assert_eq!(ok(args), one, "{args:?} with the default");
         assert!(!one.is_empty());
     }
     let all = ok(&[
