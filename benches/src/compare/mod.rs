@@ -317,7 +317,7 @@ pub fn current_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Bytes of all files under `dir`.
+/// Bytes of disk all files under `dir` take: their allocated blocks.
 pub fn dir_bytes(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -328,7 +328,12 @@ pub fn dir_bytes(dir: &Path) -> u64 {
             if p.is_dir() {
                 dir_bytes(&p)
             } else {
-                e.metadata().map_or(0, |m| m.len())
+                // Blocks allocated (what `du` says): a sparse file's
+                // holes take no disk.
+                e.metadata().map_or(0, |m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.blocks() * 512
+                })
             }
         })
         .sum()

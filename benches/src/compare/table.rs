@@ -121,7 +121,7 @@ pub fn render(
     let bytes = |v: f64, _: &Report| format!("{v:.1} B");
     row(
         &mut out,
-        "3. bytes on disk per event (all files)",
+        "3. bytes on disk per event (all files, blocks allocated)",
         results,
         "bytes_files",
         &bytes,

@@ -417,3 +417,70 @@ fn a_tail_truncated_below_its_header_opens_with_repair() {
     fill_to(&log, &mut written, 4, 0);
     assert!(all(&log).len() > before);
 }
+
+/// Bytes of `path` backed by disk blocks.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+}
+
+/// A spare larger than what the worker faults in first takes only that
+/// much disk while the writer is in the first three quarters of the tail;
+/// past them the worker allocates the rest, so the rollover starts a
+/// segment whose every byte is backed (no write through the map can meet a
+/// hole on a full disk).
+#[test]
+fn a_spare_takes_its_disk_only_when_the_tail_is_nearly_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options::default()
+        .segment_bytes(32 << 20)
+        .record_bytes_max(8192)
+        .durability(Durability::Buffered)
+        .compaction(auditlog::Compaction::Manual);
+    let log = Log::open(dir.path(), o).unwrap();
+    let record = |i: u64| payload(i, 8000);
+    let mut i = 0;
+    // Segments double from 64 KiB: on to the first 32 MiB one.
+    while log.raw_segments().last().unwrap().2 < 32 << 20 {
+        i += 1;
+        log.append(&record(i)).unwrap();
+    }
+    let tail = |log: &Log| *log.raw_segments().last().unwrap();
+    let (id, _, cap, _) = tail(&log);
+    // Past half: the worker makes the spare, 8 MiB of it allocated.
+    while tail(&log).3 < cap * 6 / 10 {
+        i += 1;
+        log.append(&record(i)).unwrap();
+    }
+    wait_for_spare(&log);
+    let spare = tmp(dir.path(), id.0 + 1);
+    assert_eq!(std::fs::metadata(&spare).unwrap().len(), 32 << 20);
+    let before = allocated(&spare);
+    assert!(
+        before <= 9 << 20,
+        "a spare waiting holds {before} bytes of disk"
+    );
+    // Past three quarters: the worker allocates the rest.
+    while tail(&log).3 < cap * 85 / 100 {
+        i += 1;
+        log.append(&record(i)).unwrap();
+    }
+    let start = Instant::now();
+    while allocated(&spare) < 32 << 20 {
+        assert!(start.elapsed() < Duration::from_secs(20), "never allocated");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stats = log.rollover_stats();
+    while tail(&log).0 == id {
+        i += 1;
+        log.append(&record(i)).unwrap();
+    }
+    let after = log.rollover_stats();
+    assert_eq!(after.from_spare, stats.from_spare + 1, "{after:?}");
+    assert_eq!(after.waited, stats.waited, "{after:?}");
+    log.sync().unwrap();
+    assert!(allocated(&seg(dir.path(), id.0 + 1)) >= 32 << 20);
+    drop(log);
+    let log = Log::open(dir.path(), opts()).unwrap();
+    assert_eq!(log.next_lsn(), Lsn(i + 1));
+}

@@ -337,7 +337,18 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         match next_segment_file(&opts, &tmp, id, log_id, expected)? {
             // With no raw segment, the open creates one under this number.
             NextTmp::Spare(_) if segs.is_empty() => remove_stray(&opts, dir, &tmp, &mut report)?,
-            NextTmp::Spare(file) => spare = Some(Spare { id, tmp, file }),
+            NextTmp::Spare(file) => {
+                // A spare up to the size made allocated whole was; a
+                // larger one may still have its hole (it is allocated
+                // before use either way).
+                let allocated = file.file_len() <= super::rollover::PREFAULT_AHEAD;
+                spare = Some(Spare {
+                    id,
+                    tmp,
+                    file,
+                    allocated,
+                })
+            }
             NextTmp::Started(file) => {
                 let place = Place {
                     log_id,

@@ -56,12 +56,18 @@ pub struct RolloverStats {
     pub spare_bytes: u64,
 }
 
-/// The next segment's file, made ahead of need: allocated and pre-faulted
-/// under its `.seg.tmp` name, with no header.
+/// The next segment's file, made ahead of need under its `.seg.tmp` name,
+/// with no header: its first [`PREFAULT_AHEAD`] bytes allocated and
+/// pre-faulted, the rest a hole until the tail is three quarters full (so
+/// that a log at rest does not hold a whole empty segment of disk), then
+/// allocated by the worker. A rollover only starts an allocated spare (it
+/// allocates one that is not, and counts the wait).
 pub(crate) struct Spare {
     pub(crate) id: SegmentId,
     pub(crate) tmp: PathBuf,
     pub(crate) file: Arc<dyn SegmentFile>,
+    /// All of its blocks are allocated (see [`SegmentFile::allocate`]).
+    pub(crate) allocated: bool,
 }
 
 #[derive(Default)]
@@ -206,7 +212,23 @@ pub(crate) fn rollover(shared: &Shared, st: &mut WriterState, needed: u64) -> Re
         r.slot_cv.wait(&mut slot);
     }
     let spare = match std::mem::take(&mut *slot) {
-        Slot::Ready(s) if s.id == id && fits(&s, needed, want) => Some(s),
+        Slot::Ready(s) if s.id == id && fits(&s, needed, want) && s.allocated => Some(s),
+        Slot::Ready(mut s) if s.id == id && fits(&s, needed, want) => {
+            // The worker has not allocated its blocks yet: done here (no
+            // write may reach a hole of the map).
+            waited = true;
+            match s.file.allocate() {
+                Ok(()) => {
+                    s.allocated = true;
+                    Some(s)
+                }
+                Err(_) => {
+                    // Creating the segment below says what is wrong.
+                    let _ = shared.opts.vfs.remove_file(&s.tmp);
+                    None
+                }
+            }
+        }
         Slot::Ready(s) => {
             // Not the one needed now: a new log's first rollovers double the size.
             let _ = shared.opts.vfs.remove_file(&s.tmp);
@@ -403,6 +425,7 @@ pub(crate) fn worker(shared: &Shared) {
             let _ = finish_pending(shared);
         }
         fault_ahead(shared);
+        allocate_spare(shared);
         // A spare that could not be made (a full disk) is tried again after
         // a while; meanwhile rollovers create their segments themselves.
         let again = match prepare(shared) {
@@ -442,6 +465,37 @@ fn fault_ahead(shared: &Shared) {
         let _ = tail.file.prefault(from, to - from);
     }
     *faulted = (id, to.max(from));
+}
+
+/// Allocates the rest of the spare once the writer is three quarters into
+/// the tail: until then the spare takes only its first part of the disk.
+fn allocate_spare(shared: &Shared) {
+    let r = &shared.rollovers;
+    let (id, at) = *r.writer_at.lock();
+    let Some(tail) = shared.segments.read().last().cloned() else {
+        return;
+    };
+    if tail.id != id || at < tail.capacity / 4 * 3 {
+        return;
+    }
+    let spare = {
+        let mut slot = r.slot.lock();
+        match std::mem::take(&mut *slot) {
+            Slot::Ready(s) if !s.allocated => {
+                // A rollover meanwhile waits for it, as for a spare being made.
+                *slot = Slot::Preparing(s.id);
+                s
+            }
+            other => {
+                *slot = other;
+                return;
+            }
+        }
+    };
+    // On failure (a full disk) the rollover tries again, and says why.
+    let allocated = spare.file.allocate().is_ok();
+    *r.slot.lock() = Slot::Ready(Spare { allocated, ..spare });
+    r.slot_cv.notify_all();
 }
 
 /// Makes the spare for the segment after the last one, if the writer asked
@@ -492,16 +546,23 @@ fn prepare(shared: &Shared) -> Result<()> {
 fn make_spare(shared: &Shared, id: SegmentId, len: u64) -> Result<Spare> {
     let vfs = &shared.opts.vfs;
     let tmp = shared.dir.join(segment::creating_file_name(id));
-    let file = match vfs.create_segment(&tmp, len) {
+    // The first part allocated now, the rest when the tail is nearly full.
+    let first = PREFAULT_AHEAD.min(len);
+    let file = match vfs.create_segment_allocating(&tmp, len, first) {
         // Left by a process that stopped before using it.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => vfs
             .remove_file(&tmp)
-            .and_then(|()| vfs.create_segment(&tmp, len)),
+            .and_then(|()| vfs.create_segment_allocating(&tmp, len, first)),
         other => other,
     }
     .map_err(|e| Error::io("create segment", &tmp, e))?;
     // Best effort: without it, the writes fault their pages in themselves.
     // The rest is faulted in as the writer comes (see `fault_ahead`).
     let _ = file.prefault(0, PREFAULT_AHEAD);
-    Ok(Spare { id, tmp, file })
+    Ok(Spare {
+        id,
+        tmp,
+        file,
+        allocated: first == len,
+    })
 }

@@ -198,6 +198,13 @@ pub(crate) fn fallocate(file: &File, len: u64) -> io::Result<i32> {
     Ok(unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) })
 }
 
+impl MappedFile {
+    /// The file it maps.
+    pub(crate) fn file(&self) -> &File {
+        &self._file
+    }
+}
+
 /// Bytes free for an unprivileged user on the file system holding `path` (`statvfs`).
 pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;

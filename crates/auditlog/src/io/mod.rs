@@ -64,6 +64,21 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     /// for writing. Fails with `AlreadyExists` if the file exists and with
     /// `StorageFull` if the space cannot be allocated (leaving no file behind).
     fn create_segment(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>>;
+    /// Like [`create_segment`](Vfs::create_segment), with only the blocks of
+    /// its first `allocated` bytes allocated: nothing may be written past
+    /// them until [`SegmentFile::allocate`] has succeeded (a write into a
+    /// hole of a mapped file on a full disk is a SIGBUS, not an error). The
+    /// spare segment waits this way, taking little disk. By default
+    /// allocates the whole file.
+    fn create_segment_allocating(
+        &self,
+        path: &Path,
+        len: u64,
+        allocated: u64,
+    ) -> io::Result<Arc<dyn SegmentFile>> {
+        let _ = allocated;
+        self.create_segment(path, len)
+    }
     /// Opens an existing segment file, for writing or read-only. No file of a
     /// log is ever opened through a symbolic link: implementations refuse them.
     fn open_segment(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn SegmentFile>>;
@@ -124,6 +139,13 @@ pub trait SegmentFile: Send + Sync + fmt::Debug {
     /// that runs it, for each page, which stalls the writer meanwhile. By
     /// default does nothing.
     fn release_pages(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Allocates the blocks of the whole file, so that no write inside it
+    /// can fail for lack of space (`StorageFull` if they cannot be had). A
+    /// file whose blocks are all allocated takes no time. By default does
+    /// nothing (files that have no holes).
+    fn allocate(&self) -> io::Result<()> {
         Ok(())
     }
 }

@@ -35,13 +35,24 @@ impl Vfs for RealFs {
     }
 
     fn create_segment(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
+        self.create_segment_allocating(path, len, len)
+    }
+
+    fn create_segment_allocating(
+        &self,
+        path: &Path,
+        len: u64,
+        allocated: u64,
+    ) -> io::Result<Arc<dyn SegmentFile>> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)?;
-        if let Err(e) = allocate(&file, len) {
+        // The first `allocated` bytes backed by blocks, the rest a hole.
+        let made = allocate(&file, allocated.min(len)).and_then(|()| file.set_len(len));
+        if let Err(e) = made {
             let _ = fs::remove_file(path);
             return Err(e);
         }
@@ -165,15 +176,17 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
         0 => Ok(()),
         libc::EOPNOTSUPP | libc::EINVAL => {
             // File systems without fallocate: write the zeros ourselves.
+            // (Only ever on a file nothing was written to yet: a new
+            // segment, or a spare before its header.)
+            use std::os::unix::fs::FileExt;
             let zeros = vec![0u8; 1 << 20];
-            let mut left = len;
-            let mut f = file;
-            while left > 0 {
-                let n = left.min(zeros.len() as u64) as usize;
-                f.write_all(&zeros[..n])?;
-                left -= n as u64;
+            let mut at = 0;
+            while at < len {
+                let n = (len - at).min(zeros.len() as u64) as usize;
+                file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
             }
-            f.sync_all()
+            file.sync_all()
         }
         errno => Err(io::Error::from_raw_os_error(errno)),
     }
@@ -210,5 +223,11 @@ impl SegmentFile for RealSegment {
     }
     fn release_pages(&self) -> io::Result<()> {
         self.0.release_pages()
+    }
+    fn allocate(&self) -> io::Result<()> {
+        // Only spares are allocated after their creation, before their
+        // header is written (see `allocate` on file systems without
+        // fallocate).
+        allocate(self.0.file(), self.0.len())
     }
 }
