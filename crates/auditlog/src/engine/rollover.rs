@@ -1,8 +1,10 @@
 //! Rollover: moving the writer to its next segment without making appends
 //! wait for a file system.
 //!
-//! A background worker keeps a *spare* ready: the next segment's file,
-//! allocated and pre-faulted under its `.seg.tmp` name, with no header yet.
+//! A background worker keeps a *spare* ready: the next segment's file under
+//! its `.seg.tmp` name, with no header yet, its first part allocated and
+//! pre-faulted and the rest allocated once the tail is three quarters full
+//! (see [`Spare`]).
 //! A rollover, under the writer lock, closes the tail, writes the spare's
 //! header into its (mapped) first page and makes it the tail: no system
 //! call. The rest of a rollover is *pending* until the worker, or whoever
