@@ -1,4 +1,4 @@
-//! Arbitrary bytes as a compacted block, and as a whole compacted segment
+//! Arbitrary bytes as a compacted block (raw, or a compressed body), and as a whole compacted segment
 //! file opened by the log (Strict and Repair): no input panics, and nothing
 //! is returned from a file whose checksums do not hold.
 #![no_main]
@@ -7,14 +7,33 @@ use std::path::Path;
 use std::sync::Arc;
 
 use auditlog::format::codec::TextField;
-use auditlog::format::compacted::{decode_block, decode_block_where, Header, Index};
+use auditlog::format::compacted::{decode_block, decode_block_where, Body, Header, Index};
 use auditlog::testing::FaultyFs;
 use auditlog::{Compaction, Log, Options, RecoveryMode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    if mode % 2 == 0 {
+    let mut d = zstd::bulk::Decompressor::new().unwrap();
+    if mode % 4 == 2 {
+        // A block's body (its CRC already checked): its frame table and
+        // frames, decompressed a frame at a time, then decoded.
+        let Some((len, body)) = rest.split_first_chunk::<2>() else { return };
+        let raw_len = u32::from(u16::from_le_bytes(*len));
+        let Ok(mut b) = Body::parse(body, raw_len) else { return };
+        while let Ok(true) = b.decompress_next(&mut d) {
+            assert!(b.raw().len() <= raw_len as usize);
+        }
+        if let Ok(b) = Body::parse(body, raw_len) {
+            if let Ok(raw) = b.into_raw(&mut d) {
+                assert_eq!(raw.len(), raw_len as usize);
+                let (mut buf, mut out) = (Vec::new(), Vec::new());
+                let _ = decode_block(&raw, &mut |_, _| true, &mut buf, &mut out);
+            }
+        }
+        return;
+    }
+    if mode % 4 == 0 {
         // A raw block, as zstd would hand it over (its CRC already checked).
         let (mut buf, mut out) = (Vec::new(), Vec::new());
         let whole = decode_block(
@@ -32,13 +51,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(out.iter().all(|(_, r)| r.end <= buf.len()));
             // The two-pass decoder keeps exactly what the one-pass one keeps.
             let (mut buf2, mut out2) = (Vec::new(), Vec::new());
-            let two = decode_block_where(rest, 0b10_1000, &mut |k, _| k.row % 2 == 0, &mut buf2, &mut out2);
+            let mut body = Body::decompressed(rest.to_vec());
+            let two = decode_block_where(&mut body, &mut d, 0b10_1000, &mut |k, _| k.row % 2 == 0, &mut buf2, &mut out2);
             assert_eq!(two.ok(), Some(rows));
             assert_eq!((buf, out), (buf2, out2));
         } else {
             // Whatever the bytes, the two-pass decoder does not panic.
             let (mut buf2, mut out2) = (Vec::new(), Vec::new());
-            let _ = decode_block_where(rest, 0b10_1000, &mut |k, _| k.row % 2 == 0, &mut buf2, &mut out2);
+            let mut body = Body::decompressed(rest.to_vec());
+            let _ = decode_block_where(&mut body, &mut d, 0b10_1000, &mut |k, _| k.row % 2 == 0, &mut buf2, &mut out2);
         }
         return;
     }

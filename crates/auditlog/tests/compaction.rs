@@ -159,6 +159,56 @@ proptest! {
     }
 }
 
+/// A block's columns are compressed in a few zstd frames: a filter on the
+/// source decompresses the first frame of every block it reads, and the
+/// others only in blocks where a row matches, with the same answers.
+#[test]
+fn a_filter_decompresses_the_rest_of_a_block_only_where_a_row_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path(), opts(log_opts().compact_stripe_records(1000))).unwrap();
+    let mut all = events(6000, 11);
+    for e in &mut all {
+        let admin = e.event_type == "PACKAGE_QUARANTINED";
+        e.source = Some(if admin { "admin" } else { "web" }.into());
+    }
+    log.append_batch(&all).unwrap();
+    log.log().compact().unwrap();
+    let compacted = |ex: &auditlog::Explain| {
+        let (read, frames) = (ex.blocks().0, ex.frames());
+        assert!(read > 10, "{ex}");
+        assert_eq!(frames.1, 4 * read, "four frames per block: {ex}");
+        (read, frames.0)
+    };
+    let nobody = Filter {
+        source: Some("nobody".into()),
+        ..Filter::default()
+    };
+    let mut q = log.query_explained(&nobody, false);
+    assert_eq!(q.by_ref().count(), 0);
+    let ex = q.explain().unwrap();
+    let (read, decompressed) = compacted(&ex);
+    assert_eq!(decompressed, read, "one frame per block: {ex}");
+    let total = format!("({read} of {} zstd frames decompressed)", 4 * read);
+    assert!(ex.to_string().contains(&total), "{ex}");
+    let admin = Filter {
+        source: Some("admin".into()),
+        ..Filter::default()
+    };
+    let mut q = log.query_explained(&admin, false);
+    let got: Vec<Event> = q.by_ref().map(|r| r.unwrap().1).collect();
+    let want: Vec<Event> = all
+        .iter()
+        .filter(|e| e.event_type == "PACKAGE_QUARANTINED")
+        .cloned()
+        .collect();
+    assert_eq!(got, want);
+    let ex = q.explain().unwrap();
+    let (read, decompressed) = compacted(&ex);
+    let whole = (decompressed - read) / 3;
+    assert_eq!(decompressed, read + 3 * whole, "{ex}");
+    assert!(whole >= 1 && whole * 3 < read, "{whole} of {read} blocks whole: {ex}");
+}
+
 #[test]
 fn the_planner_reads_only_blocks_that_can_match_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -727,12 +777,17 @@ fn compacted_segments_of_format_2_read_back() {
     };
     let want: Vec<&Event> = all
         .iter()
-        .filter(|e| e.actor.as_deref() == Some("user3") && e.ip == Some("10.0.0.2".parse().unwrap()))
+        .filter(|e| {
+            e.actor.as_deref() == Some("user3") && e.ip == Some("10.0.0.2".parse().unwrap())
+        })
         .collect();
     let got = query(&log, &f, true);
     assert_eq!(got.len(), want.len());
     assert!(got.iter().map(|(_, e)| e).eq(want.into_iter().rev()));
     let report = log.log().verify().unwrap();
     assert!(report.damage.is_empty(), "{:?}", report.damage);
-    assert!(report.records > 900, "the events and the catalog records: {report:?}");
+    assert!(
+        report.records > 900,
+        "the events and the catalog records: {report:?}"
+    );
 }

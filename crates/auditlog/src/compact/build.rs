@@ -120,7 +120,7 @@ pub fn build<E: From<std::io::Error>>(
             let block_rows = &stripe[i..j];
             let block_no = index.blocks.len() as u32;
             let raw = encode_block(block_rows);
-            let comp = compressor.compress(&raw)?;
+            let comp = super::body::compress(&raw, &mut compressor)?;
             let offset = bytes.len() as u64;
             bytes.extend_from_slice(BLOCK_MAGIC);
             bytes.extend_from_slice(&(comp.len() as u32).to_le_bytes());

@@ -109,6 +109,11 @@ pub struct SegmentPlan {
     pub skipped_damaged: u64,
     /// Compressed bytes read (raw: bytes scanned).
     pub bytes_read: u64,
+    /// zstd frames in the blocks read, and how many of them were
+    /// decompressed: a filter decompresses the frames holding the columns it
+    /// reads, and the others only in blocks where a row matches (compacted
+    /// format 3 has four frames per block, earlier formats one).
+    pub frames: (u64, u64),
     /// Rows looked at in the blocks read.
     pub rows: u64,
     /// Records passed on to the reader above (the rest were rejected on

@@ -17,15 +17,19 @@
 
 use std::ops::Range;
 
+use zstd::bulk::Decompressor;
+
+pub use super::body::Body;
 use crate::error::Problem;
 use crate::event::codec;
 use crate::{Lsn, SegmentId};
 
 /// The first eight bytes of a compacted segment.
 pub const MAGIC: &[u8; 8] = b"AUDITCMP";
-/// The format version written (2 adds a filter per block to the index;
-/// version 1 files are still read).
-pub const VERSION: u32 = 2;
+/// The format version written (2 adds a filter per block to the index; 3
+/// compresses a block's columns in a few zstd frames, so a filter
+/// decompresses only those it reads; versions 1 and 2 are still read).
+pub const VERSION: u32 = 3;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 64;
 /// The first four bytes of a block.
@@ -41,9 +45,9 @@ pub const BLOCK_ENTRY_LEN: usize = 56;
 /// Bytes of one stripe table entry.
 pub const STRIPE_ENTRY_LEN: usize = 24;
 
-/// Columns of a block: LSN, key, time, presence bits, the optional fields, opaque.
 const FIELD_COLUMNS: usize = codec::FIELDS.len();
-const COLUMNS: usize = 4 + FIELD_COLUMNS + 1;
+/// Columns of a block: LSN, key, time, presence bits, the optional fields, opaque.
+pub const COLUMNS: usize = 4 + FIELD_COLUMNS + 1;
 const COL_LSN: usize = 0;
 const COL_KEY: usize = 1;
 const COL_TIME: usize = 2;
@@ -72,7 +76,7 @@ pub struct Header {
     /// The low 32 bits of the identity of the log it belongs to (0: unknown,
     /// as in files written before it was recorded, or rebuilt by `Repair`).
     pub log_tag: u32,
-    /// The format version (1 or 2).
+    /// The format version (1, 2 or 3).
     pub version: u32,
 }
 
@@ -115,7 +119,7 @@ impl Header {
             });
         }
         let version = le32(&b[8..12]);
-        if version != 1 && version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(Problem::UnsupportedVersion(version));
         }
         let h = Header {
@@ -642,8 +646,43 @@ fn next_key(
     Ok((key, bits))
 }
 
-/// The columns of a raw block, found from its column table.
-fn columns(raw: &[u8]) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Problem> {
+/// Where each column of the raw block `raw` starts (its length's first
+/// byte), or `None` if its column table does not hold.
+pub fn column_starts(raw: &[u8]) -> Option<[usize; COLUMNS]> {
+    let mut r = Rd::new(raw);
+    r.varint()?;
+    r.varint()?;
+    let mut starts = [0; COLUMNS];
+    for s in &mut starts {
+        *s = r.at;
+        let n = usize::try_from(r.varint()?).ok()?;
+        r.take(n)?;
+    }
+    (r.left() == 0).then_some(starts)
+}
+
+/// Whether `prefix`, the first bytes of a raw block, holds its columns up
+/// to `last` (or is malformed before: more bytes would not help).
+fn holds_columns(prefix: &[u8], last: usize) -> bool {
+    let mut r = Rd::new(prefix);
+    let (Some(_), Some(_)) = (r.varint(), r.varint()) else {
+        return false;
+    };
+    for _ in 0..=last {
+        let Some(n) = r.varint() else { return false };
+        match usize::try_from(n) {
+            Ok(n) if n <= r.left() => r.at += n,
+            Ok(_) if n <= u64::from(MAX_BLOCK_RAW) => return false,
+            _ => return true,
+        }
+    }
+    true
+}
+
+/// The columns of a raw block, found from its column table: all of them
+/// (`last` = the last column: `raw` must be the whole block), or those up
+/// to `last` only (the rest empty; `raw` may be a prefix of the block).
+fn columns(raw: &[u8], last: usize) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Problem> {
     let mut r = Rd::new(raw);
     let short = || bad("block ends early");
     let rows = r.varint().ok_or_else(short)?;
@@ -653,12 +692,12 @@ fn columns(raw: &[u8]) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Problem> {
         .filter(|&n| n > 0 && n as usize <= raw.len())
         .ok_or_else(|| bad(format!("block claims {rows} rows")))?;
     let mut cols: [Rd<'_>; COLUMNS] = std::array::from_fn(|_| Rd::new(&[]));
-    for c in &mut cols {
+    for c in &mut cols[..=last] {
         let n = r.varint().ok_or_else(short)?;
         let n = usize::try_from(n).map_err(|_| short())?;
         *c = Rd::new(r.take(n).ok_or_else(short)?);
     }
-    if r.left() != 0 {
+    if last == COLUMNS - 1 && r.left() != 0 {
         return Err(bad(format!("{} bytes after the last column", r.left())));
     }
     if cols[COL_KEY].left() != rows as usize * 3 || cols[COL_BITS].left() != rows as usize * 2 {
@@ -667,21 +706,30 @@ fn columns(raw: &[u8]) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Problem> {
     Ok((rows, first_lsn, cols))
 }
 
-/// Like [`decode_block`], in two passes: the first reads only the LSN, key,
-/// time and presence columns and the optional fields in `needed` (presence
-/// bits), and asks `want` of each row with those fields alone; only if a row
-/// is wanted does the second pass walk every column to rebuild the wanted
-/// rows. A block where nothing matches costs a walk of the columns the
-/// filter reads. `want` must decide from the fields in `needed` only (rows
-/// that are not events are asked with no fields).
+/// Like [`decode_block`], in two passes over a block's `body`: the first
+/// decompresses and reads only the LSN, key, time and presence columns and
+/// the optional fields in `needed` (presence bits), and asks `want` of each
+/// row with those fields alone; only if a row is wanted does the second pass
+/// decompress the rest and walk every column to rebuild the wanted rows. A
+/// block where nothing matches costs the frames and a walk of the columns
+/// the filter reads. `want` must decide from the fields in `needed` only
+/// (rows that are not events are asked with no fields).
 pub fn decode_block_where(
-    raw: &[u8],
+    body: &mut Body<'_>,
+    d: &mut Decompressor<'_>,
     needed: u16,
     want: &mut dyn FnMut(&RowKey, &codec::Fields<'_>) -> bool,
     buf: &mut Vec<u8>,
     out: &mut Vec<(Lsn, Range<usize>)>,
 ) -> Result<u32, Problem> {
-    let (rows, first_lsn, mut cols) = columns(raw)?;
+    let needed = needed & ((1 << FIELD_COLUMNS) - 1);
+    let last = match needed {
+        0 => COL_BITS,
+        n => 4 + (15 - n.leading_zeros() as usize),
+    };
+    while !holds_columns(body.raw(), last) && body.decompress_next(d)? {}
+    let raw = body.raw();
+    let (rows, first_lsn, mut cols) = columns(raw, last)?;
     let short = || bad("block ends early");
     let mut wanted: Vec<u32> = Vec::new();
     let mut prev = (first_lsn, 0i64);
@@ -711,7 +759,7 @@ pub fn decode_block_where(
     }
     let mut next = 0;
     decode_block(
-        raw,
+        body.decompress_all(d)?,
         &mut |k, _| {
             let hit = wanted.get(next) == Some(&k.row);
             next += usize::from(hit);
@@ -747,7 +795,7 @@ pub fn decode_block(
     buf: &mut Vec<u8>,
     out: &mut Vec<(Lsn, Range<usize>)>,
 ) -> Result<u32, Problem> {
-    let (rows, first_lsn, mut cols) = columns(raw)?;
+    let (rows, first_lsn, mut cols) = columns(raw, COLUMNS - 1)?;
     let short = || bad("block ends early");
     let mut prev = (first_lsn, 0i64);
     for row in 0..rows {

@@ -4,6 +4,8 @@
 //! and time range.
 //!
 //! - [`format`]: the bytes (pure, fuzzed);
+//! - [`body`]: a block's columns compressed in a few zstd frames, and
+//!   decompressed a frame at a time;
 //! - [`build`]: records → file bytes (pure);
 //! - [`bloom`]: the filter of each block (actors, sessions, entities,
 //!   networks);
@@ -16,6 +18,7 @@
 //! atomic swap) is `engine::compactor`.
 
 pub mod bloom;
+pub mod body;
 pub mod build;
 pub mod filter;
 pub mod format;

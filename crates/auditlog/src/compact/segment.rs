@@ -8,30 +8,41 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::filter::{RowFilter, SegmentPlan};
+use zstd::bulk::Decompressor;
+
+use super::body::Body;
 use super::format::{self, BlockMeta, Header, Index, StripeMeta, OPAQUE};
 use crate::error::{Corruption, Error, Problem, Result};
 use crate::event::codec::Head;
 use crate::io::SegmentFile;
 use crate::{Lsn, SegmentId};
 
-/// Decompresses one block with this thread's zstd context (making a context
-/// per block cost a twentieth of a scan).
-fn decompress(comp: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+/// Runs `f` with this thread's zstd context (making a context per block
+/// cost a twentieth of a scan).
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut Decompressor<'static>) -> std::result::Result<T, Problem>,
+) -> std::result::Result<T, Problem> {
     thread_local! {
-        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        static CONTEXT: std::cell::RefCell<Option<Decompressor<'static>>> =
             const { std::cell::RefCell::new(None) };
     }
     CONTEXT.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
-            *c = Some(zstd::bulk::Decompressor::new()?);
+            let d = Decompressor::new()
+                .map_err(|e| Problem::BadCompacted(format!("no zstd context: {e}")))?;
+            *c = Some(d);
         }
-        c.as_mut().expect("made above").decompress(comp, capacity)
+        f(c.as_mut().expect("made above"))
     })
 }
 
 /// Rows read from a stripe: one buffer, and each row's LSN and bytes in it.
 pub(crate) type Rows<B = Bytes> = (B, Vec<(Lsn, Range<usize>)>);
+
+/// Rows decoded from some blocks, and the zstd frames decompressed and in
+/// all in those blocks.
+type Decoded = (Rows<Vec<u8>>, (u64, u64));
 
 /// Blocks a stripe read must have to be shared among threads: fewer cost
 /// less than starting the threads.
@@ -208,6 +219,12 @@ impl CSeg {
 
     /// The decompressed bytes of block `n`, checked against its CRC.
     pub(crate) fn block_raw(&self, n: usize) -> std::result::Result<Vec<u8>, Problem> {
+        let body = self.block_body(n)?;
+        with_decompressor(|d| body.into_raw(d))
+    }
+
+    /// The body of block `n`, checked against its CRC, not yet decompressed.
+    fn block_body(&self, n: usize) -> std::result::Result<Body<'_>, Problem> {
         let b = &self.index.blocks[n];
         let at = b.offset as usize;
         let (comp_len, raw_len, crc) = format::decode_block_header(&self.bytes[at..])?;
@@ -225,15 +242,7 @@ impl CSeg {
                 computed,
             });
         }
-        let raw = decompress(comp, raw_len as usize)
-            .map_err(|e| Problem::BadCompacted(format!("block {n} does not decompress: {e}")))?;
-        if raw.len() != raw_len as usize {
-            return Err(Problem::BadCompacted(format!(
-                "block {n} decompresses to {} bytes, not {raw_len}",
-                raw.len()
-            )));
-        }
-        Ok(raw)
+        Body::parse(comp, raw_len)
     }
 
     /// The rows of stripe `s` with LSNs in `lo..=hi` that `filter` lets
@@ -293,11 +302,11 @@ impl CSeg {
         }
         let read =
             |part: &[(usize, usize)]| self.decode_blocks(part, &wanted, st, (lo, hi), filter);
-        let (buf, mut rows) = if threads > 1 && to_read.len() >= PARALLEL_BLOCKS {
+        let ((buf, mut rows), frames) = if threads > 1 && to_read.len() >= PARALLEL_BLOCKS {
             // Contiguous runs of blocks, one per thread, joined in order:
             // the same rows, and the same first error, as one thread gives.
             let per = to_read.len().div_ceil(threads);
-            let parts: Vec<Result<Rows<Vec<u8>>>> = std::thread::scope(|scope| {
+            let parts: Vec<Result<Decoded>> = std::thread::scope(|scope| {
                 let running: Vec<_> = to_read
                     .chunks(per)
                     .map(|part| {
@@ -318,17 +327,20 @@ impl CSeg {
             });
             // The first run's buffers take the others (one copy less).
             let mut parts = parts.into_iter();
-            let (mut buf, mut rows) = parts.next().expect("a run at least")?;
+            let ((mut buf, mut rows), mut frames) = parts.next().expect("a run at least")?;
             for part in parts {
-                let (b, r) = part?;
+                let ((b, r), f) = part?;
                 let at = buf.len();
                 buf.extend_from_slice(&b);
                 rows.extend(r.into_iter().map(|(l, x)| (l, x.start + at..x.end + at)));
+                frames = (frames.0 + f.0, frames.1 + f.1);
             }
-            (buf, rows)
+            ((buf, rows), frames)
         } else {
             read(&to_read)?
         };
+        plan.frames.0 += frames.0;
+        plan.frames.1 += frames.1;
         plan.records += rows.len() as u64;
         rows.sort_unstable_by_key(|r| r.0);
         if rows.windows(2).any(|w| w[0].0 == w[1].0) {
@@ -340,7 +352,8 @@ impl CSeg {
 
     /// Decodes blocks `part` of stripe `st` (each as (its place in the
     /// stripe, its number)): the rows in `lo..=hi` that `filter` and the
-    /// key ranges `wanted` let through, in block order.
+    /// key ranges `wanted` let through, in block order, and the frames
+    /// decompressed and in all.
     fn decode_blocks(
         &self,
         part: &[(usize, usize)],
@@ -348,43 +361,49 @@ impl CSeg {
         st: StripeMeta,
         (lo, hi): (Lsn, Lsn),
         filter: &dyn RowFilter,
-    ) -> Result<Rows<Vec<u8>>> {
+    ) -> Result<Decoded> {
         let (limited, all) = (filter.keys_limited(), filter.is_all());
         let (mut buf, mut rows) = (Vec::new(), Vec::new());
+        let mut frames = (0u64, 0u64);
         for &(i, n) in part {
             let b = &self.index.blocks[n];
-            let raw = self.block_raw(n).map_err(|p| self.corruption(b, p))?;
+            let mut body = self.block_body(n).map_err(|p| self.corruption(b, p))?;
             let ranges = &wanted[i];
             let mut outside = false;
-            format::decode_block_where(
-                &raw,
-                filter.columns(),
-                &mut |k, fields| {
-                    outside |= k.lsn < st.first_lsn || k.lsn >= st.next_lsn;
-                    if k.lsn < lo || k.lsn > hi {
-                        return false;
-                    }
-                    if k.severity == OPAQUE || all {
-                        return true;
-                    }
-                    let head = Head {
-                        type_id: k.type_id,
-                        severity: k.severity,
-                        time: k.time,
-                    };
-                    (!limited || ranges.iter().any(|&(a, z)| k.row >= a && k.row < z))
-                        && filter.row(&head, fields)
-                },
-                &mut buf,
-                &mut rows,
-            )
+            with_decompressor(|d| {
+                format::decode_block_where(
+                    &mut body,
+                    d,
+                    filter.columns(),
+                    &mut |k, fields| {
+                        outside |= k.lsn < st.first_lsn || k.lsn >= st.next_lsn;
+                        if k.lsn < lo || k.lsn > hi {
+                            return false;
+                        }
+                        if k.severity == OPAQUE || all {
+                            return true;
+                        }
+                        let head = Head {
+                            type_id: k.type_id,
+                            severity: k.severity,
+                            time: k.time,
+                        };
+                        (!limited || ranges.iter().any(|&(a, z)| k.row >= a && k.row < z))
+                            && filter.row(&head, fields)
+                    },
+                    &mut buf,
+                    &mut rows,
+                )
+            })
             .map_err(|p| self.corruption(b, p))?;
             if outside {
                 let p = Problem::BadCompacted(format!("block {n} holds LSNs outside its stripe"));
                 return Err(self.corruption(b, p));
             }
+            let (done, count) = body.frames();
+            frames = (frames.0 + done as u64, frames.1 + count as u64);
         }
-        Ok((buf, rows))
+        Ok(((buf, rows), frames))
     }
 
     /// Visits what `filter` accepts in the whole segment, in no particular
@@ -565,7 +584,8 @@ fn rebuild(id: SegmentId, bytes: &[u8], first: Option<Lsn>, next: Lsn) -> (Heade
         if crc32fast::hash(comp) != crc || raw_len > format::MAX_BLOCK_RAW {
             return Some((len, None));
         }
-        let Ok(raw) = zstd::bulk::decompress(comp, raw_len as usize) else {
+        let raw = Body::parse(comp, raw_len).and_then(|b| with_decompressor(|d| b.into_raw(d)));
+        let Ok(raw) = raw else {
             return Some((len, None));
         };
         let mut metas = Vec::new();
