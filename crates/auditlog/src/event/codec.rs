@@ -260,15 +260,21 @@ fn encode_from<E: Source>(
 /// `bytes` (the compactor stores each field in a column of its own and finds
 /// the boundaries again with this). `None` if it does not decode (text is
 /// not checked for UTF-8 here).
-#[inline]
+#[inline(always)]
 pub fn field_len(bit: usize, bytes: &[u8]) -> Option<usize> {
-    // The common case first: text shorter than 128 bytes (one length byte).
+    // The common case first, inlined: text shorter than 128 bytes (one
+    // length byte).
     if bit != IP && bit != RESULT && bit != ATTRS {
         if let Some(&n) = bytes.first().filter(|&&b| b < 0x80) {
             let len = 1 + usize::from(n);
             return (bytes.len() >= len && bit < FIELDS.len()).then_some(len);
         }
     }
+    other_field_len(bit, bytes)
+}
+
+#[inline(never)]
+fn other_field_len(bit: usize, bytes: &[u8]) -> Option<usize> {
     let mut r = Reader { bytes, at: 0 };
     match bit {
         IP => {
@@ -350,6 +356,11 @@ impl<'a> Fields<'a> {
     pub fn set(&mut self, bit: usize, encoding: &'a [u8]) {
         self.bits |= 1 << bit;
         self.enc[bit] = encoding;
+    }
+
+    /// Forgets every field (for the next row: cheaper than a new one).
+    pub fn clear(&mut self) {
+        self.bits = 0;
     }
 
     /// The presence bits.
