@@ -206,7 +206,10 @@ fn a_filter_decompresses_the_rest_of_a_block_only_where_a_row_matches() {
     let (read, decompressed) = compacted(&ex);
     let whole = (decompressed - read) / 3;
     assert_eq!(decompressed, read + 3 * whole, "{ex}");
-    assert!(whole >= 1 && whole * 3 < read, "{whole} of {read} blocks whole: {ex}");
+    assert!(
+        whole >= 1 && whole * 3 < read,
+        "{whole} of {read} blocks whole: {ex}"
+    );
 }
 
 #[test]

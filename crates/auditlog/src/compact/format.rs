@@ -772,8 +772,10 @@ pub fn decode_block_where(
     if wanted.is_empty() {
         return Ok(rows);
     }
-    let mut next = 0;
-    decode_block(
+    // The second pass stops after the last wanted row (the first checked
+    // the key columns and the filter's fields of every row).
+    let (mut next, upto) = (0, wanted[wanted.len() - 1] + 1);
+    decode_rows(
         body.decompress_all(d)?,
         &mut |k, _| {
             let hit = wanted.get(next) == Some(&k.row);
@@ -782,7 +784,9 @@ pub fn decode_block_where(
         },
         buf,
         out,
-    )
+        upto,
+    )?;
+    Ok(rows)
 }
 
 /// What a block decoder learns about each row before deciding whether to
@@ -810,20 +814,36 @@ pub fn decode_block(
     buf: &mut Vec<u8>,
     out: &mut Vec<(Lsn, Range<usize>)>,
 ) -> Result<u32, Problem> {
+    decode_rows(raw, want, buf, out, u32::MAX)
+}
+
+/// [`decode_block`] of the rows before `upto` only; the block's row count.
+/// The columns are checked to hold exactly the rows only when every row is
+/// walked.
+fn decode_rows(
+    raw: &[u8],
+    want: &mut dyn FnMut(&RowKey, &codec::Fields<'_>) -> bool,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<(Lsn, Range<usize>)>,
+    upto: u32,
+) -> Result<u32, Problem> {
     let (rows, first_lsn, mut cols) = columns(raw, COLUMNS - 1)?;
     let short = || bad("block ends early");
     let mut prev = (first_lsn, 0i64);
-    for row in 0..rows {
+    let mut fields = codec::Fields::default();
+    let upto = upto.min(rows);
+    for row in 0..upto {
         let (key, bits) = next_key(&mut cols, row, &mut prev)?;
         let (lsn, type_id, severity, time) = (key.lsn.0, key.type_id, key.severity, key.time);
         let start = buf.len();
+        fields.clear();
         if severity == OPAQUE {
             let n = cols[COL_OPAQUE].varint().ok_or_else(short)?;
             let p = usize::try_from(n)
                 .ok()
                 .and_then(|n| cols[COL_OPAQUE].take(n))
                 .ok_or_else(short)?;
-            if want(&key, &codec::Fields::default()) {
+            if want(&key, &fields) {
                 buf.extend_from_slice(p);
                 out.push((Lsn(lsn), start..buf.len()));
             }
@@ -832,31 +852,30 @@ pub fn decode_block(
         if bits >> FIELD_COLUMNS != 0 {
             return Err(bad(format!("unknown presence bits {bits:#06x}")));
         }
-        let mut fields = codec::Fields::default();
-        for (i, col) in cols[4..4 + FIELD_COLUMNS].iter_mut().enumerate() {
-            if bits & (1 << i) != 0 {
-                let n = codec::field_len(i, &col.b[col.at..])
-                    .ok_or_else(|| bad(format!("field {} does not decode", codec::FIELDS[i])))?;
-                fields.set(i, col.take(n).ok_or_else(short)?);
-            }
+        let mut present = bits;
+        while present != 0 {
+            let i = present.trailing_zeros() as usize;
+            present &= present - 1;
+            let col = &mut cols[4 + i];
+            let n = codec::field_len(i, &col.b[col.at..])
+                .ok_or_else(|| bad(format!("field {} does not decode", codec::FIELDS[i])))?;
+            fields.set(i, col.take(n).ok_or_else(short)?);
         }
-        let keep = want(&key, &fields);
-        if keep {
+        if want(&key, &fields) {
             buf.extend_from_slice(&type_id.to_le_bytes());
             buf.push(severity);
             buf.extend_from_slice(&time.to_le_bytes());
             buf.extend_from_slice(&bits.to_le_bytes());
-            for i in 0..FIELD_COLUMNS {
-                if bits & (1 << i) != 0 {
-                    buf.extend_from_slice(fields.encoding(i));
-                }
+            let mut present = bits;
+            while present != 0 {
+                let i = present.trailing_zeros() as usize;
+                present &= present - 1;
+                buf.extend_from_slice(fields.encoding(i));
             }
-        }
-        if keep {
             out.push((Lsn(lsn), start..buf.len()));
         }
     }
-    if cols.iter().any(|c| c.left() != 0) {
+    if upto == rows && cols.iter().any(|c| c.left() != 0) {
         return Err(bad("a column holds more than its rows"));
     }
     Ok(rows)
