@@ -719,21 +719,16 @@ fn columns(raw: &[u8], last: usize) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Pro
     Ok((rows, first_lsn, cols))
 }
 
-/// Like [`decode_block`], in two passes over a block's `body`: the first
-/// decompresses and reads only the LSN, key, time and presence columns and
-/// the optional fields in `needed` (presence bits), and asks `want` of each
-/// row with those fields alone; only if a row is wanted does the second pass
-/// decompress the rest and walk every column to rebuild the wanted rows. A
-/// block where nothing matches costs the frames and a walk of the columns
-/// the filter reads. `want` must decide from the fields in `needed` only
-/// (rows that are not events are asked with no fields).
-pub fn decode_block_where(
+/// Walks every row of a block's `body`, decompressing only the frames that
+/// hold the LSN, key, time and presence columns and the optional fields in
+/// `needed` (presence bits), and hands `row` each row's key with those
+/// fields alone (rows that are not events: no fields). The block's row
+/// count. What aggregates read, and the first pass of [`decode_block_where`].
+pub fn scan_block(
     body: &mut Body<'_>,
     d: &mut Decompressor<'_>,
     needed: u16,
-    want: &mut dyn FnMut(&RowKey, &codec::Fields<'_>) -> bool,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<(Lsn, Range<usize>)>,
+    row: &mut dyn FnMut(&RowKey, &codec::Fields<'_>),
 ) -> Result<u32, Problem> {
     let needed = needed & ((1 << FIELD_COLUMNS) - 1);
     let last = match needed {
@@ -741,20 +736,18 @@ pub fn decode_block_where(
         n => 4 + (15 - n.leading_zeros() as usize),
     };
     while !holds_columns(body.raw(), last) && body.decompress_next(d)? {}
-    let raw = body.raw();
-    let (rows, first_lsn, mut cols) = columns(raw, last)?;
+    let (rows, first_lsn, mut cols) = columns(body.raw(), last)?;
     let short = || bad("block ends early");
-    let mut wanted: Vec<u32> = Vec::new();
     let mut prev = (first_lsn, 0i64);
     let mut fields = codec::Fields::default();
-    for row in 0..rows {
-        let (key, bits) = next_key(&mut cols, row, &mut prev)?;
+    for n in 0..rows {
+        let (key, bits) = next_key(&mut cols, n, &mut prev)?;
         fields.clear();
         if key.severity != OPAQUE {
             if bits >> FIELD_COLUMNS != 0 {
                 return Err(bad(format!("unknown presence bits {bits:#06x}")));
             }
-            // Only the fields the filter reads, in column order.
+            // Only the fields asked for, in column order.
             let mut read = bits & needed;
             while read != 0 {
                 let i = read.trailing_zeros() as usize;
@@ -765,10 +758,33 @@ pub fn decode_block_where(
                 fields.set(i, col.take(n).ok_or_else(short)?);
             }
         }
-        if want(&key, &fields) {
-            wanted.push(row);
-        }
+        row(&key, &fields);
     }
+    Ok(rows)
+}
+
+/// Like [`decode_block`], in two passes over a block's `body`: the first
+/// ([`scan_block`]) decompresses and reads only the key columns and the
+/// optional fields in `needed`, and asks `want` of each row with those
+/// fields alone; only if a row is wanted does the second pass decompress
+/// the rest and walk the columns to rebuild the wanted rows. A block where
+/// nothing matches costs the frames and a walk of the columns the filter
+/// reads. `want` must decide from the fields in `needed` only (rows that
+/// are not events are asked with no fields).
+pub fn decode_block_where(
+    body: &mut Body<'_>,
+    d: &mut Decompressor<'_>,
+    needed: u16,
+    want: &mut dyn FnMut(&RowKey, &codec::Fields<'_>) -> bool,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<(Lsn, Range<usize>)>,
+) -> Result<u32, Problem> {
+    let mut wanted: Vec<u32> = Vec::new();
+    let rows = scan_block(body, d, needed, &mut |k, fields| {
+        if want(k, fields) {
+            wanted.push(k.row);
+        }
+    })?;
     if wanted.is_empty() {
         return Ok(rows);
     }

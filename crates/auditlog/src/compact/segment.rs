@@ -410,11 +410,14 @@ impl CSeg {
     /// order, without building records: for each (type, severity) posting
     /// of a block whose time range lies inside the filter's, `whole` may
     /// take the posting's rows at once (and returns whether it did); every
-    /// other accepted row goes to `row` with its key and encoded fields
-    /// (opaque rows too, with [`OPAQUE`] severity and no fields).
+    /// other accepted row goes to `row` with its key and the encoded fields
+    /// the filter reads and the fields in `needed` (presence bits), only
+    /// those decompressed (opaque rows too, with [`OPAQUE`] severity and no
+    /// fields).
     pub(crate) fn visit(
         &self,
         filter: &dyn RowFilter,
+        needed: u16,
         whole: &mut dyn FnMut(u16, u8, u32, &BlockMeta) -> bool,
         row: &mut dyn FnMut(&format::RowKey, &crate::event::codec::Fields<'_>) -> Result<()>,
         plan: &mut SegmentPlan,
@@ -433,7 +436,6 @@ impl CSeg {
             }
         }
         let (since, until) = filter.time();
-        let (mut buf, mut out) = (Vec::new(), Vec::new());
         for (n, b) in self.index.blocks.iter().enumerate() {
             plan.blocks += 1;
             let ranges = &mut wanted[n];
@@ -453,16 +455,16 @@ impl CSeg {
             plan.blocks_read += 1;
             plan.bytes_read += u64::from(b.comp_len);
             plan.rows += u64::from(b.rows);
-            let raw = self.block_raw(n).map_err(|p| self.corruption(b, p))?;
+            let mut body = self.block_body(n).map_err(|p| self.corruption(b, p))?;
             let mut failed = None;
             let mut matched = 0u64;
-            format::decode_block(
-                &raw,
-                &mut |k, fields| {
+            let needed = needed | filter.columns();
+            with_decompressor(|d| {
+                format::scan_block(&mut body, d, needed, &mut |k, fields| {
                     if failed.is_some()
                         || !ranges.iter().any(|&(_, _, a, z)| k.row >= a && k.row < z)
                     {
-                        return false;
+                        return;
                     }
                     let ok = k.severity == OPAQUE
                         || filter.row(
@@ -479,12 +481,12 @@ impl CSeg {
                             failed = Some(e);
                         }
                     }
-                    false
-                },
-                &mut buf,
-                &mut out,
-            )
+                })
+            })
             .map_err(|p| self.corruption(b, p))?;
+            let (done, count) = body.frames();
+            plan.frames.0 += done as u64;
+            plan.frames.1 += count as u64;
             plan.records += matched;
             if let Some(e) = failed {
                 return Err(e);

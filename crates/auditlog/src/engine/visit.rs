@@ -27,7 +27,13 @@ pub(crate) trait Visitor {
     fn whole(&mut self, type_id: u16, severity: u8, rows: u32, times: (i64, i64)) -> bool;
 
     /// One event the filter accepts; `None` for a record that is not an event.
+    /// Of a compacted block, its fields are those the filter reads and those
+    /// in [`columns`](Self::columns) only.
     fn row(&mut self, lsn: Lsn, event: Option<(&Head, &Fields<'_>)>) -> Result<()>;
+
+    /// The optional fields [`row`](Self::row) reads (presence bits, see
+    /// `event::codec::FIELDS`).
+    fn columns(&self) -> u16;
 }
 
 /// Visits every record `filter` accepts, from the oldest on; each record is
@@ -51,6 +57,7 @@ pub(crate) fn visit(
             .unwrap_or(Lsn(1));
         (compacted.clone(), raw.clone(), from, upto)
     };
+    let needed = visitor.columns();
     let shared_visitor = std::cell::RefCell::new(&mut *visitor);
     for c in &compacted {
         with_plan(
@@ -61,6 +68,7 @@ pub(crate) fn visit(
             |plan| {
                 c.visit(
                     &*filter,
+                    needed,
                     &mut |t, sev, rows, b: &BlockMeta| {
                         shared_visitor
                             .borrow_mut()

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use crate::engine::Visitor;
 use crate::error::{Error, Result};
-use crate::event::codec::{DecodeError, Fields, Head, TextField};
+use crate::event::codec::{self, DecodeError, Fields, Head, TextField};
 use crate::event::Timestamp;
 use crate::severity::Severity;
 use crate::Lsn;
@@ -225,6 +225,17 @@ impl<'a> Counter<'a> {
 }
 
 impl Visitor for Counter<'_> {
+    fn columns(&self) -> u16 {
+        self.by
+            .iter()
+            .map(|g| match g {
+                GroupBy::Ip => 1 << codec::IP_FIELD,
+                GroupBy::Result => 1 << codec::RESULT_FIELD,
+                g => g.text().map_or(0, |t| 1 << t as usize),
+            })
+            .fold(0, |a, b| a | b)
+    }
+
     fn whole(&mut self, type_id: u16, severity: u8, rows: u32, times: (i64, i64)) -> bool {
         if !self.compiled.is_simple() || !self.compiled.knows_type(type_id) {
             return false;
