@@ -48,6 +48,8 @@ pub const STRIPE_ENTRY_LEN: usize = 24;
 const FIELD_COLUMNS: usize = codec::FIELDS.len();
 /// Columns of a block: LSN, key, time, presence bits, the optional fields, opaque.
 pub const COLUMNS: usize = 4 + FIELD_COLUMNS + 1;
+/// The presence bits of every optional field.
+const ALL_FIELDS: u16 = (1 << FIELD_COLUMNS) - 1;
 const COL_LSN: usize = 0;
 const COL_KEY: usize = 1;
 const COL_TIME: usize = 2;
@@ -730,7 +732,7 @@ pub fn scan_block(
     needed: u16,
     row: &mut dyn FnMut(&RowKey, &codec::Fields<'_>),
 ) -> Result<u32, Problem> {
-    let needed = needed & ((1 << FIELD_COLUMNS) - 1);
+    let needed = needed & ALL_FIELDS;
     let last = match needed {
         0 => COL_BITS,
         n => 4 + (15 - n.leading_zeros() as usize),
@@ -779,6 +781,10 @@ pub fn decode_block_where(
     buf: &mut Vec<u8>,
     out: &mut Vec<(Lsn, Range<usize>)>,
 ) -> Result<u32, Problem> {
+    if needed & ALL_FIELDS == ALL_FIELDS {
+        // The filter reads every column: one pass does.
+        return decode_block(body.decompress_all(d)?, want, buf, out);
+    }
     let mut wanted: Vec<u32> = Vec::new();
     let rows = scan_block(body, d, needed, &mut |k, fields| {
         if want(k, fields) {
