@@ -275,10 +275,13 @@ fn explain_blocks(log: &AuditLog, name: &str, f: &Filter) {
     }
     let ex = query.explain().expect("explained");
     let (read, total) = ex.blocks();
+    let (frames, all_frames) = ex.frames();
     let (chunks, all_chunks) = ex.raw_chunks();
     emit(
         &format!("{name}_read"),
-        format!("{read}/{total}_blocks,{chunks}/{all_chunks}_chunks"),
+        format!(
+            "{read}/{total}_blocks_({frames}/{all_frames}_frames),{chunks}/{all_chunks}_chunks"
+        ),
     );
 }
 

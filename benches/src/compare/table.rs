@@ -258,7 +258,7 @@ pub fn render(
         if !reads.is_empty() {
             let _ = writeln!(
                 out,
-                "\nWhat auditlog read (its explain: compacted blocks decompressed, and raw chunks scanned, of those in the stripes and segments looked at): {}",
+                "\nWhat auditlog read (its explain: compacted blocks read, with the zstd frames decompressed of those in the blocks read, and raw chunks scanned, of those in the stripes and segments looked at): {}",
                 reads.join("; ")
             );
         }
