@@ -28,9 +28,8 @@ fn with_decompressor<T>(
         static CONTEXT: std::cell::RefCell<Option<Decompressor<'static>>> =
             const { std::cell::RefCell::new(None) };
     }
-    let fresh = || {
-        Decompressor::new().map_err(|e| Problem::BadCompacted(format!("no zstd context: {e}")))
-    };
+    let fresh =
+        || Decompressor::new().map_err(|e| Problem::BadCompacted(format!("no zstd context: {e}")));
     CONTEXT.with(|c| match c.try_borrow_mut() {
         Ok(mut c) => {
             if c.is_none() {
