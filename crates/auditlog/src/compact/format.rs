@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! 0..64            header (magic AUDITCMP, LSN range, where the index is)
-//! 64..             blocks: "ABLK", compressed length, raw length, CRC, zstd frame
+//! 64..             blocks: "ABLK", compressed length, raw length, CRC, body
+//!                  (the raw block compressed: one zstd frame, or from
+//!                  version 3 a few: body.rs)
 //! index_offset..   index: CRC, then the block table, the stripe table and
 //!                  the (type, severity) postings
 //! ```
 //!
 //! A segment's records are cut into *stripes* of consecutive LSNs; inside a
-//! stripe they are sorted by (type, severity, LSN) and cut into blocks, so a
+//! stripe they are sorted by (type, severity, actor, LSN) and cut into blocks, so a
 //! query for a few types reads a few blocks. A block is columnar: LSNs, keys,
 //! times, presence bits, one column per optional field, and opaque payloads
 //! (records that are not events), each column contiguous so zstd sees like

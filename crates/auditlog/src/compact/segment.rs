@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-
-use super::filter::{RowFilter, SegmentPlan};
 use zstd::bulk::Decompressor;
 
 use super::body::Body;
+use super::filter::{RowFilter, SegmentPlan};
 use super::format::{self, BlockMeta, Header, Index, StripeMeta, OPAQUE};
 use crate::error::{Corruption, Error, Problem, Result};
 use crate::event::codec::Head;
