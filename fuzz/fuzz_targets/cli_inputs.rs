@@ -11,8 +11,12 @@ use auditlog_cli::when::{Clock, End};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
     match which % 4 {
         0 => {
             let now = "2026-11-22T12:00:00Z".parse().unwrap();
@@ -36,8 +40,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = select::resolve_types(&[pattern.to_string()], &[name.to_string()]);
         }
         _ => {
-            let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-            let Ok(header) = r.headers().cloned() else { return };
+            let mut r = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_reader(text.as_bytes());
+            let Ok(header) = r.headers().cloned() else {
+                return;
+            };
             let header: Vec<&str> = header.iter().collect();
             if events_csv::check_header(&header).is_err() {
                 return;
@@ -46,12 +54,16 @@ fuzz_target!(|data: &[u8]| {
                 let Ok(rec) = rec else { continue };
                 let cells: Vec<&str> = rec.iter().collect();
                 let dflt = |_: &str| Some(Severity::Info);
-                let Ok(e) = events_csv::parse_record(&header, &cells, &dflt) else { continue };
-                let back: Vec<String> =
-                    header.iter().map(|h| field_text(&e.fields(), Lsn(1), h)).collect();
+                let Ok(e) = events_csv::parse_record(&header, &cells, &dflt) else {
+                    continue;
+                };
+                let back: Vec<String> = header
+                    .iter()
+                    .map(|h| field_text(&e.fields(), Lsn(1), h))
+                    .collect();
                 let back: Vec<&str> = back.iter().map(String::as_str).collect();
-                let again = events_csv::parse_record(&header, &back, &dflt)
-                    .expect("our own record parses");
+                let again =
+                    events_csv::parse_record(&header, &back, &dflt).expect("our own record parses");
                 assert_eq!(again, e);
             }
         }

@@ -13,14 +13,64 @@ use auditlog::{Compaction, Log, Options, RecoveryMode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let mut d = zstd::bulk::Decompressor::new().unwrap();
+    if mode % 8 == 6 {
+        // Raw block bytes cut into zstd frames at places the input picks (a
+        // crafted file may cut mid-column): the lazy two-pass decoder keeps
+        // exactly what the one-pass decoder keeps, wherever the cuts fall.
+        let Some((&[cut, needed_lo, needed_hi], raw)) =
+            rest.split_first_chunk::<3>().map(|(a, r)| (a, r))
+        else {
+            return;
+        };
+        let frames = usize::from(cut % 5) + 1;
+        let mut at = 0;
+        let mut table = vec![frames as u8];
+        let mut bodies = Vec::new();
+        for i in 0..frames {
+            let end = if i + 1 == frames {
+                raw.len()
+            } else {
+                (at + raw.len() * usize::from(cut) / 255 / frames).min(raw.len())
+            };
+            let z = zstd::bulk::compress(&raw[at..end], 1).unwrap();
+            table.extend_from_slice(&(z.len() as u32).to_le_bytes());
+            table.extend_from_slice(&((end - at) as u32).to_le_bytes());
+            bodies.extend_from_slice(&z);
+            at = end;
+        }
+        table.extend_from_slice(&bodies);
+        let needed = u16::from_le_bytes([needed_lo, needed_hi]);
+        let mut body = Body::parse(&table, raw.len() as u32).expect("a well-made body");
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        let two = decode_block_where(
+            &mut body,
+            &mut d,
+            needed,
+            &mut |k, _| k.row % 3 == 0,
+            &mut buf,
+            &mut out,
+        );
+        let (mut buf1, mut out1) = (Vec::new(), Vec::new());
+        if let Ok(rows) = decode_block(raw, &mut |k, _| k.row % 3 == 0, &mut buf1, &mut out1) {
+            assert_eq!(two.ok(), Some(rows));
+            assert_eq!((buf, out), (buf1, out1));
+        }
+        return;
+    }
     if mode % 4 == 2 {
         // A block's body (its CRC already checked): its frame table and
         // frames, decompressed a frame at a time, then decoded.
-        let Some((len, body)) = rest.split_first_chunk::<2>() else { return };
+        let Some((len, body)) = rest.split_first_chunk::<2>() else {
+            return;
+        };
         let raw_len = u32::from(u16::from_le_bytes(*len));
-        let Ok(mut b) = Body::parse(body, raw_len) else { return };
+        let Ok(mut b) = Body::parse(body, raw_len) else {
+            return;
+        };
         while let Ok(true) = b.decompress_next(&mut d) {
             assert!(b.raw().len() <= raw_len as usize);
         }
@@ -40,7 +90,12 @@ fuzz_target!(|data: &[u8]| {
             rest,
             &mut |k, f| {
                 // What a filter reads of the columns never panics either.
-                let _ = (f.ip(), f.result(), f.text(TextField::Actor), f.text(TextField::Data));
+                let _ = (
+                    f.ip(),
+                    f.result(),
+                    f.text(TextField::Actor),
+                    f.text(TextField::Data),
+                );
                 k.row % 2 == 0
             },
             &mut buf,
@@ -52,14 +107,28 @@ fuzz_target!(|data: &[u8]| {
             // The two-pass decoder keeps exactly what the one-pass one keeps.
             let (mut buf2, mut out2) = (Vec::new(), Vec::new());
             let mut body = Body::decompressed(rest.to_vec());
-            let two = decode_block_where(&mut body, &mut d, 0b10_1000, &mut |k, _| k.row % 2 == 0, &mut buf2, &mut out2);
+            let two = decode_block_where(
+                &mut body,
+                &mut d,
+                0b10_1000,
+                &mut |k, _| k.row % 2 == 0,
+                &mut buf2,
+                &mut out2,
+            );
             assert_eq!(two.ok(), Some(rows));
             assert_eq!((buf, out), (buf2, out2));
         } else {
             // Whatever the bytes, the two-pass decoder does not panic.
             let (mut buf2, mut out2) = (Vec::new(), Vec::new());
             let mut body = Body::decompressed(rest.to_vec());
-            let _ = decode_block_where(&mut body, &mut d, 0b10_1000, &mut |k, _| k.row % 2 == 0, &mut buf2, &mut out2);
+            let _ = decode_block_where(
+                &mut body,
+                &mut d,
+                0b10_1000,
+                &mut |k, _| k.row % 2 == 0,
+                &mut buf2,
+                &mut out2,
+            );
         }
         return;
     }
@@ -89,7 +158,9 @@ fuzz_target!(|data: &[u8]| {
             .record_bytes_max(4 << 10)
             .compaction(Compaction::Manual)
             .recovery(recovery);
-        let Ok(log) = Log::open(dir, opts) else { continue };
+        let Ok(log) = Log::open(dir, opts) else {
+            continue;
+        };
         for r in log.iter(..).take(100_000) {
             if r.is_err() {
                 break;

@@ -14,9 +14,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(codec::peek_structure(data).map(|s| s.0), Some(head.type_id));
     }
     let Ok(r) = EventRef::parse(data) else { return };
-    assert!(split.is_some(), "an event that parses has an event's structure");
+    assert!(
+        split.is_some(),
+        "an event that parses has an event's structure"
+    );
     let keys: Vec<u32> = r.attrs().map(|(k, _)| k).collect();
-    let Ok(e) = r.to_event(&|id| Some(format!("T{id}")), &|k| Some(format!("{k:010}"))) else { return };
+    let Ok(e) = r.to_event(&|id| Some(format!("T{id}")), &|k| Some(format!("{k:010}"))) else {
+        return;
+    };
     // Attribute keys come back in key order; the encoding is canonical only
     // when they were encoded in that order without repeats.
     let mut sorted = keys.clone();
@@ -26,7 +31,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut out = Vec::new();
-    codec::encode(&e, r.type_id, &mut |k| k.parse().expect("our own key names"), &mut out);
+    codec::encode(
+        &e,
+        r.type_id,
+        &mut |k| k.parse().expect("our own key names"),
+        &mut out,
+    );
     // Empty strings decode as present; the encoder writes them back as present too.
     assert_eq!(out, data, "decode then encode changed the bytes");
 });

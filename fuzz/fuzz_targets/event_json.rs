@@ -7,9 +7,16 @@ use auditlog::Severity;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let dflt = |t: &str| (t.len() % 2 == 0).then_some(Severity::Info);
-    let Ok(e) = json::from_json(text, &dflt) else { return };
+    let Ok(e) = json::from_json(text, &dflt) else {
+        return;
+    };
     let line = json::to_json(&e, None);
-    assert_eq!(json::from_json(&line, &|_| None).expect("our own output parses"), e);
+    assert_eq!(
+        json::from_json(&line, &|_| None).expect("our own output parses"),
+        e
+    );
 });

@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 fn event(text: &str, seed: u8) -> Event {
     let mut f = text.split('\0');
     let mut next = || f.next().map(str::to_string);
-    let ty = next().filter(|t| !t.is_empty()).unwrap_or_else(|| "X".into());
+    let ty = next()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "X".into());
     let mut e = Event::new(
         Timestamp(i64::from(seed) * 1_234_567_891_011),
         ty,
@@ -36,7 +38,9 @@ fn event(text: &str, seed: u8) -> Event {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, rest)) = data.split_first() else { return };
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
     match which % 3 {
         0 | 1 => {
             let dir = tempfile::tempdir().expect("a temporary directory");
@@ -44,13 +48,22 @@ fuzz_target!(|data: &[u8]| {
             std::fs::create_dir(&inner).expect("a directory");
             let sentinel = dir.path().join("outside.parquet");
             std::fs::write(&sentinel, b"x").expect("a file");
-            let name = if which % 3 == 0 { lake::STATE_FILE } else { lake::COMMIT_FILE };
+            let name = if which % 3 == 0 {
+                lake::STATE_FILE
+            } else {
+                lake::COMMIT_FILE
+            };
             std::fs::write(inner.join(name), rest).expect("written");
             let _ = lake::recover(&inner);
-            assert!(sentinel.exists(), "a commit list moved a file outside the directory");
+            assert!(
+                sentinel.exists(),
+                "a commit list moved a file outside the directory"
+            );
         }
         _ => {
-            let Ok(text) = std::str::from_utf8(rest) else { return };
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
             let e = event(text, which);
             let f = e.fields();
             let _ = ocsf::to_value(9, &f);

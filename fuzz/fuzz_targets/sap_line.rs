@@ -6,7 +6,9 @@ use auditlog_cli::formats::sap;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(e) = sap::parse_line(text) else { return };
     let line = sap::to_line(&e);
     let again = sap::parse_line(&line).expect("our own line parses");

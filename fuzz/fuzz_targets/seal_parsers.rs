@@ -9,14 +9,18 @@ use auditlog::{Checkpoint, InclusionProof, SealKey, SignedNote};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, rest)) = data.split_first() else { return };
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
     match which % 4 {
         0 => {
             let _ = sealed_files::decode_tree(rest, 7);
             let _ = sealed_files::decode_checkpoint_entries(rest, 7);
         }
         _ => {
-            let Ok(text) = std::str::from_utf8(rest) else { return };
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
             if let Ok(n) = SignedNote::parse(text) {
                 if let Ok(c) = Checkpoint::from_body(&n.text) {
                     assert_eq!(Checkpoint::from_body(&c.body()).unwrap(), c);
@@ -30,7 +34,13 @@ fuzz_target!(|data: &[u8]| {
                 let back = InclusionProof::from_text(&p.to_text()).expect("our own text parses");
                 assert_eq!(back, p);
                 let _ = p.verify(&SealKey::from_seed("fuzz", [3; 32]).verifier());
-                let _ = tree::verify_inclusion(&[0; 32], p.lsn, p.lsn.saturating_add(1), &p.path, &[0; 32]);
+                let _ = tree::verify_inclusion(
+                    &[0; 32],
+                    p.lsn,
+                    p.lsn.saturating_add(1),
+                    &p.path,
+                    &[0; 32],
+                );
             }
         }
     }

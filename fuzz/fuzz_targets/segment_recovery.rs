@@ -13,19 +13,21 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use auditlog::testing::FaultyFs;
 use auditlog::format::frame::{self, FRAME_HEADER_LEN};
 use auditlog::format::recovery;
 use auditlog::format::segment::{
     Header, DATA_START, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, MARK_LEN,
 };
+use auditlog::testing::FaultyFs;
 use auditlog::{Log, Lsn, Options, RecoveryMode, SegmentId};
 use libfuzzer_sys::fuzz_target;
 
 const RECORD_MAX: u32 = 4096;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&shape, rest)) = data.split_first() else { return };
+    let Some((&shape, rest)) = data.split_first() else {
+        return;
+    };
     let tmp = shape % 3 == 2;
     let file = if shape % 3 != 1 {
         let len = (HEADER_LEN + rest.len() + MARK_LEN + FOOTER_LEN) as u64;
@@ -59,9 +61,13 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
             let f = frame::decode(&file, at, limit, RECORD_MAX).expect("scan accepted a bad frame");
-            let header: &[u8; FRAME_HEADER_LEN] =
-                file[at as usize..at as usize + FRAME_HEADER_LEN].try_into().unwrap();
-            assert_eq!(frame::frame_crc(header, f.payload).to_le_bytes(), header[4..8]);
+            let header: &[u8; FRAME_HEADER_LEN] = file[at as usize..at as usize + FRAME_HEADER_LEN]
+                .try_into()
+                .unwrap();
+            assert_eq!(
+                frame::frame_crc(header, f.payload).to_le_bytes(),
+                header[4..8]
+            );
             assert_eq!(f.lsn, lsn);
             at = f.next;
             lsn = Lsn(lsn.0 + 1);
@@ -84,10 +90,16 @@ fuzz_target!(|data: &[u8]| {
         } else {
             fs.put_file(Path::new("/log/00000000000000000001.seg"), &file);
         }
-        let Ok(log) = Log::open("/log", opts) else { continue };
+        let Ok(log) = Log::open("/log", opts) else {
+            continue;
+        };
         for rec in log.iter(..).chain(log.iter_rev(..)).flatten() {
             let want = frame::encode_header(rec.lsn(), rec.payload());
-            assert!(file.windows(FRAME_HEADER_LEN).any(|w| w == want), "record {} is no frame of the file", rec.lsn());
+            assert!(
+                file.windows(FRAME_HEADER_LEN).any(|w| w == want),
+                "record {} is no frame of the file",
+                rec.lsn()
+            );
         }
         let _ = log.verify();
         let _ = log.append(b"after recovery");

@@ -8,15 +8,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use auditlog::format::quarantine;
 use auditlog::format::registry::Registry;
 use auditlog::io::Vfs;
 use auditlog::testing::FaultyFs;
-use auditlog::format::quarantine;
 use auditlog::{AuditLog, AuditOptions, Compaction, Event, Filter, Options, Severity, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&which, bytes)) = data.split_first() else { return };
+    let Some((&which, bytes)) = data.split_first() else {
+        return;
+    };
     let dir = Path::new("/log");
     if which % 2 == 1 {
         let _ = quarantine::parse_file(&dir.join("QUARANTINE"), bytes);
