@@ -663,6 +663,26 @@ fn next_key(
     Ok((key, bits))
 }
 
+/// Reads the next row's fields in `bits` (presence bits) from their columns
+/// into `fields`, in column order.
+#[inline(always)]
+fn next_fields<'a>(
+    cols: &mut [Rd<'a>; COLUMNS],
+    bits: u16,
+    fields: &mut codec::Fields<'a>,
+) -> Result<(), Problem> {
+    let mut read = bits;
+    while read != 0 {
+        let i = read.trailing_zeros() as usize;
+        read &= read - 1;
+        let col = &mut cols[4 + i];
+        let n = codec::field_len(i, &col.b[col.at..])
+            .ok_or_else(|| bad(format!("field {} does not decode", codec::FIELDS[i])))?;
+        fields.set(i, col.take(n).ok_or_else(|| bad("block ends early"))?);
+    }
+    Ok(())
+}
+
 /// Where each column of the raw block `raw` starts (its length's first
 /// byte), or `None` if its column table does not hold.
 pub fn column_starts(raw: &[u8]) -> Option<[usize; COLUMNS]> {
@@ -741,7 +761,6 @@ pub fn scan_block(
     };
     while !holds_columns(body.raw(), last) && body.decompress_next(d)? {}
     let (rows, first_lsn, mut cols) = columns(body.raw(), last)?;
-    let short = || bad("block ends early");
     let mut prev = (first_lsn, 0i64);
     let mut fields = codec::Fields::default();
     for n in 0..rows {
@@ -751,16 +770,8 @@ pub fn scan_block(
             if bits >> FIELD_COLUMNS != 0 {
                 return Err(bad(format!("unknown presence bits {bits:#06x}")));
             }
-            // Only the fields asked for, in column order.
-            let mut read = bits & needed;
-            while read != 0 {
-                let i = read.trailing_zeros() as usize;
-                read &= read - 1;
-                let col = &mut cols[4 + i];
-                let n = codec::field_len(i, &col.b[col.at..])
-                    .ok_or_else(|| bad(format!("field {} does not decode", codec::FIELDS[i])))?;
-                fields.set(i, col.take(n).ok_or_else(short)?);
-            }
+            // Only the fields asked for.
+            next_fields(&mut cols, bits & needed, &mut fields)?;
         }
         row(&key, &fields);
     }
@@ -876,15 +887,7 @@ fn decode_rows(
         if bits >> FIELD_COLUMNS != 0 {
             return Err(bad(format!("unknown presence bits {bits:#06x}")));
         }
-        let mut present = bits;
-        while present != 0 {
-            let i = present.trailing_zeros() as usize;
-            present &= present - 1;
-            let col = &mut cols[4 + i];
-            let n = codec::field_len(i, &col.b[col.at..])
-                .ok_or_else(|| bad(format!("field {} does not decode", codec::FIELDS[i])))?;
-            fields.set(i, col.take(n).ok_or_else(short)?);
-        }
+        next_fields(&mut cols, bits, &mut fields)?;
         if want(&key, &fields) {
             buf.extend_from_slice(&type_id.to_le_bytes());
             buf.push(severity);
