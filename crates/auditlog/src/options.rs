@@ -197,7 +197,7 @@ impl Options {
         self
     }
 
-    /// Records per stripe of a compacted segment (default 262,144): records
+    /// Records per stripe of a compacted segment (default 131,072): records
     /// are sorted by type inside a stripe, so larger stripes make type
     /// queries read fewer blocks, and reading in LSN order decompresses a
     /// whole stripe at a time.
