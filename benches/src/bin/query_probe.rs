@@ -30,7 +30,9 @@ fn main() {
         catalog: Catalog::builtin("filetransfer-2.0"),
         ..AuditOptions::default()
     };
+    let t = Instant::now();
     let log = AuditLog::open(&dir, opts).expect("open");
+    eprintln!("open: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     let w = workload(events);
     let anon = || auditlog_bench::compare::rss_parts().0 >> 20;
     if fresh {

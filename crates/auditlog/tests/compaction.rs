@@ -784,16 +784,28 @@ fn a_stripe_read_on_several_threads_gives_what_one_thread_gives() {
     }
 }
 
-/// Compacted segments written by an earlier version (format 2: each block
-/// one zstd frame) read back event for event, whole and filtered, after
-/// the current version has compacted more of the same log beside them.
-/// The fixture was made by this test's writer half under format 2
-/// (`AUDITLOG_WRITE_FIXTURE=1`).
+/// Compacted segments written by an earlier version read back event for
+/// event, whole and filtered, after the current version has compacted more
+/// of the same log beside them: format 2 (each block one zstd frame) and
+/// format 3 (times in nanoseconds, before a block stated its time unit).
+/// Each fixture was made by [`read_back_fixture`]'s writer half under its
+/// format (`AUDITLOG_WRITE_FIXTURE=2` or `3`).
 #[test]
 fn compacted_segments_of_format_2_read_back() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compacted-v2");
+    read_back_fixture(2);
+}
+
+/// See [`compacted_segments_of_format_2_read_back`].
+#[test]
+fn compacted_segments_of_format_3_read_back() {
+    read_back_fixture(3);
+}
+
+fn read_back_fixture(version: u32) {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/compacted-v{version}"));
     let all = events(900, 7);
-    if std::env::var_os("AUDITLOG_WRITE_FIXTURE").is_some() {
+    if std::env::var("AUDITLOG_WRITE_FIXTURE").is_ok_and(|v| v == version.to_string()) {
         let _ = std::fs::remove_dir_all(&fixture);
         let small = log_opts().segment_bytes(8 << 10);
         let log = AuditLog::open(&fixture, opts(small)).unwrap();
@@ -819,7 +831,7 @@ fn compacted_segments_of_format_2_read_back() {
         .map(|p| Header::decode(&std::fs::read(p).unwrap()).unwrap().version)
         .collect();
     assert!(versions.len() >= 2, "{versions:?}");
-    assert!(versions.iter().all(|&v| v == 2), "{versions:?}");
+    assert!(versions.iter().all(|&v| v == version), "{versions:?}");
     let log = AuditLog::open(dir.path(), opts(log_opts())).unwrap();
     log.append_batch(&all[600..]).unwrap();
     log.log().compact().unwrap();

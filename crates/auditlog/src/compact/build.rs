@@ -27,7 +27,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
-            block_bytes: 64 << 10,
+            block_bytes: 16 << 10,
             stripe_rows: 128 << 10,
             level: 3,
         }

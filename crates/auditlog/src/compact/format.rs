@@ -30,8 +30,9 @@ use crate::{Lsn, SegmentId};
 pub const MAGIC: &[u8; 8] = b"AUDITCMP";
 /// The format version written (2 adds a filter per block to the index; 3
 /// compresses a block's columns in a few zstd frames, so a filter
-/// decompresses only those it reads; versions 1 and 2 are still read).
-pub const VERSION: u32 = 3;
+/// decompresses only those it reads; 4 stores a block's times in a unit,
+/// a power of ten of nanoseconds; versions 1 to 3 are still read).
+pub const VERSION: u32 = 4;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 64;
 /// The first four bytes of a block.
@@ -57,6 +58,11 @@ const COL_KEY: usize = 1;
 const COL_TIME: usize = 2;
 const COL_BITS: usize = 3;
 const COL_OPAQUE: usize = COLUMNS - 1;
+/// The first byte of a raw block that states its time unit (version 4): a
+/// row count of zero, which no earlier block has. The unit's exponent follows.
+const TIME_UNIT_MARK: u8 = 0;
+/// The largest exponent of a block's time unit (10^9 ns: seconds).
+const MAX_TIME_EXP: u8 = 9;
 
 fn bad(what: impl Into<String>) -> Problem {
     Problem::BadCompacted(what.into())
@@ -587,10 +593,27 @@ impl<'a> RowIn<'a> {
     }
 }
 
+/// The exponent of the largest power of ten of nanoseconds (up to seconds)
+/// that divides every time of `rows`: events stamped to the millisecond
+/// store their times in milliseconds, in fewer and more alike bytes.
+fn time_exponent(rows: &[RowIn<'_>]) -> u8 {
+    (1..=MAX_TIME_EXP)
+        .rev()
+        .find(|&e| {
+            let unit = 10i64.pow(u32::from(e));
+            rows.iter().all(|r| r.time % unit == 0)
+        })
+        .unwrap_or(0)
+}
+
 /// The raw (uncompressed) bytes of a block holding `rows`, in their order.
 /// Event rows must have an event's structure ([`RowIn::new`] checks).
 pub fn encode_block(rows: &[RowIn<'_>]) -> Vec<u8> {
     let mut cols: Vec<Vec<u8>> = vec![Vec::new(); COLUMNS];
+    let exp = time_exponent(rows);
+    let unit = 10i64.pow(u32::from(exp));
+    // Times are stored as differences of quotients by the unit (exact, and
+    // without overflow where a difference of times would wrap).
     let (mut prev_lsn, mut prev_time) = (rows.first().map_or(0, |r| r.lsn.0), 0i64);
     for r in rows {
         put_varint(
@@ -600,8 +623,9 @@ pub fn encode_block(rows: &[RowIn<'_>]) -> Vec<u8> {
         prev_lsn = r.lsn.0;
         cols[COL_KEY].extend_from_slice(&r.type_id.to_le_bytes());
         cols[COL_KEY].push(r.severity);
-        put_varint(&mut cols[COL_TIME], zigzag(r.time.wrapping_sub(prev_time)));
-        prev_time = r.time;
+        let time = r.time / unit;
+        put_varint(&mut cols[COL_TIME], zigzag(time.wrapping_sub(prev_time)));
+        prev_time = time;
         if r.severity == OPAQUE {
             cols[COL_BITS].extend_from_slice(&0u16.to_le_bytes());
             put_varint(&mut cols[COL_OPAQUE], r.payload.len() as u64);
@@ -621,6 +645,7 @@ pub fn encode_block(rows: &[RowIn<'_>]) -> Vec<u8> {
         }
     }
     let mut out = Vec::with_capacity(cols.iter().map(Vec::len).sum::<usize>() + 64);
+    out.extend_from_slice(&[TIME_UNIT_MARK, exp]);
     put_varint(&mut out, rows.len() as u64);
     put_varint(&mut out, rows.first().map_or(0, |r| r.lsn.0));
     for c in &cols {
@@ -631,15 +656,16 @@ pub fn encode_block(rows: &[RowIn<'_>]) -> Vec<u8> {
 }
 
 /// The key of row `row` and its presence bits, read from the LSN, key,
-/// time and presence columns; `prev` is the previous row's LSN and time
-/// (the first row's: the block's first LSN, and 0). Inlined: returned
-/// through memory, its result cost a tenth of a scan in store-forwarding
-/// stalls.
+/// time and presence columns; `prev` is the previous row's LSN and time in
+/// the block's `unit` (the first row's: the block's first LSN, and 0).
+/// Inlined: returned through memory, its result cost a tenth of a scan in
+/// store-forwarding stalls.
 #[inline(always)]
 fn next_key(
     cols: &mut [Rd<'_>; COLUMNS],
     row: u32,
     prev: &mut (u64, i64),
+    unit: i64,
 ) -> Result<(RowKey, u16), Problem> {
     let short = || bad("block ends early");
     let delta = cols[COL_LSN].varint().ok_or_else(short)?;
@@ -658,7 +684,7 @@ fn next_key(
         lsn: Lsn(prev.0),
         type_id,
         severity,
-        time: prev.1,
+        time: prev.1.wrapping_mul(unit),
     };
     Ok((key, bits))
 }
@@ -687,8 +713,7 @@ fn next_fields<'a>(
 /// byte), or `None` if its column table does not hold.
 pub fn column_starts(raw: &[u8]) -> Option<[usize; COLUMNS]> {
     let mut r = Rd::new(raw);
-    r.varint()?;
-    r.varint()?;
+    prefix(&mut r).ok()?;
     let mut starts = [0; COLUMNS];
     for s in &mut starts {
         *s = r.at;
@@ -700,11 +725,14 @@ pub fn column_starts(raw: &[u8]) -> Option<[usize; COLUMNS]> {
 
 /// Whether `prefix`, the first bytes of a raw block, holds its columns up
 /// to `last` (or is malformed before: more bytes would not help).
-fn holds_columns(prefix: &[u8], last: usize) -> bool {
-    let mut r = Rd::new(prefix);
-    let (Some(_), Some(_)) = (r.varint(), r.varint()) else {
-        return false;
-    };
+fn holds_columns(raw_prefix: &[u8], last: usize) -> bool {
+    let mut r = Rd::new(raw_prefix);
+    match prefix(&mut r) {
+        Ok(_) => {}
+        Err(Short) => return false,
+        // Malformed: more bytes would not help.
+        Err(Bad(_)) => return true,
+    }
     for _ in 0..=last {
         let Some(n) = r.varint() else { return false };
         match usize::try_from(n) {
@@ -716,14 +744,41 @@ fn holds_columns(prefix: &[u8], last: usize) -> bool {
     true
 }
 
+/// Why a raw block's prefix does not read: it is cut short, or wrong.
+enum PrefixError {
+    Short,
+    Bad(String),
+}
+use PrefixError::{Bad, Short};
+
+/// A raw block's prefix: its row count, first LSN and time unit (1 ns for
+/// blocks before version 4, which start with the row count).
+fn prefix(r: &mut Rd<'_>) -> Result<(u64, u64, i64), PrefixError> {
+    let mut unit = 1;
+    if r.b.get(r.at) == Some(&TIME_UNIT_MARK) {
+        r.at += 1;
+        let exp = r.u8().ok_or(Short)?;
+        if exp > MAX_TIME_EXP {
+            return Err(Bad(format!("block time unit 10^{exp} ns")));
+        }
+        unit = 10i64.pow(u32::from(exp));
+    }
+    let rows = r.varint().ok_or(Short)?;
+    let first_lsn = r.varint().ok_or(Short)?;
+    Ok((rows, first_lsn, unit))
+}
+
 /// The columns of a raw block, found from its column table: all of them
 /// (`last` = the last column: `raw` must be the whole block), or those up
-/// to `last` only (the rest empty; `raw` may be a prefix of the block).
-fn columns(raw: &[u8], last: usize) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Problem> {
+/// to `last` only (the rest empty; `raw` may be a prefix of the block);
+/// with its row count, first LSN and time unit.
+fn columns(raw: &[u8], last: usize) -> Result<(u32, u64, i64, [Rd<'_>; COLUMNS]), Problem> {
     let mut r = Rd::new(raw);
     let short = || bad("block ends early");
-    let rows = r.varint().ok_or_else(short)?;
-    let first_lsn = r.varint().ok_or_else(short)?;
+    let (rows, first_lsn, unit) = prefix(&mut r).map_err(|e| match e {
+        Short => short(),
+        Bad(what) => bad(what),
+    })?;
     let rows = u32::try_from(rows)
         .ok()
         .filter(|&n| n > 0 && n as usize <= raw.len())
@@ -740,7 +795,7 @@ fn columns(raw: &[u8], last: usize) -> Result<(u32, u64, [Rd<'_>; COLUMNS]), Pro
     if cols[COL_KEY].left() != rows as usize * 3 || cols[COL_BITS].left() != rows as usize * 2 {
         return Err(bad("key or presence column does not match the row count"));
     }
-    Ok((rows, first_lsn, cols))
+    Ok((rows, first_lsn, unit, cols))
 }
 
 /// Walks every row of a block's `body`, decompressing only the frames that
@@ -760,11 +815,11 @@ pub fn scan_block(
         n => 4 + (15 - n.leading_zeros() as usize),
     };
     while !holds_columns(body.raw(), last) && body.decompress_next(d)? {}
-    let (rows, first_lsn, mut cols) = columns(body.raw(), last)?;
+    let (rows, first_lsn, unit, mut cols) = columns(body.raw(), last)?;
     let mut prev = (first_lsn, 0i64);
     let mut fields = codec::Fields::default();
     for n in 0..rows {
-        let (key, bits) = next_key(&mut cols, n, &mut prev)?;
+        let (key, bits) = next_key(&mut cols, n, &mut prev, unit)?;
         fields.clear();
         if key.severity != OPAQUE {
             if bits >> FIELD_COLUMNS != 0 {
@@ -862,13 +917,13 @@ fn decode_rows(
     out: &mut Vec<(Lsn, Range<usize>)>,
     upto: u32,
 ) -> Result<u32, Problem> {
-    let (rows, first_lsn, mut cols) = columns(raw, COLUMNS - 1)?;
+    let (rows, first_lsn, unit, mut cols) = columns(raw, COLUMNS - 1)?;
     let short = || bad("block ends early");
     let mut prev = (first_lsn, 0i64);
     let mut fields = codec::Fields::default();
     let upto = upto.min(rows);
     for row in 0..upto {
-        let (key, bits) = next_key(&mut cols, row, &mut prev)?;
+        let (key, bits) = next_key(&mut cols, row, &mut prev, unit)?;
         let (lsn, type_id, severity, time) = (key.lsn.0, key.type_id, key.severity, key.time);
         let start = buf.len();
         fields.clear();
@@ -917,6 +972,67 @@ mod tests {
         for v in [0, 1, -1, i64::MAX, i64::MIN, 12345, -98765] {
             assert_eq!(unzigzag(zigzag(v)), v);
         }
+    }
+
+    /// Events whose times share a power of ten of nanoseconds are stored in
+    /// that unit and come back exactly, whatever the times (negative, at
+    /// the ends of the range, mixed with opaque rows and with finer ones).
+    #[test]
+    fn times_are_stored_in_the_largest_unit_that_divides_them_all() {
+        use crate::event::{Event, Timestamp};
+        let ms = 1_000_000i64;
+        let cases: [(&[i64], u8); 7] = [
+            (
+                &[1_700_000_000_123 * ms, 1_700_000_000_120 * ms, -5 * ms],
+                6,
+            ),
+            (&[1_700_000_000 * 1_000_000_000, 0, -7_000_000_000], 9),
+            (&[1_700_000_000_123_456_000, 1_000], 3),
+            (&[1_700_000_000_123 * ms, 1_700_000_000_123 * ms + 1], 0),
+            (&[i64::MIN, i64::MAX, 0], 0),
+            (&[i64::MAX / ms * ms, i64::MIN / ms * ms, 0], 6),
+            (&[0, 0], 9),
+        ];
+        for (times, exp) in cases {
+            let mut payloads: Vec<Vec<u8>> = times
+                .iter()
+                .map(|&t| {
+                    let mut p = Vec::new();
+                    let e = Event::new(Timestamp(t), "T", crate::Severity::Info);
+                    codec::encode(&e, 1, &mut |_| 0, &mut p);
+                    p
+                })
+                .collect();
+            payloads.push(b"not an event".to_vec());
+            let rows: Vec<RowIn<'_>> = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, p)| RowIn::new(Lsn(7 + i as u64), p))
+                .collect();
+            let raw = encode_block(&rows);
+            assert_eq!(raw[..2], [TIME_UNIT_MARK, exp], "{times:?}");
+            let (mut buf, mut out) = (Vec::new(), Vec::new());
+            let mut got = Vec::new();
+            decode_block(
+                &raw,
+                &mut |k, _| {
+                    got.push(k.time);
+                    true
+                },
+                &mut buf,
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(got[..times.len()], times[..], "exponent {exp}");
+            for ((_, range), p) in out.iter().zip(&payloads) {
+                assert_eq!(&buf[range.clone()], &p[..]);
+            }
+        }
+        // An exponent past seconds is refused, not multiplied out.
+        let mut raw = encode_block(&[RowIn::new(Lsn(1), b"x")]);
+        raw[1] = MAX_TIME_EXP + 1;
+        let err = decode_block(&raw, &mut |_, _| true, &mut Vec::new(), &mut Vec::new());
+        assert!(err.is_err());
     }
 
     #[test]

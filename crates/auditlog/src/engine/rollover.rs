@@ -274,11 +274,18 @@ pub(crate) fn rollover(shared: &Shared, st: &mut WriterState, needed: u64) -> Re
     r.writer_at(seg.id, DATA_START);
     st.tail = seg;
     st.off = DATA_START;
-    st.sealed_on_request = false;
-    // A log that fills segments gets its next spare at once: the thread
-    // seals the old segment first, which takes tens of milliseconds at 64 MiB.
-    st.spare_at = u64::MAX;
-    r.want_spare();
+    if std::mem::take(&mut st.sealed_on_request) {
+        // Sealed on request, not full (`auditlog compact` does this and
+        // exits): like a fresh log's, the new tail asks for a spare once half
+        // full, so a log sealed and left keeps none beside its small tail.
+        st.spare_at = spare_at(&st.tail);
+    } else {
+        // A log that fills segments gets its next spare at once: the thread
+        // seals the old segment first, which takes tens of milliseconds at
+        // 64 MiB.
+        st.spare_at = u64::MAX;
+        r.want_spare();
+    }
     Ok(())
 }
 
