@@ -258,6 +258,28 @@ fn a_log_of_a_few_records_gets_no_spare() {
     assert!(!tmp(dir.path(), 2).exists());
 }
 
+/// A segment sealed on request (what `auditlog compact` does before it
+/// exits) is not full: the new tail asks for a spare only once half full,
+/// like a fresh log's, so a log sealed and left keeps no spare beside it.
+#[test]
+fn a_seal_on_request_asks_for_no_spare_until_the_new_tail_is_half_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let mut written = Vec::new();
+    fill_to(&log, &mut written, 1, 150);
+    wait_for_spare(&log);
+    log.seal().unwrap();
+    assert_eq!(log.rollover_stats().from_spare, 1);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(log.rollover_stats().spare_bytes, 0);
+    assert!(!tmp(dir.path(), 3).exists());
+    // Half a tail later it asks, as before.
+    fill_to(&log, &mut written, 2, 150);
+    wait_for_spare(&log);
+    drop(log);
+    assert!(tmp(dir.path(), 3).exists());
+}
+
 /// Issue 14: when the spare is ready, a rollover makes the writer wait for
 /// nothing: no segment created under the writer lock, no wait for the
 /// worker. Counted by the log, not timed.
