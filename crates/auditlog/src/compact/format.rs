@@ -723,8 +723,8 @@ pub fn column_starts(raw: &[u8]) -> Option<[usize; COLUMNS]> {
     (r.left() == 0).then_some(starts)
 }
 
-/// Whether `prefix`, the first bytes of a raw block, holds its columns up
-/// to `last` (or is malformed before: more bytes would not help).
+/// Whether `raw_prefix`, the first bytes of a raw block, holds its columns
+/// up to `last` (or is malformed before: more bytes would not help).
 fn holds_columns(raw_prefix: &[u8], last: usize) -> bool {
     let mut r = Rd::new(raw_prefix);
     match prefix(&mut r) {
