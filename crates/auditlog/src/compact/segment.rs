@@ -367,6 +367,17 @@ impl CSeg {
     ) -> Result<Decoded> {
         let (limited, all) = (filter.keys_limited(), filter.is_all());
         let (mut buf, mut rows) = (Vec::new(), Vec::new());
+        if all {
+            // Every row comes out: sized once, about the blocks' raw bytes,
+            // rather than grown by doubling (a stripe's worth, copied and
+            // held up to twice over, was the peak of a full read).
+            let blocks = part.iter().map(|&(_, n)| &self.index.blocks[n]);
+            let (raw, n): (usize, usize) = blocks.fold((0, 0), |(r, n), b| {
+                (r + b.raw_len as usize, n + b.rows as usize)
+            });
+            buf.reserve(raw + 8 * n);
+            rows.reserve(n);
+        }
         let mut frames = (0u64, 0u64);
         for &(i, n) in part {
             let b = &self.index.blocks[n];

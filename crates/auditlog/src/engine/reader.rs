@@ -290,6 +290,9 @@ impl Cursor {
             }
             if let Some(end) = self.stripe_end.take() {
                 self.lsn = self.lsn.max(end);
+                // The stripe is used up: its buffer goes before the next is
+                // read (records handed out keep their own references).
+                self.stripe_bytes = Bytes::new();
             }
             if self.failed || self.lsn >= upto {
                 return None;
