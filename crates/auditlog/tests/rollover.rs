@@ -276,6 +276,7 @@ fn a_seal_on_request_asks_for_no_spare_until_the_new_tail_is_half_full() {
     // Half a tail later it asks, as before.
     fill_to(&log, &mut written, 2, 150);
     wait_for_spare(&log);
+    assert_dense(&log, &written);
     drop(log);
     assert!(tmp(dir.path(), 3).exists());
 }
