@@ -278,6 +278,9 @@ pub(crate) struct SyncState {
     pub(crate) round: u64,
     /// The latest round makes every LSN below this durable.
     pub(crate) upto: u64,
+    /// Threads that waited for a round, by its parity: the round in progress
+    /// and the next (see `writer::gather`).
+    pub(crate) waiting: [u64; 2],
 }
 
 /// What threads waiting for a group-commit round look at without the
@@ -288,8 +291,8 @@ pub(crate) struct SyncRounds {
     pub(crate) done: AtomicU64,
     /// A leader is syncing (mirrors `SyncState::leading`).
     pub(crate) leading: AtomicBool,
-    /// Threads the last round woke that have not come back with their next
-    /// record yet (see `writer::gather`).
+    /// Threads the last round covered that have not come back with their
+    /// next record yet (see `writer::gather`).
     pub(crate) returning: AtomicU64,
     /// How long the last sync took, in nanoseconds.
     pub(crate) last_sync_ns: AtomicU64,
