@@ -6,7 +6,8 @@
 //! the writer pays nothing; a filtered read then goes straight to the
 //! frames of the keys it wants, past the chunks whose times it rules out,
 //! and counts come from the summaries. A reopened log rebuilds it the
-//! same way on its first filtered read.
+//! same way on its first filtered read, without checking again the CRCs of
+//! the frames its recovery scan checked (those of unsealed segments).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -149,6 +150,9 @@ pub(crate) struct ChunkIndex {
     /// A frame that does not check (damage): the index stops there, and
     /// readers scan on and report it.
     stuck: bool,
+    /// Frames ending at or before this offset were checked against their
+    /// CRCs by the open's recovery scan: summarising them checks the rest.
+    checked_end: u64,
 }
 
 impl ChunkIndex {
@@ -159,22 +163,27 @@ impl ChunkIndex {
             next_off: start,
             next_lsn: first_lsn,
             stuck: false,
+            checked_end: start,
         }
+    }
+
+    /// Says that the frames before `end` were checked against their CRCs
+    /// (by a recovery scan that found every one before it valid).
+    pub(crate) fn checked_before(&mut self, end: u64) {
+        self.checked_end = self.checked_end.max(end);
     }
 
     /// Extends the index over the complete chunks of `bytes[..end]`.
     pub(crate) fn extend(&mut self, bytes: &[u8], end: u64, record_max: u32, skips: &[Skip]) {
         while !self.stuck && self.next_off < end {
             let mut frames = Vec::with_capacity(CHUNK_FRAMES as usize);
-            match summarise(
-                bytes,
-                self.next_off,
-                self.next_lsn,
+            let at = Place {
+                start: self.next_off,
+                first_lsn: self.next_lsn,
                 end,
-                record_max,
-                skips,
-                &mut frames,
-            ) {
+                checked_end: self.checked_end,
+            };
+            match summarise(bytes, &at, record_max, skips, &mut frames) {
                 Ok(Some(c)) => {
                     // One look-up per key of the chunk, not per frame.
                     frames.sort_by_key(|f| f.0);
@@ -235,17 +244,32 @@ impl ChunkIndex {
     }
 }
 
-/// The chunk starting at `off`: `Ok(None)` if fewer than [`CHUNK_FRAMES`]
-/// frames follow before `end`, `Err` at a frame that does not check.
-fn summarise(
-    bytes: &[u8],
+/// Where a chunk to summarise starts, and what bounds it.
+struct Place {
     start: u64,
     first_lsn: Lsn,
+    /// The end of the bytes readable now.
     end: u64,
+    /// See [`ChunkIndex::checked_before`].
+    checked_end: u64,
+}
+
+/// The chunk starting at `at.start`: `Ok(None)` if fewer than
+/// [`CHUNK_FRAMES`] frames follow before `at.end`, `Err` at a frame that
+/// does not check.
+fn summarise(
+    bytes: &[u8],
+    at: &Place,
     record_max: u32,
     skips: &[Skip],
     frames_out: &mut Vec<(u32, Lsn, u64)>,
 ) -> Result<Option<Chunk>, ()> {
+    let &Place {
+        start,
+        first_lsn,
+        end,
+        checked_end,
+    } = at;
     let (mut off, mut lsn, mut frames) = (start, first_lsn, 0u32);
     let mut keys = Vec::new();
     let (mut min_time, mut max_time, mut opaque) = (i64::MAX, i64::MIN, false);
@@ -257,7 +281,14 @@ fn summarise(
             (off, lsn) = (s.end, lsn.max(s.next_lsn));
             continue;
         }
-        let f = frame::decode(bytes, off, end, record_max).map_err(|_| ())?;
+        let f = if off < checked_end {
+            // Bounded by `checked_end`: a frame reaching past it is checked whole.
+            frame::decode_checked_before(bytes, off, checked_end, record_max)
+                .or_else(|_| frame::decode(bytes, off, end, record_max))
+        } else {
+            frame::decode(bytes, off, end, record_max)
+        }
+        .map_err(|_| ())?;
         if f.lsn != lsn {
             return Err(());
         }
@@ -296,4 +327,53 @@ fn summarise(
         opaque,
         filter: std::sync::OnceLock::new(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::frame::encode_header;
+
+    /// `n` frames of opaque payloads from LSN 1, from offset 0; the offset
+    /// of each.
+    fn frames(n: u64) -> (Vec<u8>, Vec<u64>) {
+        let (mut bytes, mut offs) = (Vec::new(), Vec::new());
+        for lsn in 1..=n {
+            let payload = format!("record {lsn}").into_bytes();
+            offs.push(bytes.len() as u64);
+            bytes.extend_from_slice(&encode_header(Lsn(lsn), &payload));
+            bytes.extend_from_slice(&payload);
+        }
+        (bytes, offs)
+    }
+
+    fn index(bytes: &[u8], checked_end: u64) -> ChunkIndex {
+        let mut index = ChunkIndex::new(0, Lsn(1));
+        index.checked_before(checked_end);
+        index.extend(bytes, bytes.len() as u64, 1 << 20, &[]);
+        index
+    }
+
+    #[test]
+    fn frames_past_what_recovery_checked_are_checked_against_their_crcs() {
+        let n = u64::from(CHUNK_FRAMES) * 2;
+        let (mut bytes, offs) = frames(n);
+        let second = offs[CHUNK_FRAMES as usize];
+        assert_eq!(index(&bytes, second).chunks.len(), 2);
+        // A payload byte of the second chunk flipped: past `checked_end`,
+        // so the index stops before that chunk.
+        bytes[second as usize + FRAME_HEADER_LEN + 2] ^= 1;
+        let damaged = index(&bytes, second);
+        assert_eq!(damaged.chunks.len(), 1);
+        assert_eq!(damaged.end(), (second, Lsn(u64::from(CHUNK_FRAMES) + 1)));
+        // With nothing checked before, a flip in the first chunk stops it
+        // at once.
+        let (mut bytes, _) = frames(n);
+        bytes[FRAME_HEADER_LEN + 2] ^= 1;
+        assert!(index(&bytes, 0).chunks.is_empty());
+        // What the scan checked is not checked again (the work saved): the
+        // flip below `checked_end` goes unseen by the index (readers check
+        // each frame they return).
+        assert_eq!(index(&bytes, second).chunks.len(), 2);
+    }
 }

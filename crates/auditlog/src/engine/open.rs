@@ -341,7 +341,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
                 // A spare up to the size made allocated whole was; a
                 // larger one may still have its hole (it is allocated
                 // before use either way).
-                let allocated = file.file_len() <= super::rollover::PREFAULT_AHEAD;
+                let allocated = file.file_len() <= super::rollover::SPARE_HEAD;
                 spare = Some(Spare {
                     id,
                     tmp,
@@ -765,6 +765,9 @@ fn load_segment(
                 scan = Some(s);
             });
             let mut s = scan.expect("inspect calls back");
+            // Every frame before the first damage (or the end) checked.
+            let checked = s.damage.first().map_or(s.valid_end, |d| d.start);
+            seg.chunks.get_mut().checked_before(checked);
             let mut lost_end_next: Option<Lsn> = None;
             if let Some(f) = footer {
                 let whole_ok = data_crc == f.data_crc || !seg.skips.is_empty();

@@ -63,6 +63,27 @@ pub fn decode(
     limit: u64,
     payload_max: u32,
 ) -> Result<FrameRef<'_>, Problem> {
+    decode_with(bytes, offset, limit, payload_max, true)
+}
+
+/// [`decode`] of a frame a scan of these bytes has already checked against
+/// its CRC: everything but the CRC is checked again.
+pub fn decode_checked_before(
+    bytes: &[u8],
+    offset: u64,
+    limit: u64,
+    payload_max: u32,
+) -> Result<FrameRef<'_>, Problem> {
+    decode_with(bytes, offset, limit, payload_max, false)
+}
+
+fn decode_with(
+    bytes: &[u8],
+    offset: u64,
+    limit: u64,
+    payload_max: u32,
+    check_crc: bool,
+) -> Result<FrameRef<'_>, Problem> {
     let limit = limit.min(bytes.len() as u64);
     let room = limit.saturating_sub(offset);
     let Some((len, stored, lsn)) = peek(bytes, offset, limit) else {
@@ -81,9 +102,11 @@ pub fn decode(
     let header: &[u8; FRAME_HEADER_LEN] =
         bytes[start..start + FRAME_HEADER_LEN].try_into().unwrap();
     let payload = &bytes[start + FRAME_HEADER_LEN..start + FRAME_HEADER_LEN + len as usize];
-    let computed = frame_crc(header, payload);
-    if computed != stored {
-        return Err(Problem::FrameCrc { stored, computed });
+    if check_crc {
+        let computed = frame_crc(header, payload);
+        if computed != stored {
+            return Err(Problem::FrameCrc { stored, computed });
+        }
     }
     if lsn == 0 {
         return Err(Problem::LsnMismatch {
