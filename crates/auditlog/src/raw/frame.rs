@@ -68,7 +68,7 @@ pub fn decode(
 
 /// [`decode`] of a frame a scan of these bytes has already checked against
 /// its CRC: everything but the CRC is checked again.
-pub fn decode_checked_before(
+pub(crate) fn decode_checked_before(
     bytes: &[u8],
     offset: u64,
     limit: u64,
