@@ -185,16 +185,28 @@ fn find_next_frame(
     None
 }
 
+/// Bytes looked at together when skipping zeros: a segment's unwritten
+/// rest (up to a whole segment) is read at every open, forwards and back.
+const ZEROS_STEP: usize = 64;
+
+fn all_zero(block: &[u8]) -> bool {
+    // OR of the words: the compiler vectorises it (a loop that stops at the
+    // first non-zero byte it does not).
+    block
+        .chunks_exact(8)
+        .fold(0, |acc, w| acc | u64::from_ne_bytes(w.try_into().unwrap()))
+        == 0
+}
+
 /// Offset of the first non-zero byte in `from..limit`.
 fn first_nonzero(bytes: &[u8], from: u64, limit: u64) -> Option<u64> {
     let s = &bytes[from as usize..limit as usize];
     let mut i = 0;
-    let chunks = s.chunks_exact(8);
-    for c in chunks {
-        if u64::from_ne_bytes(c.try_into().unwrap()) != 0 {
+    for c in s.chunks_exact(ZEROS_STEP) {
+        if !all_zero(c) {
             break;
         }
-        i += 8;
+        i += ZEROS_STEP;
     }
     s[i..]
         .iter()
@@ -206,8 +218,8 @@ fn first_nonzero(bytes: &[u8], from: u64, limit: u64) -> Option<u64> {
 fn last_nonzero_end(bytes: &[u8], from: u64) -> u64 {
     let s = &bytes[from as usize..];
     let mut end = s.len();
-    while end >= 8 && u64::from_ne_bytes(s[end - 8..end].try_into().unwrap()) == 0 {
-        end -= 8;
+    while end >= ZEROS_STEP && all_zero(&s[end - ZEROS_STEP..end]) {
+        end -= ZEROS_STEP;
     }
     while end > 0 && s[end - 1] == 0 {
         end -= 1;
@@ -219,6 +231,27 @@ fn last_nonzero_end(bytes: &[u8], from: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::raw::frame::encode_header;
+
+    #[test]
+    fn zeros_are_skipped_to_the_exact_byte_from_any_start() {
+        let len = 3 * ZEROS_STEP + 5;
+        for at in 0..len {
+            let mut b = vec![0u8; len];
+            b[at] = 0x80;
+            for from in [0, 1, 7, 8, ZEROS_STEP - 1, ZEROS_STEP + 3] {
+                let want = (at >= from).then_some(at as u64);
+                assert_eq!(
+                    first_nonzero(&b, from as u64, len as u64),
+                    want,
+                    "{at} {from}"
+                );
+                let end = if at >= from { at + 1 } else { from };
+                assert_eq!(last_nonzero_end(&b, from as u64), end as u64, "{at} {from}");
+            }
+        }
+        assert_eq!(first_nonzero(&[0; 200], 0, 200), None);
+        assert_eq!(last_nonzero_end(&[0; 200], 3), 3);
+    }
 
     fn log_bytes(n: u64, size: usize) -> (Vec<u8>, Vec<u64>) {
         let mut b = vec![0u8; 16];
