@@ -109,7 +109,8 @@ fn power_loss_keeps_every_synced_record_and_returns_no_garbage() {
             fs.crash(rng.next());
             drop(log);
         }
-        let log = Log::open(fdir(), opts(&fs)).unwrap();
+        let log = Log::open(fdir(), opts(&fs))
+            .unwrap_or_else(|e| panic!("seed {seed} after the last round: reopen failed: {e}"));
         check_prefix(seed, &log, &mut written, acked);
         assert!(log.verify().unwrap().damage.is_empty(), "seed {seed}");
     });

@@ -447,6 +447,13 @@ impl SegmentFile for FaultFile {
     fn sync_range(&self, _offset: u64, _len: u64) -> io::Result<()> {
         let result = self.check_alive()?.sync_allowed();
         let mut f = self.state.lock();
+        // Checked again under the file's lock: a crash between the check
+        // above and this lock has taken its image of the file already, so
+        // this sync never happened (it must not report success: the caller
+        // would go on to rename a segment whose header the image lacks).
+        // A crash after this check waits for the lock, and its image has
+        // what this sync makes durable.
+        self.check_alive()?;
         if result.is_ok() {
             f.durable = f.current.clone();
         }
