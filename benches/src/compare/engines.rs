@@ -901,8 +901,10 @@ fn keep_appending(engine: &str, store: &Path, evs: &[Event]) {
 fn reopen(engine: &str, store: &Path, q: &Questions) -> String {
     match engine {
         "auditlog" => {
+            let t = Instant::now();
             let log = AuditLog::open(store.join("auditlog"), audit_opts(Durability::Buffered))
                 .expect("open");
+            emit("reopen_open_ms", t.elapsed().as_secs_f64() * 1e3);
             let n = log
                 .query(&filter(q, "q1"), false)
                 .count_matches()

@@ -14,6 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::{RwLock, RwLockUpgradableReadGuard};
+
 use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::event::codec::{self, EventRef, TextField};
@@ -542,12 +544,17 @@ impl Registry {
 
     /// The whole file for what is known now.
     fn file_text(&self) -> String {
+        self.file_text_covering(self.covered)
+    }
+
+    /// The whole file for what is known now, saying it covers `covered`.
+    fn file_text_covering(&self, covered: u64) -> String {
         let mut text = line(0, &Entry::Format(2));
         for (lsn, e) in self.entries() {
             text.push_str(&line(lsn, &e));
         }
-        if self.covered > 0 {
-            text.push_str(&line(0, &Entry::Covered(self.covered)));
+        if covered > 0 {
+            text.push_str(&line(0, &Entry::Covered(covered)));
         }
         text
     }
@@ -555,42 +562,72 @@ impl Registry {
     /// Replaces `CATALOG` atomically: written as `CATALOG.tmp`, synced,
     /// renamed over it, directory synced.
     fn replace_file(&mut self, shared: &Shared, text: &str) -> Result<()> {
-        let vfs = &shared.opts.vfs;
-        let (tmp, path) = (
-            shared.dir.join(CATALOG_TMP_FILE),
-            shared.dir.join(CATALOG_FILE),
-        );
-        match vfs.remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("remove", &tmp, e))
-            }
-            _ => {}
-        }
-        vfs.append_file(&tmp, text.as_bytes())
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        vfs.rename(&tmp, &path)
-            .map_err(|e| Error::io("rename", &tmp, e))?;
-        vfs.sync_dir(&shared.dir)
-            .map_err(|e| Error::io("sync directory", &shared.dir, e))?;
+        write_whole_file(shared, text)?;
         self.needs_rewrite = false;
         self.covered_lines = usize::from(self.covered > 0);
         Ok(())
     }
 
     /// Notes in the file that every catalog record below `lsn` is in it, so
-    /// the next open reads the log only from there.
+    /// the next open reads the log only from there. `lsn` must be durable.
     pub(crate) fn mark_covered(&mut self, shared: &Shared, lsn: u64) -> Result<()> {
-        if lsn <= self.covered || self.failed.is_some() {
+        let Some(write) = self.cover_write(lsn) else {
             return Ok(());
+        };
+        let written = write.run(shared);
+        self.covered_written(lsn, &write, written)
+    }
+
+    /// [`mark_covered`](Self::mark_covered) from a thread of the log's own
+    /// (the rollover worker, after it sealed a segment). The file is written
+    /// under an upgradable read: appends, which read the registry for every
+    /// event, go on meanwhile; registrations, which hold the write lock from
+    /// their catalog record's append to their line's write, wait, so none is
+    /// half done while the mark says every record below `lsn` is in the file.
+    pub(crate) fn mark_covered_shared(
+        registry: &RwLock<Registry>,
+        shared: &Shared,
+        lsn: u64,
+    ) -> Result<()> {
+        let r = registry.upgradable_read();
+        let Some(write) = r.cover_write(lsn) else {
+            return Ok(());
+        };
+        let written = write.run(shared);
+        RwLockUpgradableReadGuard::upgrade(r).covered_written(lsn, &write, written)
+    }
+
+    /// What marking `lsn` covered writes to the file: nothing if it is no
+    /// further than the file says already (or the file cannot be written).
+    fn cover_write(&self, lsn: u64) -> Option<CoverWrite> {
+        if lsn <= self.covered || self.failed.is_some() {
+            return None;
         }
-        self.covered = lsn;
-        if self.covered_lines >= COVERED_LINES_MAX {
-            let text = self.file_text();
-            return self.replace_file(shared, &text);
-        }
-        self.covered_lines += 1;
-        match self.write_lines(shared, &line(0, &Entry::Covered(lsn))) {
-            // A full disk: the file is written whole next time.
+        Some(
+            if self.needs_rewrite || self.covered_lines >= COVERED_LINES_MAX {
+                CoverWrite::Whole(self.file_text_covering(lsn))
+            } else {
+                CoverWrite::Line(line(0, &Entry::Covered(lsn)))
+            },
+        )
+    }
+
+    /// Takes in how writing a mark went. A full disk leaves the file to be
+    /// written whole next time; any other failure ends registrations in
+    /// this process (as a failed registration does).
+    fn covered_written(&mut self, lsn: u64, write: &CoverWrite, written: Result<()>) -> Result<()> {
+        self.covered = self.covered.max(lsn);
+        match written {
+            Ok(()) => {
+                match write {
+                    CoverWrite::Whole(_) => {
+                        self.needs_rewrite = false;
+                        self.covered_lines = 1;
+                    }
+                    CoverWrite::Line(_) => self.covered_lines += 1,
+                }
+                Ok(())
+            }
             Err(Error::StorageFull { .. }) => {
                 self.needs_rewrite = true;
                 Ok(())
@@ -599,7 +636,6 @@ impl Registry {
                 self.failed = Some(e.to_string());
                 Err(e)
             }
-            Ok(()) => Ok(()),
         }
     }
 
@@ -620,6 +656,52 @@ impl Registry {
             .collect();
         self.record(shared, time, again)
     }
+}
+
+/// What marking an LSN covered writes to `CATALOG`.
+enum CoverWrite {
+    /// A `covered` line appended.
+    Line(String),
+    /// The whole file anew (it must be, or it gathered enough marks).
+    Whole(String),
+}
+
+impl CoverWrite {
+    fn run(&self, shared: &Shared) -> Result<()> {
+        match self {
+            CoverWrite::Line(text) => {
+                let path = shared.dir.join(CATALOG_FILE);
+                shared
+                    .opts
+                    .vfs
+                    .append_file(&path, text.as_bytes())
+                    .map_err(|e| Error::io("write", &path, e))
+            }
+            CoverWrite::Whole(text) => write_whole_file(shared, text),
+        }
+    }
+}
+
+/// Replaces `CATALOG` with `text` atomically: written as `CATALOG.tmp`,
+/// synced, renamed over it, directory synced.
+fn write_whole_file(shared: &Shared, text: &str) -> Result<()> {
+    let vfs = &shared.opts.vfs;
+    let (tmp, path) = (
+        shared.dir.join(CATALOG_TMP_FILE),
+        shared.dir.join(CATALOG_FILE),
+    );
+    match vfs.remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("remove", &tmp, e))
+        }
+        _ => {}
+    }
+    vfs.append_file(&tmp, text.as_bytes())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    vfs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    vfs.sync_dir(&shared.dir)
+        .map_err(|e| Error::io("sync directory", &shared.dir, e))
 }
 
 /// The payload of a catalog record holding `entry`.

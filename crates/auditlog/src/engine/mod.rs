@@ -47,7 +47,7 @@ pub use open::RecoveryReport;
 pub(crate) use reader::planned_from;
 pub use reader::{Follower, Iter, Record};
 pub use rollover::RolloverStats;
-pub(crate) use state::{At, CreateError, MaintenanceHook, Seg, Shared, WriterState};
+pub(crate) use state::{At, CreateError, MaintenanceHook, SealHook, Seg, Shared, WriterState};
 pub use verify::VerifyReport;
 pub(crate) use visit::{visit, Visitor};
 pub(crate) use writer::append_batch;

@@ -477,6 +477,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         segments: RwLock::new(segs),
         compact_lock: Mutex::new(()),
         maintenance: Mutex::new(None),
+        after_seal: Mutex::new(None),
         background_error: Mutex::new(None),
         background_retry: Mutex::new(None),
         writer: Mutex::new(writer),

@@ -112,6 +112,8 @@ pub(crate) struct Rollovers {
     wake: Mutex<(u64, bool)>,
     wake_cv: Condvar,
     rollovers: AtomicU64,
+    /// Segments sealed (by anyone): the worker runs the seal hook when it moved.
+    sealed: AtomicU64,
     from_spare: AtomicU64,
     created: AtomicU64,
     waited: AtomicU64,
@@ -419,14 +421,17 @@ pub(crate) fn seal(shared: &Shared, seg: &Seg) -> Result<()> {
     seg.synced_end.store(end, Ordering::Release);
     seg.set_sealed();
     shared.durable.fetch_max(next, Ordering::AcqRel);
+    shared.rollovers.sealed.fetch_add(1, Ordering::AcqRel);
     Ok(())
 }
 
-/// The background worker of a writable log: finishes pending rollovers and
-/// keeps a spare ready, until [`Rollovers::stop_worker`].
+/// The background worker of a writable log: finishes pending rollovers,
+/// keeps a spare ready, and runs the seal hook after segments were sealed,
+/// until [`Rollovers::stop_worker`].
 pub(crate) fn worker(shared: &Shared) {
     let r = &shared.rollovers;
     let mut seen = 0;
+    let mut sealed = r.sealed.load(Ordering::Acquire);
     loop {
         if shared.check_poison().is_err() {
             // Nothing more is written; wait to be stopped.
@@ -450,6 +455,15 @@ pub(crate) fn worker(shared: &Shared) {
             Ok(()) => Duration::from_secs(60),
             Err(_) => Duration::from_secs(1),
         };
+        // Last: the writer may soon need the spare more than this.
+        let now_sealed = r.sealed.load(Ordering::Acquire);
+        if now_sealed != sealed {
+            sealed = now_sealed;
+            let hook = shared.after_seal.lock().clone();
+            if let Some(hook) = hook {
+                hook(shared);
+            }
+        }
         let mut wake = r.wake.lock();
         if wake.0 == seen && !wake.1 {
             r.wake_cv.wait_for(&mut wake, again);

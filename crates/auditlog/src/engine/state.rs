@@ -316,6 +316,10 @@ pub(crate) enum At {
 /// Run by the background thread after each compaction pass (retention).
 pub(crate) type MaintenanceHook = Arc<dyn Fn(&Arc<Shared>) -> Result<()> + Send + Sync>;
 
+/// Run by the rollover worker after segments were sealed (the catalog notes
+/// how far the log is durable, so that an open after a crash reads little).
+pub(crate) type SealHook = Arc<dyn Fn(&Shared) + Send + Sync>;
+
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
@@ -328,6 +332,7 @@ pub(crate) struct Shared {
     /// Held while compacting or removing segments.
     pub(crate) compact_lock: Mutex<()>,
     pub(crate) maintenance: Mutex<Option<MaintenanceHook>>,
+    pub(crate) after_seal: Mutex<Option<SealHook>>,
     /// The last background compaction or retention error, if the last pass failed.
     pub(crate) background_error: Mutex<Option<String>>,
     /// After a failed background pass: how long until the next one.
