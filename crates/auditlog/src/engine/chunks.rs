@@ -293,13 +293,13 @@ fn summarise(
             return Err(());
         }
         let payload = &bytes[(off as usize + FRAME_HEADER_LEN)..f.next as usize];
-        match codec::split(payload) {
-            Some((h, _)) => {
-                let key = u32::from(h.type_id) << 8 | u32::from(h.severity);
+        match codec::peek_structure(payload) {
+            Some((type_id, severity, time)) => {
+                let key = u32::from(type_id) << 8 | u32::from(severity.code());
                 keys.push(key);
                 frames_out.push((key, lsn, off));
-                min_time = min_time.min(h.time);
-                max_time = max_time.max(h.time);
+                min_time = min_time.min(time.0);
+                max_time = max_time.max(time.0);
             }
             None => {
                 opaque = true;
