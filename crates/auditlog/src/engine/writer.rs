@@ -266,7 +266,11 @@ pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
             // and only loads atomics; it parks only while the round is not
             // done and a leader is at work (ending a round sets both before
             // it unparks, so no wake-up is missed and no thread waits for a
-            // leader that is gone: without one it loops and leads).
+            // leader that is gone: without one it loops and leads). Bounded:
+            // the one waiter of the next round a round's end wakes to lead
+            // may find its record made durable meanwhile (a seal of the
+            // segment it is in) and leave without leading; the others would
+            // then sleep until some other call came.
             unsafe {
                 parking_lot_core::park(
                     rounds.key(round),
@@ -277,7 +281,7 @@ pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
                     || {},
                     |_, _| {},
                     parking_lot_core::DEFAULT_PARK_TOKEN,
-                    None,
+                    Some(std::time::Instant::now() + PARKED_MAX),
                 );
             }
             continue;
@@ -306,6 +310,10 @@ pub(crate) fn sync_to(shared: &Shared, target: Lsn) -> Result<()> {
         rounds.last_sync_ns.store(took, Ordering::Relaxed);
     }
 }
+
+/// How long a waiter parked for a round sleeps before it looks again for a
+/// leader (see `sync_to`): long next to a sync, short next to a stall.
+const PARKED_MAX: Duration = Duration::from_millis(10);
 
 /// Counts the calling thread among those `round` covers, once.
 fn count_in(st: &mut SyncState, counted: &mut Option<u64>, round: u64) {
@@ -570,5 +578,71 @@ impl crate::Log {
             &self.shared,
             Lsn(lsn.0.saturating_add(1).min(self.next_lsn().0)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Log, Options};
+    use std::sync::Arc;
+
+    /// The waiter a round's end wakes to lead the next round leaves without
+    /// leading when its record became durable meanwhile: the waiters behind
+    /// it still get their sync (they look again for a leader after
+    /// [`PARKED_MAX`]).
+    #[test]
+    fn a_woken_waiter_that_leaves_without_leading_strands_no_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(dir.path(), Options::default()).unwrap());
+        let shared = log.shared.clone();
+        // A leader at work on round 1 (no thread: this test ends its round).
+        {
+            let mut st = shared.sync_state.lock();
+            st.leading = true;
+            st.round = 1;
+            shared.sync_rounds.leading.store(true, Ordering::Release);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let append = |payload: &'static [u8]| {
+            let (log, tx) = (log.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let r = log.append_with(payload, Durability::Sync);
+                tx.send((payload, r.is_ok())).unwrap();
+            })
+        };
+        // Both wait for round 2; `b` parks first, so it is the one woken to lead.
+        let b = append(b"b");
+        let parked = |n: u64| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while shared.sync_state.lock().waiting[0] < n && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            // Counted in, then parked at once (no sync to time a yield by).
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        parked(1);
+        let c = append(b"c");
+        parked(2);
+        // `b`'s record made durable by other means (a seal does this).
+        let b_next = shared.visible.load(Ordering::Acquire) - 1;
+        shared.durable.fetch_max(b_next, Ordering::AcqRel);
+        drop(EndRound {
+            shared: &shared,
+            round: 1,
+        });
+        let mut done = Vec::new();
+        for _ in 0..2 {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((p, ok)) => {
+                    assert!(ok);
+                    done.push(p);
+                }
+                Err(_) => panic!("a waiter was stranded: only {done:?} returned"),
+            }
+        }
+        b.join().unwrap();
+        c.join().unwrap();
+        assert!(log.durable_lsn() >= log.next_lsn());
     }
 }
