@@ -528,18 +528,13 @@ impl Registry {
     /// Appends lines to `CATALOG` and makes them durable; `text` must be
     /// taken in already (a file that must be written anew is written whole).
     fn write_lines(&mut self, shared: &Shared, text: &str) -> Result<()> {
-        let path = shared.dir.join(CATALOG_FILE);
         if self.needs_rewrite {
             // Nothing sound to append to: write the whole file anew (what is
             // known already includes `text`).
             let all = self.file_text();
             return self.replace_file(shared, &all);
         }
-        shared
-            .opts
-            .vfs
-            .append_file(&path, text.as_bytes())
-            .map_err(|e| Error::io("write", &path, e))
+        append_to_file(shared, text)
     }
 
     /// The whole file for what is known now.
@@ -669,17 +664,20 @@ enum CoverWrite {
 impl CoverWrite {
     fn run(&self, shared: &Shared) -> Result<()> {
         match self {
-            CoverWrite::Line(text) => {
-                let path = shared.dir.join(CATALOG_FILE);
-                shared
-                    .opts
-                    .vfs
-                    .append_file(&path, text.as_bytes())
-                    .map_err(|e| Error::io("write", &path, e))
-            }
+            CoverWrite::Line(text) => append_to_file(shared, text),
             CoverWrite::Whole(text) => write_whole_file(shared, text),
         }
     }
+}
+
+/// Appends `text` to `CATALOG` and makes it durable.
+fn append_to_file(shared: &Shared, text: &str) -> Result<()> {
+    let path = shared.dir.join(CATALOG_FILE);
+    shared
+        .opts
+        .vfs
+        .append_file(&path, text.as_bytes())
+        .map_err(|e| Error::io("write", &path, e))
 }
 
 /// Replaces `CATALOG` with `text` atomically: written as `CATALOG.tmp`,
