@@ -119,7 +119,7 @@ impl AuditLog {
         if !opts.log.read_only {
             // Without it, an open after a crash would read every segment
             // written since the last clean close for catalog records (a
-            // second per few GB): with it, at most the newest unsealed ones.
+            // second per GB, measured): with it, at most the unsealed ones.
             let registry = registry.clone();
             let hook: crate::engine::SealHook = Arc::new(move |shared| {
                 let durable = shared.durable.load(std::sync::atomic::Ordering::Acquire);
