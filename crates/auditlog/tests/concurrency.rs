@@ -192,7 +192,8 @@ fn sync_appends_from_64_threads_survive_power_loss() {
         assert!(log.rollover_stats().rollovers > 0, "seed {seed}");
         fs.crash(seed);
         drop(log);
-        let log = Log::open(common::fdir(), opts).unwrap();
+        // A handle of the rebooted file system: `opts`'s is the old process's.
+        let log = Log::open(common::fdir(), opts.vfs(Arc::new(fs.clone()))).unwrap();
         for (lsn, p) in acked.iter().flatten() {
             let got = log.read(*lsn).unwrap();
             assert_eq!(

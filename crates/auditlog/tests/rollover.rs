@@ -362,6 +362,8 @@ fn power_loss_between_the_halves_of_a_rollover_loses_nothing_synced() {
         assert_eq!(log.rollover_stats().from_spare, 1, "seed {seed}");
         fs.crash(rng.next());
         drop(log);
+        // A handle of the rebooted file system: `o`'s is the old process's.
+        let o = faulty_opts(&fs);
         let log = Log::open(common::fdir(), o.recovery(RecoveryMode::Strict))
             .unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
         let got = all(&log);
@@ -406,6 +408,7 @@ fn a_failed_sync_in_either_half_of_a_rollover_leaves_a_log_that_opens_strict() {
             written.push(p);
             fs.crash(seed);
             drop(log);
+            let o = faulty_opts(&fs);
             let log = Log::open(common::fdir(), o.recovery(RecoveryMode::Strict))
                 .unwrap_or_else(|e| panic!("k {k} seed {seed}: reopen failed: {e}"));
             let got = all(&log);

@@ -30,9 +30,25 @@ use super::{LockGuard, SegmentFile, Vfs};
 pub const SECTOR: u64 = 512;
 
 /// The fault-injecting in-memory file system. Cheap to clone (shared state).
-#[derive(Clone, Debug, Default)]
+///
+/// A handle belongs to the generation it was made (or cloned) in: after a
+/// [`crash`](Self::crash) through another handle, its file-system operations
+/// fail, as those of a process the power loss outlived would (its threads
+/// must not rename, create or remove files in the rebooted image). The
+/// handle that crashed it, and clones made after, go on.
+#[derive(Debug, Default)]
 pub struct FaultyFs {
     inner: Arc<Inner>,
+    generation: AtomicU64,
+}
+
+impl Clone for FaultyFs {
+    fn clone(&self) -> Self {
+        FaultyFs {
+            inner: self.inner.clone(),
+            generation: AtomicU64::new(self.inner.generation.load(Ordering::Acquire)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +92,11 @@ struct FileState {
     frozen: u64,
 }
 
+/// A file-system operation through a handle from before a simulated crash.
+fn dead_fs() -> io::Error {
+    io::Error::other("file system handle from before a simulated crash")
+}
+
 fn dead() -> io::Error {
     io::Error::other("file handle from before a simulated crash")
 }
@@ -107,6 +128,7 @@ impl FaultyFs {
         let mut rng = SplitMix64(seed);
         let mut st = self.inner.state.lock();
         let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.generation.store(generation, Ordering::Release);
         let mut files = BTreeMap::new();
         for (path, entry) in std::mem::take(&mut st.files) {
             let survives = if entry.exists == entry.durable_exists {
@@ -186,8 +208,20 @@ impl FaultyFs {
         Some(contents)
     }
 
-    fn live(&self, path: &Path) -> io::Result<Arc<FaultFile>> {
+    /// The state, for a file-system operation through this handle: refused
+    /// if a crash came after the handle was made (checked under the lock
+    /// the crash takes, so no operation straddles one).
+    fn state(&self) -> io::Result<parking_lot::MutexGuard<'_, FsState>> {
         let st = self.inner.state.lock();
+        if self.generation.load(Ordering::Acquire) != self.inner.generation.load(Ordering::Acquire)
+        {
+            return Err(dead_fs());
+        }
+        Ok(st)
+    }
+
+    fn live(&self, path: &Path) -> io::Result<Arc<FaultFile>> {
+        let st = self.state()?;
         st.files
             .get(path)
             .filter(|e| e.exists)
@@ -247,7 +281,7 @@ impl Inner {
 
 impl Vfs for FaultyFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut st = self.inner.state.lock();
+        let mut st = self.state()?;
         for dir in path.ancestors() {
             st.dirs.insert(dir.to_path_buf());
         }
@@ -255,7 +289,7 @@ impl Vfs for FaultyFs {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let st = self.inner.state.lock();
+        let st = self.state()?;
         if !st.dirs.contains(path) {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -271,7 +305,7 @@ impl Vfs for FaultyFs {
     }
 
     fn create_segment(&self, path: &Path, len: u64) -> io::Result<Arc<dyn SegmentFile>> {
-        let mut st = self.inner.state.lock();
+        let mut st = self.state()?;
         if st.files.get(path).is_some_and(|e| e.exists) {
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
@@ -292,7 +326,7 @@ impl Vfs for FaultyFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut st = self.inner.state.lock();
+        let mut st = self.state()?;
         match st.files.get_mut(path).filter(|e| e.exists) {
             Some(e) => {
                 e.exists = false;
@@ -303,7 +337,7 @@ impl Vfs for FaultyFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut st = self.inner.state.lock();
+        let mut st = self.state()?;
         let file = match st.files.get_mut(from).filter(|e| e.exists) {
             Some(e) => {
                 e.exists = false;
@@ -327,7 +361,7 @@ impl Vfs for FaultyFs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.inner.sync_allowed()?;
-        let mut st = self.inner.state.lock();
+        let mut st = self.state()?;
         st.files.retain(|p, e| {
             if p.parent() == Some(path) {
                 e.durable_exists = e.exists;
@@ -347,7 +381,7 @@ impl Vfs for FaultyFs {
         let file = match self.live(path) {
             Ok(f) => f,
             Err(_) => {
-                let mut st = self.inner.state.lock();
+                let mut st = self.state()?;
                 self.new_file(path, Vec::new(), &mut st)
             }
         };
@@ -355,7 +389,7 @@ impl Vfs for FaultyFs {
         // disk cuts it short), then the sync makes it durable, or fails and
         // leaves it to be lost at a crash.
         let room = {
-            let st = self.inner.state.lock();
+            let st = self.state()?;
             st.space_limit
                 .map_or(usize::MAX, |l| l.saturating_sub(st.used_bytes()) as usize)
         };
@@ -371,11 +405,11 @@ impl Vfs for FaultyFs {
     }
 
     fn writer_active(&self, dir: &Path) -> io::Result<bool> {
-        Ok(self.inner.state.lock().locks.contains(dir))
+        Ok(self.state()?.locks.contains(dir))
     }
 
     fn free_bytes(&self, _path: &Path) -> io::Result<u64> {
-        let st = self.inner.state.lock();
+        let st = self.state()?;
         let Some(limit) = st.space_limit else {
             return Ok(u64::MAX);
         };
@@ -383,7 +417,7 @@ impl Vfs for FaultyFs {
     }
 
     fn try_lock(&self, dir: &Path, owner: &str) -> io::Result<Option<LockGuard>> {
-        let mut st = self.inner.state.lock();
+        let mut st = self.state()?;
         if !st.locks.insert(dir.to_path_buf()) {
             return Ok(None);
         }
@@ -500,5 +534,39 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49eb_133e_b133);
         z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_from_before_a_crash_changes_nothing_after_it() {
+        let fs = FaultyFs::new();
+        let old = fs.clone();
+        let dir = Path::new("/log");
+        old.create_dir_all(dir).unwrap();
+        old.append_file(&dir.join("a"), b"durable").unwrap();
+        let seg = old.create_segment(&dir.join("b.tmp"), 64).unwrap();
+        old.sync_dir(dir).unwrap();
+        fs.crash(1);
+        // The old process's threads: every operation refused, nothing changed.
+        assert!(old.rename(&dir.join("b.tmp"), &dir.join("b")).is_err());
+        assert!(old.remove_file(&dir.join("a")).is_err());
+        assert!(old.append_file(&dir.join("a"), b" and more").is_err());
+        assert!(old.append_file(&dir.join("c"), b"new").is_err());
+        assert!(old.create_segment(&dir.join("d"), 64).is_err());
+        assert!(old.sync_dir(dir).is_err());
+        assert!(old.try_lock(dir, "old").is_err());
+        assert!(seg.write_at(0, b"x").is_err());
+        // The rebooted system: the handle that crashed it, and new clones.
+        let mut names = fs.list_dir(dir).unwrap();
+        names.sort();
+        assert_eq!(names, ["a", "b.tmp"]);
+        assert_eq!(fs.read_file(&dir.join("a")).unwrap(), b"durable");
+        let new = fs.clone();
+        new.rename(&dir.join("b.tmp"), &dir.join("b")).unwrap();
+        assert!(fs.try_lock(dir, "new").unwrap().is_some());
     }
 }
