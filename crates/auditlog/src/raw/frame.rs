@@ -10,7 +10,11 @@ const _: () = assert!(FRAME_HEADER_LEN == 4 + 4 + 8);
 /// The CRC-32/IEEE (crc32fast) of a frame: over the length field, the LSN
 /// field and the payload, in that order (everything but the CRC field).
 pub fn frame_crc(header: &[u8; FRAME_HEADER_LEN], payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    // `Hasher::new` asks the CPU for its features every time: a frame is
+    // checked at every open and read, so the answer is kept.
+    static NEW: std::sync::LazyLock<crc32fast::Hasher> =
+        std::sync::LazyLock::new(crc32fast::Hasher::new);
+    let mut h = NEW.clone();
     h.update(&header[0..4]);
     h.update(&header[8..16]);
     h.update(payload);
