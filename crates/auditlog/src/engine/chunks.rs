@@ -185,8 +185,8 @@ impl ChunkIndex {
             };
             match summarise(bytes, &at, record_max, skips, &mut frames) {
                 Ok(Some(c)) => {
-                    // One look-up per key of the chunk, not per frame.
-                    frames.sort_by_key(|f| f.0);
+                    // One look-up per key of the chunk, not per frame
+                    // (`summarise` sorted the frames by key).
                     for run in frames.chunk_by(|a, b| a.0 == b.0) {
                         let list = self.postings.entry(run[0].0).or_default();
                         list.extend(run.iter().map(|&(_, lsn, off)| (lsn, off)));
@@ -271,7 +271,6 @@ fn summarise(
         checked_end,
     } = at;
     let (mut off, mut lsn, mut frames) = (start, first_lsn, 0u32);
-    let mut keys = Vec::new();
     let (mut min_time, mut max_time, mut opaque) = (i64::MAX, i64::MIN, false);
     while frames < CHUNK_FRAMES {
         if off >= end {
@@ -296,7 +295,6 @@ fn summarise(
         match codec::peek_structure(payload) {
             Some((type_id, severity, time)) => {
                 let key = u32::from(type_id) << 8 | u32::from(severity.code());
-                keys.push(key);
                 frames_out.push((key, lsn, off));
                 min_time = min_time.min(time.0);
                 max_time = max_time.max(time.0);
@@ -308,14 +306,14 @@ fn summarise(
         }
         (off, lsn, frames) = (f.next, Lsn(lsn.0 + 1), frames + 1);
     }
-    keys.sort_unstable();
-    let mut counted: Vec<(u32, u32)> = Vec::new();
-    for k in keys {
-        match counted.last_mut() {
-            Some((last, n)) if *last == k => *n += 1,
-            _ => counted.push((k, 1)),
-        }
-    }
+    // By key, each key's frames still in order: the chunk's counts here,
+    // the postings in `extend`.
+    frames_out.sort_by_key(|f| f.0);
+    let counted: Vec<(u32, u32)> = frames_out
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run[0].0 != OPAQUE_KEY)
+        .map(|run| (run[0].0, run.len() as u32))
+        .collect();
     Ok(Some(Chunk {
         start,
         end: off,
