@@ -94,7 +94,10 @@ pub(crate) fn ingest(
         });
     }
     let bar = progress(size.unwrap_or(0), "importing");
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        synced_each: durability == Durability::Sync,
+        ..Outcome::default()
+    };
     let mut batch: Vec<(u64, Event)> = Vec::new();
     let mut failure = None;
     let push = |item: Item, batch: &mut Vec<(u64, Event)>, out: &mut Outcome| {
@@ -135,7 +138,15 @@ pub(crate) fn ingest(
     bar.finish_and_clear();
     let interrupted = stop.load(Ordering::Relaxed);
     if durability != Durability::Sync {
-        log.log().sync().context("sync")?;
+        if let Err(e) = log.log().sync() {
+            let what = match (out.not_durable_from(log.log().durable_lsn()), out.last) {
+                (Some((a, line)), Some(b)) => format!(
+                    "the events appended from {name}:{line} on (LSN {a}..={b}) are in the log but not known to be durable: they may not survive a crash"
+                ),
+                _ => "every event appended is durable".to_string(),
+            };
+            return Err(anyhow::Error::new(e).context(format!("sync failed: {what}")));
+        }
     }
     out.print(interrupted);
     match failure {
@@ -170,14 +181,41 @@ struct Outcome {
     skipped: u64,
     /// The last input line appended.
     last_line: Option<u64>,
+    /// Each batch was synced as it was appended (`Sync` durability).
+    synced_each: bool,
+    /// The batches appended that were not durable when last looked at: the
+    /// first LSN of each and its events' lines (consecutive LSNs).
+    pending: std::collections::VecDeque<(Lsn, Vec<u64>)>,
 }
 
 impl Outcome {
-    fn took(&mut self, first: Lsn, next: Lsn, last_line: u64) {
+    /// Counts the events on `lines`, appended as `first..` (one LSN each);
+    /// `durable` says whether they are, else what the log says is.
+    fn took(&mut self, log: &AuditLog, first: Lsn, lines: &[u64], durable: bool) {
+        let next = Lsn(first.0 + lines.len() as u64);
         self.first.get_or_insert(first);
         self.last = Some(Lsn(next.0 - 1));
-        self.appended += next.0 - first.0;
-        self.last_line = Some(last_line);
+        self.appended += lines.len() as u64;
+        self.last_line = lines.last().copied();
+        if !durable {
+            self.pending.push_back((first, lines.to_vec()));
+        }
+        let upto = log.log().durable_lsn();
+        while let Some((a, l)) = self.pending.front() {
+            if a.0 + l.len() as u64 > upto.0 {
+                break;
+            }
+            self.pending.pop_front();
+        }
+    }
+
+    /// The first event appended that is not durable (below `upto` all
+    /// are), and its line.
+    fn not_durable_from(&self, upto: Lsn) -> Option<(Lsn, u64)> {
+        self.pending.iter().find_map(|(a, lines)| {
+            let skip = upto.0.saturating_sub(a.0) as usize;
+            lines.get(skip).map(|&l| (Lsn(a.0 + skip as u64), l))
+        })
     }
 
     /// Appends `batch` and empties it. A record the log refuses for what it
@@ -199,19 +237,26 @@ impl Outcome {
         batch.clear();
         match log.append_batch(&events) {
             Ok(r) => {
-                self.took(r.start, r.end, *lines.last().expect("a batch"));
+                self.took(log, r.start, &lines, self.synced_each);
                 Ok(())
             }
             Err(e) if refuses_the_record(&e) => {
                 for (e, line) in events.iter().zip(&lines) {
                     match log.append(e) {
-                        Ok(lsn) => self.took(lsn, Lsn(lsn.0 + 1), *line),
+                        Ok(lsn) => self.took(log, lsn, &[*line], self.synced_each),
                         Err(err) if skip && refuses_the_record(&err) => {
                             let err = err.to_string();
                             eprintln!("auditlog: {name}:{line}: skipped: {}", visible(&err));
                             self.skipped += 1;
                         }
-                        Err(err) => return Err(self.stopped(err, name, *line)),
+                        Err(Error::NotDurable {
+                            first,
+                            next,
+                            source,
+                        }) => {
+                            return Err(self.not_durable(log, first, next, source, &[*line], name))
+                        }
+                        Err(err) => return Err(self.stopped(log, err, name, *line)),
                     }
                 }
                 Ok(())
@@ -222,20 +267,63 @@ impl Outcome {
                 source,
             }) => {
                 let n = (next.0 - first.0) as usize;
-                self.took(first, next, lines[n - 1]);
-                Err(self.stopped(*source, name, lines[n]))
+                self.took(log, first, &lines[..n], self.synced_each);
+                Err(self.stopped(log, *source, name, lines[n]))
             }
-            Err(e) => Err(self.stopped(e, name, lines[0])),
+            Err(Error::NotDurable {
+                first,
+                next,
+                source,
+            }) => Err(self.not_durable(log, first, next, source, &lines, name)),
+            Err(e) => Err(self.stopped(log, e, name, lines[0])),
         }
     }
 
-    /// The error that stops an import at `line`, saying what is in.
-    fn stopped(&self, e: Error, name: &str, line: u64) -> anyhow::Error {
+    /// The error of an append of the events on `lines` that wrote
+    /// `first..next` (the first of them) but could not sync them.
+    fn not_durable(
+        &mut self,
+        log: &AuditLog,
+        first: Lsn,
+        next: Lsn,
+        source: Box<Error>,
+        lines: &[u64],
+        name: &str,
+    ) -> anyhow::Error {
+        let n = (next.0 - first.0) as usize;
+        self.took(log, first, &lines[..n], false);
+        // The line after the last one written: nothing from there on is in.
+        let at = lines.get(n).copied().unwrap_or(lines[n - 1] + 1);
+        self.stopped(
+            log,
+            Error::NotDurable {
+                first,
+                next,
+                source,
+            },
+            name,
+            at,
+        )
+    }
+
+    /// The error that stops an import at `line`: syncs what is in, if the
+    /// log still can, and says what is in and which of it is not durable.
+    fn stopped(&self, log: &AuditLog, e: Error, name: &str, line: u64) -> anyhow::Error {
+        // What is in is made durable now, if the log still can.
+        let synced = log.log().sync().is_ok();
         let done = match (self.first, self.last, self.last_line) {
-            (Some(a), Some(b), Some(l)) => format!(
-                "{} events up to {name}:{l} are in the log (LSN {a}..={b}); nothing from line {line} on was appended (rerun with --from-line {line} to go on without duplicates)",
-                self.appended
-            ),
+            (Some(a), Some(b), Some(l)) => {
+                let unsynced = match self.not_durable_from(log.log().durable_lsn()) {
+                    Some((lsn, from)) if !synced => format!(
+                        ", but those from {name}:{from} on (LSN {lsn}..={b}) are not known to be durable (the log could not sync them): they may not survive a crash"
+                    ),
+                    _ => String::new(),
+                };
+                format!(
+                    "{} events up to {name}:{l} are in the log (LSN {a}..={b}){unsynced}; nothing from line {line} on was appended (rerun with --from-line {line} to go on without duplicates)",
+                    self.appended
+                )
+            }
             _ => format!("nothing from line {line} on was appended"),
         };
         anyhow::Error::new(e).context(format!("{name}:{line}: {done}"))

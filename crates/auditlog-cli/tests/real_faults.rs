@@ -132,6 +132,41 @@ int fsync(int fd) {
     if (should_fail(fd)) { errno = EIO; return -1; }
     return real(fd);
 }
+
+/* Whether the mapping holding addr is of a file whose path holds pat. */
+static int mapped_path_holds(void *addr, const char *pat) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4352];
+    int hit = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) != 2) continue;
+        if ((unsigned long)addr >= lo && (unsigned long)addr < hi) {
+            hit = strstr(line, pat) != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return hit;
+}
+
+/* Fails msync of a mapping of a file whose path holds $AUDITLOG_SHIM_MSYNC,
+   once $AUDITLOG_SHIM_MSYNC_AFTER such calls have succeeded. */
+int msync(void *addr, size_t len, int flags) {
+    static int (*real)(void *, size_t, int);
+    static long seen;
+    const char *pat = getenv("AUDITLOG_SHIM_MSYNC");
+    if (!real) real = (int (*)(void *, size_t, int))dlsym(RTLD_NEXT, "msync");
+    if (pat && mapped_path_holds(addr, pat)) {
+        const char *after = getenv("AUDITLOG_SHIM_MSYNC_AFTER");
+        if (__atomic_fetch_add(&seen, 1, __ATOMIC_SEQ_CST) >= (after ? atol(after) : 0)) {
+            errno = EIO;
+            return -1;
+        }
+    }
+    return real(addr, len, flags);
+}
 "#;
 
 fn build_shim(dir: &Path) -> PathBuf {
@@ -195,6 +230,98 @@ fn a_failed_fdatasync_of_catalog_poisons_the_append_and_loses_nothing() {
     ]));
     assert!(!again.is_empty() && again.iter().all(|e| e.actor.as_deref() == Some("x")));
     assert!(ok(&["verify", "--dir", d]).contains("ok"));
+}
+
+/// A failing `msync` of a segment (the shim, counting: the first few
+/// succeed): `import` stops with the I/O error and says exactly which
+/// events are in the log and which of them are not known to be durable, and
+/// every word of it holds when the log is opened again. Before, it said
+/// "nothing from line L on was appended" of events that were written (and
+/// a rerun from there duplicated them).
+#[test]
+fn a_failed_msync_of_a_segment_says_exactly_what_is_in_and_what_is_not_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = build_shim(tmp.path());
+    let (file, events) = events_file(tmp.path(), 60_000);
+    let mut not_durable_said = 0;
+    for (durability, after) in [("sync", 3), ("sync", 20), ("buffered", 3), ("buffered", 8)] {
+        let dir = tmp.path().join(format!("log-{durability}-{after}"));
+        let d = dir.to_str().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+            .args([
+                "import",
+                "--dir",
+                d,
+                "--format",
+                "jsonl",
+                "--segment-size",
+                "2MiB",
+            ])
+            .args(["--durability", durability])
+            .arg(&file)
+            .env("LD_PRELOAD", &lib)
+            .env("AUDITLOG_SHIM_MSYNC", ".seg")
+            .env("AUDITLOG_SHIM_MSYNC_AFTER", after.to_string())
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        let case = format!("{durability}, {after} syncs: {err}");
+        assert!(!o.status.success(), "{case}");
+        assert!(err.contains("Input/output error"), "{case}");
+        // What it says is in (all of it, if only the final sync failed).
+        let n = if err.contains(" events up to ") {
+            let (n, next_line) = committed(&err);
+            assert_eq!(next_line, n + 1, "{case}");
+            n
+        } else if err.contains("nothing from line 1 on was appended") {
+            0
+        } else {
+            assert!(
+                err.contains("sync failed: the events appended from"),
+                "{case}"
+            );
+            events.len() as u64
+        };
+        let count: u64 = ok(&["query", "--dir", d, "--count"])
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(count, n, "{case}");
+        if n > 0 {
+            let all = lines_as_events(&ok(&["query", "--dir", d, "--format", "jsonl"]));
+            assert_eq!(all[..], events[..n as usize], "{case}");
+        }
+        // "… from FILE:LINE on (LSN A..=B) … not known to be durable": a
+        // line among those in, up to the last one in.
+        if let Some(rest) = err.split(" on (LSN ").nth(1) {
+            assert!(err.contains("not known to be durable"), "{case}");
+            let from_line: u64 = err
+                .split(" from ")
+                .find_map(|s| {
+                    s.split(" on (LSN ")
+                        .next()?
+                        .rsplit(':')
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("no line: {case}"));
+            assert!(from_line >= 1 && from_line <= n, "{case}");
+            let b: u64 = rest
+                .split(')')
+                .next()
+                .and_then(|r| r.split("..=").nth(1))
+                .and_then(|b| b.parse().ok())
+                .unwrap_or_else(|| panic!("no LSN range: {case}"));
+            let last = ok(&["tail", "--dir", d, "-n", "1", "--format", "jsonl"]);
+            assert!(last.contains(&format!("\"lsn\":{b},")), "{case}\n{last}");
+            not_durable_said += 1;
+        }
+        assert!(ok(&["verify", "--dir", d]).contains("ok"), "{case}");
+    }
+    // A sync that failed under an append leaves written events that are
+    // not durable: at least one run must have said so.
+    assert!(not_durable_said > 0, "no run said what is not durable");
 }
 
 /// Writes zeros into `path` until the file system is full.

@@ -327,7 +327,9 @@ impl AuditLog {
     /// [`Error::RecordTooLarge`]. For the log: [`Error::ReadOnly`],
     /// [`Error::StorageFull`], [`Error::Io`], [`Error::Poisoned`] after an
     /// earlier failed write or sync, [`Error::BatchCut`] when only the
-    /// first part of a batch larger than a segment went in.
+    /// first part of a batch larger than a segment went in,
+    /// [`Error::NotDurable`] when the events were written but their sync
+    /// (`Sync` durability) failed: they are in the log, not durable.
     pub fn append_batch(&self, events: &[Event]) -> Result<Range<Lsn>> {
         self.append_all(events)
     }

@@ -129,6 +129,21 @@ pub enum Error {
         /// Why the rest could not be.
         source: Box<Error>,
     },
+    /// A `Sync` append wrote its records, but the sync that was to make them
+    /// durable failed: they are in the log now (readers see them, and a
+    /// reopen finds them unless the machine goes down first) but may not
+    /// survive a crash or power loss. Nothing after them was appended, and
+    /// the log is poisoned. `next - first` may be fewer than the batch held
+    /// (a batch larger than a segment, cut): the rest was not appended.
+    #[error("records {first}..={} were appended but not made durable: their sync failed, so they are in the log now but may not survive a crash", next.0 - 1)]
+    NotDurable {
+        /// LSN of the first record written.
+        first: Lsn,
+        /// One past the last record written.
+        next: Lsn,
+        /// Why the sync failed.
+        source: Box<Error>,
+    },
     /// The quarantine file cannot be parsed.
     #[error("{}: line {line}: {what}", path.display())]
     BadQuarantineFile {
@@ -149,6 +164,19 @@ impl Error {
         } else {
             Error::Io { op, path, source }
         }
+    }
+
+    /// This error and every cause under it, `: `-separated (what a poisoned
+    /// log keeps as its reason: the operation, the file and the OS error).
+    pub(crate) fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        text
     }
 
     /// The corruption report, if this is a corruption error.

@@ -196,6 +196,34 @@ fn a_failed_sync_of_catalog_poisons_the_log_and_loses_nothing_acknowledged() {
     }
 }
 
+/// A registration whose sync failed: its records are in the log, its lines
+/// not in `CATALOG`. That is the state any writer leaves that stops between
+/// the two (a crash too), not damage: a reader takes the names from the log,
+/// `verify_catalog` finds nothing wrong, and the next writer's open writes
+/// the lines. (Before, a read-only verify called each such record damage.)
+#[test]
+fn a_registration_cut_off_before_its_catalog_line_is_not_damage() {
+    let fs = FaultyFs::new();
+    let evs = written(&fs, 2);
+    let log = AuditLog::open(DIR, opts(&fs)).unwrap();
+    fs.fail_sync_after(0);
+    let e = event(700, "CUT_OFF_TYPE", "cut_off_key");
+    assert!(log.append(&e).is_err());
+    drop(log);
+    let text = String::from_utf8(catalog(&fs)).unwrap();
+    assert!(!text.contains("CUT_OFF_TYPE"), "{text}");
+    let reader = AuditLog::open(DIR, read_only(&fs)).unwrap();
+    assert_eq!(reader.verify_catalog().unwrap(), Vec::<String>::new());
+    assert_eq!(all(&reader), evs);
+    drop(reader);
+    let log = AuditLog::open(DIR, opts(&fs)).unwrap();
+    assert!(log.catalog_report().completed_from_log > 0);
+    assert!(String::from_utf8(catalog(&fs))
+        .unwrap()
+        .contains("CUT_OFF_TYPE"));
+    assert!(log.verify_catalog().unwrap().is_empty());
+}
+
 #[test]
 fn a_full_disk_while_writing_catalog_loses_no_name() {
     let fs = FaultyFs::new();

@@ -149,6 +149,8 @@ fn torn_tail_is_cleared_and_reported() {
 
 #[test]
 fn failed_fsync_poisons_the_log_and_loses_nothing_acknowledged() {
+    // Seeds whose first failure was the append's own sync.
+    let mut not_durable = 0;
     for seed in 0..200u64 {
         let fs = FaultyFs::new();
         let mut rng = SplitMix64(seed);
@@ -159,6 +161,7 @@ fn failed_fsync_poisons_the_log_and_loses_nothing_acknowledged() {
         let mut failed = false;
         for i in 1..=200u64 {
             let p = payload(i, (rng.next() % 500) as usize);
+            let next = log.next_lsn();
             match log.append_with(&p, Durability::Sync) {
                 Ok(lsn) => {
                     assert!(
@@ -170,15 +173,28 @@ fn failed_fsync_poisons_the_log_and_loses_nothing_acknowledged() {
                 }
                 Err(e) => {
                     if !failed {
-                        // The append's own sync failed, or one the rollover
-                        // thread ran (a seal, a new segment's header) did
-                        // first and poisoned the log.
-                        assert!(
-                            matches!(e, Error::Io { .. } | Error::Poisoned { .. }),
-                            "seed {seed}: first error {e}"
-                        );
-                        // The record may or may not be visible; it was not acknowledged.
-                        written.push(p);
+                        match &e {
+                            // Its own sync failed (or the rollover thread's,
+                            // which it waited for): written, readable, and
+                            // said to be exactly this record.
+                            Error::NotDurable {
+                                first, next: end, ..
+                            } => {
+                                assert_eq!((*first, *end), (next, Lsn(next.0 + 1)), "seed {seed}");
+                                let got = log.read(next).unwrap().expect("readable");
+                                assert_eq!(got.payload(), &p[..], "seed {seed}");
+                                written.push(p);
+                                not_durable += 1;
+                            }
+                            // A sync of the rollover thread (a seal, a new
+                            // segment's header) poisoned the log before the
+                            // record was written, or creating the segment
+                            // it needed failed: nothing written.
+                            Error::Poisoned { .. } | Error::Io { .. } => {
+                                assert_eq!(log.next_lsn(), next, "seed {seed}: {e}");
+                            }
+                            _ => panic!("seed {seed}: first error {e}"),
+                        }
                     } else {
                         assert!(matches!(e, Error::Poisoned { .. }), "seed {seed}: {e}");
                     }
@@ -197,6 +213,10 @@ fn failed_fsync_poisons_the_log_and_loses_nothing_acknowledged() {
             .unwrap_or_else(|e| panic!("seed {seed}: reopen failed: {e}"));
         check_prefix(seed, &log, &mut written, acked);
     }
+    assert!(
+        not_durable > 50,
+        "only {not_durable} of 200 first failures were an append's own sync"
+    );
 }
 
 #[test]

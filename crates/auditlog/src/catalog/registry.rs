@@ -519,7 +519,7 @@ impl Registry {
             }
             Err(e) => {
                 self.failed = Some(e.to_string());
-                shared.poison(format!("write to {CATALOG_FILE} failed: {e}"));
+                shared.poison(format!("write to {CATALOG_FILE} failed: {}", e.chain()));
                 Err(e)
             }
         }
@@ -878,8 +878,8 @@ impl Registry {
     }
 
     /// Checks the file against every catalog record in the log: each record
-    /// is in the file, and each file line with a record points at one that
-    /// says the same. Returns what disagrees.
+    /// up to what the file covers is in the file, and each file line with a
+    /// record points at one that says the same. Returns what disagrees.
     pub(crate) fn check_against_log(&self, shared: &Arc<Shared>) -> Result<Vec<String>> {
         let mut problems: Vec<String> = self
             .ends_early(shared.visible.load(std::sync::atomic::Ordering::Acquire))
@@ -916,7 +916,15 @@ impl Registry {
                 )),
             }
         }
+        // Records past what the file covers are not in it yet when a writer
+        // stopped (a crash, a failed sync) between appending them and
+        // writing their lines: readers take them from the log, and the next
+        // writer's open writes them. Only an older one missing is damage.
+        let from = self.scan_from();
         for (lsn, e) in from_log.entries() {
+            if lsn >= from {
+                continue;
+            }
             let known = match &e {
                 Entry::Type { id, name, .. } => self.type_name(*id) == Some(name),
                 Entry::Key { id, name } => self.key_name(*id) == Some(name),

@@ -88,7 +88,13 @@ impl Shared {
 
     /// Appends records and waits until they are durable; the first one's LSN.
     pub(crate) fn append_durable<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Lsn> {
-        super::append_batch(self, payloads, Durability::Sync).map(|(first, _)| first)
+        super::append_batch(self, payloads, Durability::Sync)
+            .map(|(first, _)| first)
+            // Internal records: their callers want the cause, not the range.
+            .map_err(|e| match e {
+                Error::NotDurable { source, .. } => *source,
+                e => e,
+            })
     }
 
     /// Every record `filter` may accept, oldest first, from `from` on.

@@ -330,7 +330,11 @@ fn start(shared: &Shared, spare: Spare, first: Lsn) -> Result<Arc<Seg>> {
     };
     if let Err(e) = spare.file.write_at(0, &header.encode()) {
         let e = Error::io("write segment header", &spare.tmp, e);
-        shared.poison(format!("starting segment {} failed: {e}", spare.id));
+        shared.poison(format!(
+            "starting segment {} failed: {}",
+            spare.id,
+            e.chain()
+        ));
         return Err(e);
     }
     spare.file.freeze(DATA_START);
@@ -344,7 +348,7 @@ fn create(shared: &Shared, id: SegmentId, first: Lsn, len: u64) -> Result<Arc<Se
         Ok(seg) => Ok(Arc::new(seg)),
         Err(CreateError::NotCreated(e)) => Err(e),
         Err(CreateError::Failed(e)) => {
-            shared.poison(format!("creating segment {id} failed: {e}"));
+            shared.poison(format!("creating segment {id} failed: {}", e.chain()));
             Err(e)
         }
     }
@@ -383,7 +387,7 @@ fn finish(shared: &Shared, p: Pending) -> Result<()> {
                 .map_err(|e| Error::io("sync directory", &shared.dir, e))
         });
     if let Err(e) = named {
-        shared.poison(format!("starting segment {} failed: {e}", new.id));
+        shared.poison(format!("starting segment {} failed: {}", new.id, e.chain()));
         return Err(e);
     }
     Ok(())

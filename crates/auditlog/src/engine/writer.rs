@@ -89,16 +89,14 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
                 if done == first {
                     return Err(e);
                 }
-                // Part of the batch is in: say exactly which part.
+                // Part of the batch is in: say exactly which part (and, if
+                // its sync failed, that it is not durable).
                 drop(guard);
-                let source = Box::new(match finish(shared, first, done, durability) {
-                    Ok(_) => e,
-                    Err(sync) => sync,
-                });
+                finish(shared, first, done, durability)?;
                 return Err(Error::BatchCut {
                     first,
                     next: done,
-                    source,
+                    source: Box::new(e),
                 });
             }
         }
@@ -135,9 +133,15 @@ pub(crate) fn append_batch<P: AsRef<[u8]>>(
     )
 }
 
+/// Syncs `first..next`, just written, if `durability` asks for it: a failed
+/// sync is [`Error::NotDurable`] (the records are in, readers see them).
 fn finish(shared: &Shared, first: Lsn, next: Lsn, durability: Durability) -> Result<(Lsn, Lsn)> {
     match durability {
-        Durability::Sync => sync_to(shared, next)?,
+        Durability::Sync => sync_to(shared, next).map_err(|e| Error::NotDurable {
+            first,
+            next,
+            source: Box::new(e),
+        })?,
         Durability::Buffered | Durability::Interval(_) => {}
     }
     Ok((first, next))
@@ -174,7 +178,11 @@ fn write_and_publish<P: AsRef<[u8]>>(
     bytes: u64,
 ) -> Result<()> {
     if let Err(e) = write_frames(seg, off, lsn0, payloads) {
-        shared.poison(format!("write to {} failed: {e}", seg.path.display()));
+        shared.poison(format!(
+            "write to {} failed: {}",
+            seg.path.display(),
+            e.chain()
+        ));
         return Err(e);
     }
     publish(
@@ -537,7 +545,9 @@ impl crate::Log {
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::RecordTooLarge`] (nothing written);
     /// [`Error::StorageFull`] and [`Error::Io`]; [`Error::Poisoned`] once a
-    /// write or sync has failed; [`Error::BatchCut`] as above.
+    /// write or sync has failed (nothing of this batch written);
+    /// [`Error::BatchCut`] as above; [`Error::NotDurable`] when the records
+    /// were written but the sync `Sync` asks for failed (exactly which).
     pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<std::ops::Range<Lsn>> {
         self.append_batch_with(payloads, self.shared.opts.durability)
     }
