@@ -545,7 +545,7 @@ impl crate::Log {
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::RecordTooLarge`] (nothing written);
     /// [`Error::StorageFull`] and [`Error::Io`]; [`Error::Poisoned`] once a
-    /// write or sync has failed (nothing of this batch written);
+    /// write or sync has failed (no record of this batch published);
     /// [`Error::BatchCut`] as above; [`Error::NotDurable`] when the records
     /// were written but the sync `Sync` asks for failed (exactly which).
     pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<std::ops::Range<Lsn>> {
