@@ -305,7 +305,9 @@ fn aggregates_during_compaction_count_each_event_once() {
     let evs = events(12_000, 5);
     let lsns = append(&log, &evs, 50);
     let stop = Arc::new(AtomicBool::new(false));
-    // More appends beside, so that segments keep being sealed and compacted.
+    // More appends beside, so that segments keep being sealed and compacted:
+    // about a segment per pass, paced so that the log does not outgrow the
+    // queries on a slow machine (unpaced, one run made 20,000 segments).
     let writer = {
         let (log, stop) = (log.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -316,6 +318,7 @@ fn aggregates_during_compaction_count_each_event_once() {
                     e.time = Timestamp(T0 - 1_000 * SEC); // outside every window below
                     log.append(&e).unwrap();
                 }
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         })
     };

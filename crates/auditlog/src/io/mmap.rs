@@ -22,12 +22,16 @@ use std::sync::Arc;
 
 use memmap2::MmapRaw;
 
-/// A segment file mapped into memory (shared mapping), plus the file it maps.
+/// A segment file mapped into memory (shared mapping).
+///
+/// The map keeps the file alive, not a descriptor: a log has thousands of
+/// segments, far more than a process may have files open. Only a file whose
+/// blocks are still to be allocated (a spare) keeps its descriptor, until
+/// [`allocate`](Self::allocate).
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     path: PathBuf,
-    /// Keeps the descriptor open for as long as the map lives.
-    _file: File,
+    file: parking_lot::Mutex<Option<File>>,
     map: MmapRaw,
     len: u64,
     writable: bool,
@@ -37,8 +41,15 @@ pub(crate) struct MappedFile {
 }
 
 impl MappedFile {
-    /// Maps all of `file` (`len` bytes), read-write when `writable`.
-    pub(crate) fn new(path: &Path, file: File, len: u64, writable: bool) -> io::Result<Self> {
+    /// Maps all of `file` (`len` bytes), read-write when `writable`; keeps
+    /// the descriptor only if `to_allocate` (see [`allocate`](Self::allocate)).
+    pub(crate) fn new(
+        path: &Path,
+        file: File,
+        len: u64,
+        writable: bool,
+        to_allocate: bool,
+    ) -> io::Result<Self> {
         if len == 0 || usize::try_from(len).is_err() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -56,7 +67,7 @@ impl MappedFile {
         };
         Ok(Self {
             path: path.to_path_buf(),
-            _file: file,
+            file: parking_lot::Mutex::new(to_allocate.then_some(file)),
             map,
             len,
             writable,
@@ -199,9 +210,22 @@ pub(crate) fn fallocate(file: &File, len: u64) -> io::Result<i32> {
 }
 
 impl MappedFile {
-    /// The file it maps.
-    pub(crate) fn file(&self) -> &File {
-        &self._file
+    /// Runs `allocate` on the file's descriptor, then lets the descriptor go.
+    /// An error if the file was not mapped `to_allocate` (or was allocated).
+    pub(crate) fn allocate(
+        &self,
+        allocate: impl FnOnce(&File) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut file = self.file.lock();
+        let Some(f) = file.as_ref() else {
+            return Err(io::Error::other(format!(
+                "{} was mapped without its descriptor: nothing left to allocate",
+                self.path.display()
+            )));
+        };
+        allocate(f)?;
+        *file = None;
+        Ok(())
     }
 }
 

@@ -56,7 +56,7 @@ impl Vfs for RealFs {
             let _ = fs::remove_file(path);
             return Err(e);
         }
-        let mapped = MappedFile::new(path, file, len, true)?;
+        let mapped = MappedFile::new(path, file, len, true, allocated < len)?;
         Ok(Arc::new(RealSegment(Arc::new(mapped))))
     }
 
@@ -65,7 +65,9 @@ impl Vfs for RealFs {
             .open(path)
             .map_err(|e| follow_error(path, e))?;
         let len = file.metadata()?.len();
-        let mapped = MappedFile::new(path, file, len, writable)?;
+        // A writable file may be a spare a crash left before its blocks
+        // were allocated: it keeps its descriptor until they are.
+        let mapped = MappedFile::new(path, file, len, writable, writable)?;
         Ok(Arc::new(RealSegment(Arc::new(mapped))))
     }
 
@@ -228,6 +230,6 @@ impl SegmentFile for RealSegment {
         // Only spares are allocated after their creation, before their
         // header is written (see `allocate` on file systems without
         // fallocate).
-        allocate(self.0.file(), self.0.len())
+        self.0.allocate(|file| allocate(file, self.0.len()))
     }
 }
