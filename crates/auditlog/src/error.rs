@@ -207,8 +207,24 @@ pub struct Corruption {
     pub end: u64,
     /// The LSNs whose records were in the damaged range, if any were.
     pub lsns_lost: Option<(Lsn, Lsn)>,
+    /// For a damaged block of a compacted segment: what its index says the
+    /// block held (its LSNs are not consecutive, so `lsns_lost` is `None`).
+    pub block: Option<BlockLoss>,
     /// What was wrong at `offset`.
     pub problem: Problem,
+}
+
+/// What a damaged block of a compacted segment held, as the segment's index
+/// says. A block holds the records of some types of one stripe, so its LSNs
+/// are a subset of `lsns`, not every LSN between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLoss {
+    /// The block's number in its segment (from 0).
+    pub block: u32,
+    /// Records it held.
+    pub records: u32,
+    /// Its least and greatest LSN.
+    pub lsns: (Lsn, Lsn),
 }
 
 impl fmt::Display for Corruption {
@@ -221,12 +237,34 @@ impl fmt::Display for Corruption {
             self.end,
             self.problem
         )?;
-        match self.lsns_lost {
-            Some((a, b)) if a == b => write!(f, "; record {a} lost"),
-            Some((a, b)) => write!(f, "; records {a}..={b} lost"),
-            // Not "no record lost": a damaged block or frame run may hold
+        match (self.lsns_lost, self.block) {
+            (Some((a, b)), _) if a == b => write!(f, "; record {a} lost"),
+            (Some((a, b)), _) => write!(f, "; records {a}..={b} lost"),
+            (
+                None,
+                Some(BlockLoss {
+                    block,
+                    records: 1,
+                    lsns: (a, _),
+                }),
+            ) => {
+                write!(f, "; block {block} lost: its one record, LSN {a}")
+            }
+            (
+                None,
+                Some(BlockLoss {
+                    block,
+                    records,
+                    lsns: (a, b),
+                }),
+            ) => write!(
+                f,
+                "; block {block} lost: its {records} records, LSNs from {a} to {b} (those \
+                 between that other blocks hold are not lost)"
+            ),
+            // Not "no record lost": a damaged frame run or index may hold
             // records whose LSNs cannot be read from it.
-            None => write!(f, "; which LSNs it held is not known"),
+            (None, None) => write!(f, "; which LSNs it held is not known"),
         }
     }
 }

@@ -69,7 +69,7 @@ pub use engine::{
     CompactReport, CompactedInfo, Follower, Iter, Log, Record, RecoveryReport, RolloverStats,
     VerifyReport,
 };
-pub use error::{Corruption, Error, Problem, Result};
+pub use error::{BlockLoss, Corruption, Error, Problem, Result};
 pub use event::{Event, EventFields, Timestamp};
 pub use options::{Compaction, Durability, Options, RecoveryMode};
 pub use query::{

@@ -484,12 +484,16 @@ fn a_damaged_block_is_reported_never_returned_and_repair_keeps_the_rest() {
     assert_eq!(report.damage.len(), 1, "{report:?}");
     assert_eq!(report.damage[0].path, path);
     assert_eq!(report.damage[0].offset, start);
+    // What the block held, from the index: every error names it.
+    let loss = report.damage[0].block.expect("the block's loss");
+    assert_eq!(loss.block, 1);
     let mut saw_error = false;
     for r in log.query(&Filter::default(), false) {
         match r {
             Ok((lsn, e)) => assert_eq!(&e, at(&evs, lsn)),
             Err(Error::Corruption(c)) => {
                 assert_eq!(c.path, path);
+                assert_eq!(c.block, Some(loss));
                 saw_error = true;
             }
             Err(e) => panic!("{e}"),
@@ -501,16 +505,40 @@ fn a_damaged_block_is_reported_never_returned_and_repair_keeps_the_rest() {
         dir,
         opts(log_opts().vfs(Arc::new(fs.clone())).check_sealed(true)),
     );
-    assert!(matches!(strict_checked, Err(Error::Corruption(_))));
+    match strict_checked {
+        Err(Error::Corruption(c)) => assert_eq!(c.block, Some(loss)),
+        other => panic!("{:?}", other.err()),
+    }
 
     // Repair: quarantines the block and returns every other event, unaltered.
     let repaired = reopen_repair(&fs, dir);
-    assert_eq!(repaired.log().recovery_report().repaired.len(), 1);
+    let dropped = &repaired.log().recovery_report().repaired;
+    assert_eq!(dropped.len(), 1);
     let got = query(&repaired, &Filter::default(), false);
     assert!(got.len() < evs.len() && got.len() > evs.len() / 2);
     for (lsn, e) in &got {
         assert_eq!(e, at(&evs, *lsn));
     }
+    // ... and says exactly how many records it dropped, and their LSNs' span.
+    let kept: std::collections::BTreeSet<Lsn> = got.iter().map(|(l, _)| *l).collect();
+    let lost: Vec<Lsn> = evs
+        .iter()
+        .map(|(l, _)| *l)
+        .filter(|l| !kept.contains(l))
+        .collect();
+    assert_eq!(dropped[0].block, Some(loss));
+    assert_eq!(loss.records as usize, lost.len());
+    assert_eq!(loss.lsns, (lost[0], *lost.last().unwrap()));
+    let text = dropped[0].to_string();
+    assert!(
+        text.contains(&format!(
+            "block 1 lost: its {} records, LSNs from {} to {}",
+            lost.len(),
+            lost[0],
+            lost.last().unwrap()
+        )),
+        "{text}"
+    );
     assert!(repaired.log().verify().unwrap().damage.is_empty());
     drop(repaired);
     // The quarantine is durable, the new file's name too (a directory sync),

@@ -11,7 +11,7 @@ use zstd::bulk::Decompressor;
 use super::body::Body;
 use super::filter::{RowFilter, SegmentPlan};
 use super::format::{self, BlockMeta, Header, Index, StripeMeta, OPAQUE};
-use crate::error::{Corruption, Error, Problem, Result};
+use crate::error::{BlockLoss, Corruption, Error, Problem, Result};
 use crate::event::codec::Head;
 use crate::io::SegmentFile;
 use crate::{Lsn, SegmentId};
@@ -209,15 +209,39 @@ impl CSeg {
         (i < self.index.stripes.len()).then_some(i)
     }
 
-    pub(crate) fn corruption(&self, b: &BlockMeta, problem: Problem) -> Error {
+    /// Damage of block `n`, with what the index says it held.
+    pub(crate) fn block_corruption(&self, n: usize, problem: Problem) -> Error {
         Error::from(Corruption {
+            block: Some(self.block_loss(n)),
+            ..self.damage_at(&self.index.blocks[n], problem)
+        })
+    }
+
+    /// What block `n` held, as the index says.
+    pub(crate) fn block_loss(&self, n: usize) -> BlockLoss {
+        let b = &self.index.blocks[n];
+        BlockLoss {
+            block: n as u32,
+            records: b.rows,
+            lsns: (b.min_lsn, b.max_lsn),
+        }
+    }
+
+    /// Damage found where block `b` is, not of that block alone.
+    pub(crate) fn corruption(&self, b: &BlockMeta, problem: Problem) -> Error {
+        Error::from(self.damage_at(b, problem))
+    }
+
+    fn damage_at(&self, b: &BlockMeta, problem: Problem) -> Corruption {
+        Corruption {
             path: self.path.clone(),
             segment: self.id,
             offset: b.offset,
             end: b.end(),
             lsns_lost: None,
+            block: None,
             problem,
-        })
+        }
     }
 
     /// The decompressed bytes of block `n`, checked against its CRC.
@@ -380,8 +404,9 @@ impl CSeg {
         }
         let mut frames = (0u64, 0u64);
         for &(i, n) in part {
-            let b = &self.index.blocks[n];
-            let mut body = self.block_body(n).map_err(|p| self.corruption(b, p))?;
+            let mut body = self
+                .block_body(n)
+                .map_err(|p| self.block_corruption(n, p))?;
             let ranges = &wanted[i];
             let mut outside = false;
             with_decompressor(|d| {
@@ -409,10 +434,10 @@ impl CSeg {
                     &mut rows,
                 )
             })
-            .map_err(|p| self.corruption(b, p))?;
+            .map_err(|p| self.block_corruption(n, p))?;
             if outside {
                 let p = Problem::BadCompacted(format!("block {n} holds LSNs outside its stripe"));
-                return Err(self.corruption(b, p));
+                return Err(self.block_corruption(n, p));
             }
             let (done, count) = body.frames();
             frames = (frames.0 + done as u64, frames.1 + count as u64);
@@ -469,7 +494,9 @@ impl CSeg {
             plan.blocks_read += 1;
             plan.bytes_read += u64::from(b.comp_len);
             plan.rows += u64::from(b.rows);
-            let mut body = self.block_body(n).map_err(|p| self.corruption(b, p))?;
+            let mut body = self
+                .block_body(n)
+                .map_err(|p| self.block_corruption(n, p))?;
             let mut failed = None;
             let mut matched = 0u64;
             let needed = needed | filter.columns();
@@ -497,7 +524,7 @@ impl CSeg {
                     }
                 })
             })
-            .map_err(|p| self.corruption(b, p))?;
+            .map_err(|p| self.block_corruption(n, p))?;
             let (done, count) = body.frames();
             plan.frames.0 += done as u64;
             plan.frames.1 += count as u64;

@@ -161,6 +161,7 @@ fn compact_one(shared: &Arc<Shared>, seg: &Arc<Seg>, report: &mut CompactReport)
             offset,
             end,
             lsns_lost: None,
+            block: None,
             problem,
         })
     })?;

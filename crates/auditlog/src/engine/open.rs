@@ -191,6 +191,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
                 offset: 0,
                 end: 0,
                 lsns_lost: None,
+                block: None,
                 problem: Problem::MissingSegment,
             }));
         }
@@ -282,6 +283,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
             offset: 0,
             end: compact::format::HEADER_LEN as u64,
             lsns_lost: None,
+            block: None,
             problem: Problem::ForeignSegment {
                 log_id,
                 found: u128::from(c.log_tag),
@@ -319,6 +321,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
                     offset,
                     end,
                     lsns_lost: None,
+                    block: None,
                     problem,
                 }));
             }
@@ -613,6 +616,7 @@ pub(super) fn corruption(id: SegmentId, path: &Path, d: &Damage) -> Corruption {
         offset: d.start,
         end: d.end,
         lsns_lost: d.lsns_lost,
+        block: None,
         problem: d.problem.clone(),
     }
 }
@@ -1005,6 +1009,7 @@ fn add_segment(shared: &Shared, id: SegmentId, first: Lsn) -> Result<bool> {
             offset: 0,
             end: HEADER_LEN as u64,
             lsns_lost: None,
+            block: None,
             problem,
         }))
     };
@@ -1037,6 +1042,7 @@ fn io_corruption(path: &Path, id: SegmentId, (problem, offset, end): compact::Lo
         offset,
         end,
         lsns_lost: None,
+        block: None,
         problem,
     })
 }
@@ -1130,6 +1136,7 @@ fn load_compacted(
                             offset: e.1,
                             end: e.2,
                             lsns_lost: None,
+                            block: None,
                             problem: e.0,
                         });
                         Ok(c)
@@ -1206,6 +1213,7 @@ fn load_compacted(
                     offset: b.offset,
                     end: b.end(),
                     lsns_lost: None,
+                    block: Some(c.block_loss(n)),
                     problem,
                 };
                 if !repair {
@@ -1250,6 +1258,7 @@ fn load_compacted(
                 offset: 0,
                 end: 0,
                 lsns_lost: None,
+                block: None,
                 problem: Problem::Mismatch {
                     field: "raw segment number after the compacted ones",
                     expected: last.id.0 + 1,

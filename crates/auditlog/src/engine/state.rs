@@ -242,6 +242,7 @@ impl Seg {
             offset,
             end,
             lsns_lost: lost,
+            block: None,
             problem,
         })
     }

@@ -47,6 +47,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
                     offset: b.offset,
                     end: b.end(),
                     lsns_lost: None,
+                    block: Some(c.block_loss(n)),
                     problem: problem.clone(),
                 }),
                 None => report.records += u64::from(b.rows),
@@ -71,6 +72,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
                 offset: s.valid_end,
                 end,
                 lsns_lost: Some((s.next_lsn, Lsn(seg.next_lsn.load(Ordering::Acquire) - 1))),
+                block: None,
                 problem: first_problem(bytes, s.valid_end, end, max),
             });
         }
@@ -84,6 +86,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
                         offset: 0,
                         end: f.data_end,
                         lsns_lost: None,
+                        block: None,
                         problem: Problem::DataCrc {
                             stored: f.data_crc,
                             computed,
