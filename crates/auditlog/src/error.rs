@@ -227,6 +227,20 @@ pub struct BlockLoss {
     pub lsns: (Lsn, Lsn),
 }
 
+impl fmt::Display for BlockLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (block, (a, b)) = (self.block, self.lsns);
+        match self.records {
+            1 => write!(f, "block {block} lost: its one record, LSN {a}"),
+            n => write!(
+                f,
+                "block {block} lost: its {n} records, LSNs from {a} to {b} (those between \
+                 that other blocks hold are not lost)"
+            ),
+        }
+    }
+}
+
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -240,28 +254,7 @@ impl fmt::Display for Corruption {
         match (self.lsns_lost, self.block) {
             (Some((a, b)), _) if a == b => write!(f, "; record {a} lost"),
             (Some((a, b)), _) => write!(f, "; records {a}..={b} lost"),
-            (
-                None,
-                Some(BlockLoss {
-                    block,
-                    records: 1,
-                    lsns: (a, _),
-                }),
-            ) => {
-                write!(f, "; block {block} lost: its one record, LSN {a}")
-            }
-            (
-                None,
-                Some(BlockLoss {
-                    block,
-                    records,
-                    lsns: (a, b),
-                }),
-            ) => write!(
-                f,
-                "; block {block} lost: its {records} records, LSNs from {a} to {b} (those \
-                 between that other blocks hold are not lost)"
-            ),
+            (None, Some(loss)) => write!(f, "; {loss}"),
             // Not "no record lost": a damaged frame run or index may hold
             // records whose LSNs cannot be read from it.
             (None, None) => write!(f, "; which LSNs it held is not known"),

@@ -26,8 +26,8 @@ use memmap2::MmapRaw;
 ///
 /// The map keeps the file alive, not a descriptor: a log has thousands of
 /// segments, far more than a process may have files open. Only a file whose
-/// blocks are still to be allocated (a spare) keeps its descriptor, until
-/// [`allocate`](Self::allocate).
+/// blocks may still have to be allocated (a spare being made, or any file an
+/// open maps writable) keeps its descriptor, until [`allocate`](Self::allocate).
 #[derive(Debug)]
 pub(crate) struct MappedFile {
     path: PathBuf,
@@ -211,20 +211,17 @@ pub(crate) fn fallocate(file: &File, len: u64) -> io::Result<i32> {
 
 impl MappedFile {
     /// Runs `allocate` on the file's descriptor, then lets the descriptor go.
-    /// An error if the file was not mapped `to_allocate` (or was allocated).
+    /// Nothing to do for a file mapped without it: its blocks were all
+    /// allocated when it was created, or it is never written (read-only).
     pub(crate) fn allocate(
         &self,
         allocate: impl FnOnce(&File) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut file = self.file.lock();
-        let Some(f) = file.as_ref() else {
-            return Err(io::Error::other(format!(
-                "{} was mapped without its descriptor: nothing left to allocate",
-                self.path.display()
-            )));
-        };
-        allocate(f)?;
-        *file = None;
+        if let Some(f) = file.as_ref() {
+            allocate(f)?;
+            *file = None;
+        }
         Ok(())
     }
 }
