@@ -242,6 +242,66 @@ fn segment_files(d: &Path, exts: &[&str]) -> Vec<std::path::PathBuf> {
     s
 }
 
+/// The newest segment deleted when it is the only raw one (the compactor
+/// took the others): no segment holds the log's identity any more, only its
+/// low 32 bits (compacted segments carry them). `verify` still names the
+/// records missing at the end; it said the seal files "belong to another
+/// log" and checked no checkpoint.
+#[test]
+fn the_only_raw_segment_deleted_is_told_as_records_missing_at_the_end() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let d = dir.to_str().unwrap();
+    assert!(run(&["keygen", "-d", d], &[], None).status.success());
+    let append = [
+        "append",
+        "-d",
+        d,
+        "--durability",
+        "buffered",
+        "--segment-size",
+        "2MiB",
+    ];
+    for from in [0, 10_000] {
+        let o = run(&append, &[], Some(&events(from, 10_000)));
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    // A writer kept open until its background compactor has taken every
+    // sealed segment.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(append)
+        .arg("-")
+        .env_remove("AUDITLOG_KEY")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(events(20_000, 10_000).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let start = std::time::Instant::now();
+    while segment_files(&dir, &["seg"]).len() > 1 || segment_files(&dir, &["cseg"]).is_empty() {
+        assert!(start.elapsed().as_secs() < 120, "the compactor did not run");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let raw = segment_files(&dir, &["seg"]);
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    std::fs::remove_file(&raw[0]).unwrap();
+
+    let o = run(&["verify", "-d", d], &[], None);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("records missing at the end"), "{out}");
+    assert!(
+        out.contains("no raw segment is left to hold the log's identity"),
+        "{out}"
+    );
+    assert!(!out.contains("belongs to another log"), "{out}");
+}
+
 /// The attacks of docs/TAMPER.md through the tool: each exits 4 and names
 /// the LSNs; damage to a seal file exits 1.
 #[test]

@@ -66,6 +66,12 @@ impl Shared {
         self.log_id
     }
 
+    /// Whether the identity was made up around the low 32 bits compacted
+    /// segments carry (no raw segment was left to hold it).
+    pub(crate) fn log_id_partial(&self) -> bool {
+        self.log_id_partial
+    }
+
     /// Bytes free on the log's file system.
     pub(crate) fn free_bytes(&self) -> Result<u64> {
         self.opts

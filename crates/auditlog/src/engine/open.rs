@@ -265,7 +265,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
             .filter(|&id| id != 0 && tag.is_none_or(|t| t == id as u32)),
         _ => None,
     };
-    let log_id = log_identity(
+    let (log_id, held) = log_identity(
         &opts,
         files
             .iter()
@@ -273,6 +273,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
             .chain(started_id),
         tag,
     );
+    let log_id_partial = !held && tag.is_some();
     if let Some(c) = compacted
         .iter()
         .find(|c| c.log_tag != 0 && c.log_tag != log_id as u32)
@@ -476,6 +477,7 @@ pub(crate) fn open(dir: &Path, mut opts: Options) -> Result<Shared> {
         dir: dir.to_path_buf(),
         opts,
         log_id,
+        log_id_partial,
         compacted: RwLock::new(compacted.into_iter().map(Arc::new).collect()),
         segments: RwLock::new(segs),
         compact_lock: Mutex::new(()),
@@ -562,8 +564,8 @@ fn remove_stray(opts: &Options, dir: &Path, tmp: &Path, report: &mut RecoveryRep
 
 /// The log's identity: the one most of its segment headers hold (version-1
 /// headers hold none); a new log gets a random one, ending in `tag` if its
-/// compacted segments have one.
-fn log_identity(opts: &Options, ids: impl Iterator<Item = u128>, tag: Option<u32>) -> u128 {
+/// compacted segments have one. Also whether a header held it.
+fn log_identity(opts: &Options, ids: impl Iterator<Item = u128>, tag: Option<u32>) -> (u128, bool) {
     let mut counts: Vec<(u128, usize)> = Vec::new();
     for id in ids.filter(|&id| id != 0) {
         match counts.iter_mut().find(|c| c.0 == id) {
@@ -574,10 +576,10 @@ fn log_identity(opts: &Options, ids: impl Iterator<Item = u128>, tag: Option<u32
     // The most common; on a tie, the oldest segment's.
     let best = counts.iter().map(|c| c.1).max();
     match counts.iter().find(|c| Some(c.1) == best) {
-        Some(&(id, _)) => id,
+        Some(&(id, _)) => (id, true),
         None => {
             let id = opts.new_log_id.unwrap_or_else(random_id);
-            tag.map_or(id, |t| id >> 32 << 32 | u128::from(t))
+            (tag.map_or(id, |t| id >> 32 << 32 | u128::from(t)), false)
         }
     }
 }

@@ -326,6 +326,10 @@ pub(crate) struct Shared {
     pub(crate) opts: Options,
     /// The log's identity, in every segment header it writes.
     pub(crate) log_id: u128,
+    /// No segment held the identity at open, only the low 32 bits of it
+    /// that compacted segments carry (its raw segments were all deleted):
+    /// `log_id` is made up around them.
+    pub(crate) log_id_partial: bool,
     /// Compacted segments: always older than every raw one. Lock order:
     /// `compacted` before `segments`.
     pub(crate) compacted: RwLock<Vec<Arc<CSeg>>>,

@@ -77,10 +77,27 @@ pub(crate) fn verify(
     key_name: &dyn Fn(u32) -> Option<String>,
 ) -> Result<TamperReport> {
     let mut report = TamperReport::default();
-    let (vfs, dir, log_id) = (shared.vfs(), shared.dir().to_path_buf(), shared.log_id());
+    let (vfs, dir) = (shared.vfs(), shared.dir().to_path_buf());
     let read = |name: &str| {
         store::read(&*vfs, &dir, name).map_err(|e| Error::io("read", dir.join(name), e))
     };
+    let mut log_id = shared.log_id();
+    if shared.log_id_partial() {
+        // No raw segment is left to hold the identity: the one the seal
+        // files name, if the compacted segments carry its low 32 bits, so
+        // that what is missing is told rather than "another log".
+        let named = read(CHECKPOINTS_FILE)?
+            .as_deref()
+            .and_then(store::checkpoints_log_id);
+        if let Some(named) = named.filter(|&id| id as u32 == log_id as u32) {
+            report.notes.push(format!(
+                "no raw segment is left to hold the log's identity (deleted): checked as \
+                 log {named:032x}, which {CHECKPOINTS_FILE} names and the compacted \
+                 segments end in"
+            ));
+            log_id = named;
+        }
+    }
     let end = shared.refreshed_end()?.saturating_sub(1);
     let first = shared.first_lsn().0.max(1);
     let key = match &check.key {

@@ -74,6 +74,12 @@ fn check_header(
     Ok(())
 }
 
+/// The log id a `CHECKPOINTS` file's header names, if it has one.
+pub fn checkpoints_log_id(bytes: &[u8]) -> Option<u128> {
+    (bytes.len() >= HEADER && &bytes[..8] == CKPT_MAGIC)
+        .then(|| u128::from_le_bytes(bytes[8..24].try_into().expect("16 bytes")))
+}
+
 /// The bytes of a new `TREE` file with no entry.
 pub fn tree_header(log_id: u128) -> Vec<u8> {
     header(TREE_MAGIC, log_id)
