@@ -211,14 +211,20 @@ impl CSeg {
 
     /// Damage of block `n`, with what the index says it held.
     pub(crate) fn block_corruption(&self, n: usize, problem: Problem) -> Error {
-        Error::from(Corruption {
+        Error::from(self.block_damage(n, problem))
+    }
+
+    /// Damage of block `n`, with what the index says it held, as a report
+    /// lists it (`verify`, a checked open, `repair`).
+    pub(crate) fn block_damage(&self, n: usize, problem: Problem) -> Corruption {
+        Corruption {
             block: Some(self.block_loss(n)),
             ..self.damage_at(&self.index.blocks[n], problem)
-        })
+        }
     }
 
     /// What block `n` held, as the index says.
-    pub(crate) fn block_loss(&self, n: usize) -> BlockLoss {
+    fn block_loss(&self, n: usize) -> BlockLoss {
         let b = &self.index.blocks[n];
         BlockLoss {
             block: n as u32,

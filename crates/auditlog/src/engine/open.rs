@@ -1209,15 +1209,7 @@ fn load_compacted(
                     continue;
                 }
                 let b = c.index.blocks[n];
-                let corruption = Corruption {
-                    path: path.clone(),
-                    segment: id,
-                    offset: b.offset,
-                    end: b.end(),
-                    lsns_lost: None,
-                    block: Some(c.block_loss(n)),
-                    problem,
-                };
+                let corruption = c.block_damage(n, problem);
                 if !repair {
                     return Err(Error::from(corruption));
                 }

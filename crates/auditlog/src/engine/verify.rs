@@ -41,15 +41,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
                 continue;
             }
             match damaged.iter().find(|d| d.0 == n) {
-                Some((_, problem)) => report.damage.push(Corruption {
-                    path: c.path.clone(),
-                    segment: c.id,
-                    offset: b.offset,
-                    end: b.end(),
-                    lsns_lost: None,
-                    block: Some(c.block_loss(n)),
-                    problem: problem.clone(),
-                }),
+                Some((_, problem)) => report.damage.push(c.block_damage(n, problem.clone())),
                 None => report.records += u64::from(b.rows),
             }
         }
